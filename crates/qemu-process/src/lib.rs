@@ -1,0 +1,415 @@
+//! Launching `qemu-system-x86_64` for vgashot.
+//!
+//! How a launch works:
+//! 1. [`find_qemu`] locates the binary (`$VGASHOT_QEMU`, else `qemu-system-x86_64` on `PATH`) and,
+//!    when it is missing, says exactly what to install.
+//! 2. [`Accel::detect`] picks KVM when `/dev/kvm` opens read-write, TCG otherwise
+//!    (`$VGASHOT_ACCEL=tcg|kvm` overrides, to reproduce a CI machine).
+//! 3. [`Launch`] builds the command line: the caller's device arguments after a fixed prefix
+//!    (`-nodefaults -no-user-config -display none`, the accelerator, and a QMP server socket in the
+//!    runtime directory). QEMU's stderr goes to `qemu.log` in the same directory.
+//! 4. [`Launch::spawn`] starts QEMU and returns once the QMP socket exists, or with QEMU's own
+//!    words when it exits first. With [`Launch::die_with_parent`] the kernel kills QEMU when the
+//!    launching thread's process dies, so tests never leave an orphaned QEMU behind.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// The file name of the QMP socket inside the runtime directory.
+pub const QMP_SOCKET: &str = "qmp.sock";
+/// The file name of QEMU's stderr log inside the runtime directory.
+pub const QEMU_LOG: &str = "qemu.log";
+
+/// The binary vgashot runs.
+const QEMU_BINARY: &str = "qemu-system-x86_64";
+/// How long [`Launch::spawn`] waits for the QMP socket to appear.
+const SOCKET_WAIT: Duration = Duration::from_secs(20);
+/// How much of QEMU's log goes into an error.
+const LOG_TAIL_BYTES: usize = 2048;
+
+/// Errors of launching QEMU.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No QEMU binary was found.
+    #[error(
+        "{QEMU_BINARY} not found (looked at $VGASHOT_QEMU and PATH); on Debian install it with \
+         `apt-get install qemu-system-x86`, or set VGASHOT_QEMU to the binary"
+    )]
+    NotFound,
+    /// The runtime directory could not be prepared.
+    #[error("cannot prepare the runtime directory {}", path.display())]
+    RuntimeDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The process could not be started.
+    #[error("cannot start {}", binary.display())]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// QEMU exited before its QMP socket appeared; `log` holds the end of what it printed.
+    #[error("QEMU exited during startup ({status}): {log}")]
+    Exited {
+        /// QEMU's exit status.
+        status: ExitStatus,
+        /// The end of QEMU's stderr.
+        log: String,
+    },
+    /// QEMU ran but its QMP socket did not appear in time.
+    #[error("QEMU's QMP socket {} did not appear within {after:?}", path.display())]
+    SocketTimeout {
+        /// The socket path.
+        path: PathBuf,
+        /// The bound.
+        after: Duration,
+    },
+    /// Waiting on the child failed.
+    #[error("cannot wait for QEMU")]
+    Wait(#[source] io::Error),
+}
+
+/// Locates the QEMU binary: `$VGASHOT_QEMU`, else `qemu-system-x86_64` on `PATH`.
+pub fn find_qemu() -> Result<PathBuf, LaunchError> {
+    if let Some(explicit) = std::env::var_os("VGASHOT_QEMU") {
+        let explicit = PathBuf::from(explicit);
+        return explicit
+            .is_file()
+            .then_some(explicit)
+            .ok_or(LaunchError::NotFound);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(QEMU_BINARY))
+        .find(|candidate| candidate.is_file())
+        .ok_or(LaunchError::NotFound)
+}
+
+/// The accelerator QEMU runs the guest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through `/dev/kvm`.
+    Kvm,
+    /// QEMU's software emulation: slower, works everywhere.
+    Tcg,
+}
+
+impl Accel {
+    /// KVM when `/dev/kvm` opens read-write, TCG otherwise; `$VGASHOT_ACCEL` (`kvm` or `tcg`)
+    /// overrides.
+    pub fn detect() -> Self {
+        match std::env::var("VGASHOT_ACCEL").as_deref() {
+            Ok("tcg") => return Self::Tcg,
+            Ok("kvm") => return Self::Kvm,
+            _ => {}
+        }
+        let kvm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm");
+        if kvm.is_ok() { Self::Kvm } else { Self::Tcg }
+    }
+
+    /// The name QEMU's `-accel` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+}
+
+/// A QEMU command line being built, with its runtime directory.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    binary: PathBuf,
+    accel: Accel,
+    runtime_dir: PathBuf,
+    args: Vec<OsString>,
+    die_with_parent: bool,
+}
+
+impl Launch {
+    /// Starts a command line for the QEMU [`find_qemu`] finds, with the accelerator
+    /// [`Accel::detect`] picks, keeping its socket and log in `runtime_dir`.
+    pub fn new(runtime_dir: impl Into<PathBuf>) -> Result<Self, LaunchError> {
+        Ok(Self {
+            binary: find_qemu()?,
+            accel: Accel::detect(),
+            runtime_dir: runtime_dir.into(),
+            args: Vec::new(),
+            die_with_parent: false,
+        })
+    }
+
+    /// Appends one argument after the fixed prefix.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Appends arguments after the fixed prefix.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
+        self.args
+            .extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
+        self
+    }
+
+    /// Chooses the accelerator instead of detecting it.
+    pub fn accel(mut self, accel: Accel) -> Self {
+        self.accel = accel;
+        self
+    }
+
+    /// Whether QEMU is killed when this process dies (tests, demos), rather than outliving it (a
+    /// daemon that restarts and re-attaches to its VMs).
+    pub fn die_with_parent(mut self, die: bool) -> Self {
+        self.die_with_parent = die;
+        self
+    }
+
+    /// The accelerator QEMU will run with.
+    pub fn accelerator(&self) -> Accel {
+        self.accel
+    }
+
+    /// Where QEMU's QMP socket will be.
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.runtime_dir.join(QMP_SOCKET)
+    }
+
+    /// The full argument list, prefix included.
+    pub fn command_line(&self) -> Vec<OsString> {
+        let mut qmp = OsString::from("unix:");
+        qmp.push(self.qmp_socket());
+        qmp.push(",server=on,wait=off");
+        let prefix = [
+            OsString::from("-nodefaults"),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-accel".into(),
+            self.accel.as_str().into(),
+            "-qmp".into(),
+            qmp,
+        ];
+        prefix
+            .into_iter()
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+
+    /// Starts QEMU and waits until its QMP socket exists.
+    pub async fn spawn(self) -> Result<QemuProcess, LaunchError> {
+        let runtime_error = |source| LaunchError::RuntimeDir {
+            path: self.runtime_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.runtime_dir).map_err(runtime_error)?;
+        let socket = self.qmp_socket();
+        match std::fs::remove_file(&socket) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(runtime_error(error));
+            }
+            _ => {}
+        }
+        let log_path = self.runtime_dir.join(QEMU_LOG);
+        let log = std::fs::File::create(&log_path).map_err(runtime_error)?;
+
+        let mut command = Command::new(&self.binary);
+        command
+            .args(self.command_line())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(self.die_with_parent);
+        if self.die_with_parent {
+            // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+            // which is async-signal-safe; it touches no memory of the parent.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                        .map_err(io::Error::from)
+                });
+            }
+        }
+        let child = command.spawn().map_err(|source| LaunchError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        let mut process = QemuProcess {
+            child,
+            qmp_socket: socket,
+            log_path,
+            accel: self.accel,
+        };
+        process.wait_for_socket(SOCKET_WAIT).await?;
+        tracing::debug!(
+            pid = process.pid(),
+            accel = self.accel.as_str(),
+            "QEMU started"
+        );
+        Ok(process)
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Launch {
+    /// A launch for a test that needs QEMU, killed when the test process dies.
+    ///
+    /// Without QEMU the test is skipped (`None`, with a note on stderr) on a developer's machine,
+    /// but fails where QEMU must be present: on CI (`CI` set) or when `VGASHOT_REQUIRE_QEMU` is
+    /// set, as `cargo xtask test` does after installing QEMU.
+    pub fn for_tests(runtime_dir: impl Into<PathBuf>) -> Option<Self> {
+        match Self::new(runtime_dir) {
+            Ok(launch) => Some(launch.die_with_parent(true)),
+            Err(error) => {
+                let required = ["CI", "VGASHOT_REQUIRE_QEMU"]
+                    .iter()
+                    .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+                assert!(!required, "this test needs QEMU: {error}");
+                eprintln!("skipped: {error}");
+                None
+            }
+        }
+    }
+}
+
+/// A running QEMU child.
+#[derive(Debug)]
+pub struct QemuProcess {
+    child: Child,
+    qmp_socket: PathBuf,
+    log_path: PathBuf,
+    accel: Accel,
+}
+
+impl QemuProcess {
+    /// QEMU's process id (0 once it has been reaped).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Where QEMU's QMP socket is.
+    pub fn qmp_socket(&self) -> &Path {
+        &self.qmp_socket
+    }
+
+    /// The accelerator QEMU runs with.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// The end of what QEMU printed on stderr.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read(&self.log_path).unwrap_or_default();
+        let start = log.len().saturating_sub(LOG_TAIL_BYTES);
+        String::from_utf8_lossy(&log[start..]).trim().to_owned()
+    }
+
+    /// Kills QEMU with SIGKILL and reaps it.
+    pub async fn kill(&mut self) -> Result<ExitStatus, LaunchError> {
+        // An already exited child makes start_kill fail; wait() still reaps it.
+        let _ = self.child.start_kill();
+        self.wait().await
+    }
+
+    /// Waits for QEMU to exit.
+    pub async fn wait(&mut self) -> Result<ExitStatus, LaunchError> {
+        self.child.wait().await.map_err(LaunchError::Wait)
+    }
+
+    /// QEMU's exit status if it has exited, without waiting.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, LaunchError> {
+        self.child.try_wait().map_err(LaunchError::Wait)
+    }
+
+    async fn wait_for_socket(&mut self, bound: Duration) -> Result<(), LaunchError> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Err(LaunchError::Exited {
+                    status,
+                    log: self.log_tail(),
+                });
+            }
+            if self.qmp_socket.exists() {
+                return Ok(());
+            }
+            if started.elapsed() > bound {
+                let _ = self.kill().await;
+                return Err(LaunchError::SocketTimeout {
+                    path: self.qmp_socket.clone(),
+                    after: bound,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_comes_before_the_callers_arguments() {
+        let launch = Launch {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            runtime_dir: "/run/vm1".into(),
+            args: Vec::new(),
+            die_with_parent: false,
+        }
+        .args(["-vga", "std"]);
+        let line: Vec<_> = launch
+            .command_line()
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            line,
+            [
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-accel",
+                "tcg",
+                "-qmp",
+                "unix:/run/vm1/qmp.sock,server=on,wait=off",
+                "-vga",
+                "std"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_qemu_that_exits_at_once_reports_its_own_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(launch) = Launch::for_tests(dir.path()) else {
+            return;
+        };
+        let error = launch
+            .die_with_parent(true)
+            .arg("-no-such-option")
+            .spawn()
+            .await
+            .unwrap_err();
+        let LaunchError::Exited { log, .. } = error else {
+            panic!("unexpected error: {error}");
+        };
+        assert!(log.contains("no-such-option"), "log: {log}");
+    }
+}
