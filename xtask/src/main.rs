@@ -1,0 +1,91 @@
+//! Project tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! 1. `test`: every check CI runs. Makes sure QEMU is installed (installing Debian's
+//!    `qemu-system-x86` when running as root), then `cargo fmt --check`,
+//!    `cargo clippy --all-targets -- -D warnings` and the whole test suite, with QEMU required so no
+//!    test that needs it can skip.
+//! 2. `demo`: the main job, for now: boot a tiny VM and save a screenshot of its screen, taken
+//!    through `vgashot-qmp` into memory we own.
+//! 3. `bench`: the benchmark (`crates/bench`, built in release), which rewrites `BENCHMARKS.md`.
+
+mod demo;
+mod qemu;
+
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str = "usage: cargo xtask <test|demo|bench>
+  test    install QEMU if needed, then fmt --check, clippy -D warnings and all tests
+  demo    boot a tiny VM and save a screenshot of its screen (demo-output/screenshot.png)
+  bench   measure screenshot latency and rewrite BENCHMARKS.md";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("demo") => demo::run(),
+        Some("bench") => bench(&args[1..]),
+        _ => Err(USAGE.to_owned()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `cargo` with `args` in the workspace root, failing when it fails.
+fn cargo(args: &[&str]) -> Result {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .env("VGASHOT_REQUIRE_QEMU", "1")
+        .status()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// The workspace root: this crate's parent directory.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn test() -> Result {
+    qemu::ensure_installed()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace"])
+}
+
+fn bench(args: &[String]) -> Result {
+    qemu::ensure_installed()?;
+    let mut command = vec![
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "vgashot-bench",
+        "--",
+    ];
+    command.extend(args.iter().map(String::as_str));
+    cargo(&command)
+}
