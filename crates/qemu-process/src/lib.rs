@@ -8,9 +8,11 @@
 //! 3. [`Launch`] builds the command line: the caller's device arguments after a fixed prefix
 //!    (`-nodefaults -no-user-config -display none`, the accelerator, and a QMP server socket in the
 //!    runtime directory). QEMU's stderr goes to `qemu.log` in the same directory.
-//! 4. [`Launch::spawn`] starts QEMU and returns once the QMP socket exists, or with QEMU's own
-//!    words when it exits first. With [`Launch::die_with_parent`] the kernel kills QEMU when the
-//!    launching thread's process dies, so tests never leave an orphaned QEMU behind.
+//! 4. [`Launch::spawn`] starts QEMU as a child and returns once the QMP socket exists, or with
+//!    QEMU's own words when it exits first. With [`Launch::die_with_parent`] the kernel kills QEMU
+//!    when the launching thread's process dies, so tests never leave an orphaned QEMU behind.
+//! 5. [`Launch::spawn_detached`] starts a VM that outlives us (`-daemonize`, with a pid file), as
+//!    a daemon needs: it can restart and find its VMs again by pid file and QMP socket.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -22,6 +24,8 @@ use tokio::process::{Child, Command};
 
 /// The file name of the QMP socket inside the runtime directory.
 pub const QMP_SOCKET: &str = "qmp.sock";
+/// The file name of a detached QEMU's pid file inside the runtime directory.
+pub const PID_FILE: &str = "qemu.pid";
 /// The file name of QEMU's stderr log inside the runtime directory.
 pub const QEMU_LOG: &str = "qemu.log";
 
@@ -210,26 +214,28 @@ impl Launch {
             .collect()
     }
 
-    /// Starts QEMU and waits until its QMP socket exists.
-    pub async fn spawn(self) -> Result<QemuProcess, LaunchError> {
+    /// Prepares the runtime directory (stale socket and pid file removed, a fresh log) and the
+    /// command with `extra` arguments after the rest.
+    fn prepare(&self, extra: &[OsString]) -> Result<Command, LaunchError> {
         let runtime_error = |source| LaunchError::RuntimeDir {
             path: self.runtime_dir.clone(),
             source,
         };
         std::fs::create_dir_all(&self.runtime_dir).map_err(runtime_error)?;
-        let socket = self.qmp_socket();
-        match std::fs::remove_file(&socket) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                return Err(runtime_error(error));
+        for stale in [self.qmp_socket(), self.pid_file()] {
+            match std::fs::remove_file(&stale) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(runtime_error(error));
+                }
+                _ => {}
             }
-            _ => {}
         }
-        let log_path = self.runtime_dir.join(QEMU_LOG);
-        let log = std::fs::File::create(&log_path).map_err(runtime_error)?;
+        let log = std::fs::File::create(self.runtime_dir.join(QEMU_LOG)).map_err(runtime_error)?;
 
         let mut command = Command::new(&self.binary);
         command
             .args(self.command_line())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -244,24 +250,94 @@ impl Launch {
                 });
             }
         }
-        let child = command.spawn().map_err(|source| LaunchError::Spawn {
+        Ok(command)
+    }
+
+    fn spawn_error(&self) -> impl FnOnce(io::Error) -> LaunchError + '_ {
+        |source| LaunchError::Spawn {
             binary: self.binary.clone(),
             source,
-        })?;
+        }
+    }
+
+    /// Where a detached QEMU writes its pid.
+    fn pid_file(&self) -> PathBuf {
+        self.runtime_dir.join(PID_FILE)
+    }
+
+    /// Starts QEMU as our child and waits until its QMP socket exists.
+    pub async fn spawn(self) -> Result<QemuProcess, LaunchError> {
+        let child = self.prepare(&[])?.spawn().map_err(self.spawn_error())?;
         let mut process = QemuProcess {
             child,
-            qmp_socket: socket,
-            log_path,
+            qmp_socket: self.qmp_socket(),
+            log_path: self.runtime_dir.join(QEMU_LOG),
             accel: self.accel,
         };
         process.wait_for_socket(SOCKET_WAIT).await?;
-        tracing::debug!(
-            pid = process.pid(),
-            accel = self.accel.as_str(),
-            "QEMU started"
-        );
+        tracing::debug!(pid = process.pid(), accel = self.accel.as_str(), "QEMU started");
         Ok(process)
     }
+
+    /// Starts QEMU detached (`-daemonize`): in a session of its own, not our child, so it
+    /// outlives this process and a terminal's Ctrl-C. Returns once QEMU has finished starting
+    /// (its first process exits then, leaving the VM running) with the VM's pid, read from the pid
+    /// file QEMU wrote in the runtime directory.
+    pub async fn spawn_detached(self) -> Result<Detached, LaunchError> {
+        let extra = [
+            OsString::from("-daemonize"),
+            "-pidfile".into(),
+            self.pid_file().into_os_string(),
+        ];
+        let mut starter = self.prepare(&extra)?.spawn().map_err(self.spawn_error())?;
+        let log_tail = || read_log_tail(&self.runtime_dir.join(QEMU_LOG));
+        let status = match tokio::time::timeout(SOCKET_WAIT, starter.wait()).await {
+            Ok(status) => status.map_err(LaunchError::Wait)?,
+            Err(_) => {
+                let _ = starter.kill().await;
+                return Err(LaunchError::SocketTimeout {
+                    path: self.qmp_socket(),
+                    after: SOCKET_WAIT,
+                });
+            }
+        };
+        if !status.success() {
+            return Err(LaunchError::Exited {
+                status,
+                log: log_tail(),
+            });
+        }
+        let pid = read_pid_file(&self.runtime_dir).ok_or_else(|| LaunchError::Exited {
+            status,
+            log: format!("QEMU wrote no pid file; {}", log_tail()),
+        })?;
+        tracing::debug!(pid, accel = self.accel.as_str(), "QEMU started detached");
+        Ok(Detached {
+            pid,
+            qmp_socket: self.qmp_socket(),
+        })
+    }
+}
+
+/// A QEMU started with [`Launch::spawn_detached`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detached {
+    /// The VM's process id.
+    pub pid: i32,
+    /// Its QMP socket.
+    pub qmp_socket: PathBuf,
+}
+
+/// The pid a detached QEMU wrote into `runtime_dir`, if the file is there and holds one.
+pub fn read_pid_file(runtime_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(runtime_dir.join(PID_FILE)).ok()?;
+    text.trim().parse().ok().filter(|&pid| pid > 0)
+}
+
+fn read_log_tail(path: &Path) -> String {
+    let log = std::fs::read(path).unwrap_or_default();
+    let start = log.len().saturating_sub(LOG_TAIL_BYTES);
+    String::from_utf8_lossy(&log[start..]).trim().to_owned()
 }
 
 #[cfg(any(test, feature = "test-support"))]
@@ -313,9 +389,7 @@ impl QemuProcess {
 
     /// The end of what QEMU printed on stderr.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read(&self.log_path).unwrap_or_default();
-        let start = log.len().saturating_sub(LOG_TAIL_BYTES);
-        String::from_utf8_lossy(&log[start..]).trim().to_owned()
+        read_log_tail(&self.log_path)
     }
 
     /// Kills QEMU with SIGKILL and reaps it.

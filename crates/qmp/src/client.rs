@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{ConnectionLost, Error, ProtocolError, Result};
@@ -39,6 +39,8 @@ struct Routes {
 struct Shared {
     routes: Mutex<Routes>,
     events: broadcast::Sender<Event>,
+    /// Tells [`Qmp::closed`] waiters why the connection is gone, once it is.
+    closed: watch::Sender<Option<Arc<ConnectionLost>>>,
     /// The next command id; ids below it were issued by us, so a late reply to one of them (after
     /// a timeout or a cancelled call) is expected and dropped, while any other id is a violation.
     next_id: AtomicU64,
@@ -60,6 +62,7 @@ impl Shared {
         for (_, waiter) in routes.pending.drain() {
             let _ = waiter.send(Err(Error::Disconnected(reason.clone())));
         }
+        self.closed.send_replace(Some(reason));
     }
 }
 
@@ -195,6 +198,7 @@ impl Qmp {
                 lost: None,
             }),
             events,
+            closed: watch::Sender::new(None),
             next_id: AtomicU64::new(1),
         });
         let reader = tokio::spawn(read_loop(reader, shared.clone(), config.max_line_bytes));
@@ -234,6 +238,17 @@ impl Qmp {
     /// Why the connection is gone, or `None` while it works.
     pub fn lost(&self) -> Option<Arc<ConnectionLost>> {
         self.inner.shared.routes().lost.clone()
+    }
+
+    /// Waits until the connection is gone and returns why: QEMU exited or closed the socket,
+    /// or the peer broke the protocol. A supervisor awaits this to notice a VM's end.
+    pub async fn closed(&self) -> Arc<ConnectionLost> {
+        let mut closed = self.inner.shared.closed.subscribe();
+        let reason = closed
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in `Shared`, which `self` keeps alive");
+        reason.clone().expect("waited for Some")
     }
 
     pub(crate) fn captures(&self) -> &CapturePool {

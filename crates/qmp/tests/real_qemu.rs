@@ -3,6 +3,7 @@
 mod support;
 
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -199,9 +200,21 @@ async fn killing_qemu_fails_pending_and_later_calls_at_once() {
         "{reason:?}"
     );
 
+    let reason = tokio::time::timeout(Duration::from_secs(1), vm.qmp.closed())
+        .await
+        .expect("closed() resolves once the connection is lost");
+    assert!(Arc::ptr_eq(&reason, reason_of(&error)));
+
     let later = Instant::now();
     assert!(vm.qmp.query_version().await.unwrap_err().is_disconnected());
     assert!(later.elapsed() < Duration::from_millis(100));
+}
+
+fn reason_of(error: &Error) -> &Arc<ConnectionLost> {
+    match error {
+        Error::Disconnected(reason) => reason,
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
 }
 
 #[tokio::test]
