@@ -1,0 +1,162 @@
+//! The `Instance` trait: what the REST layer asks of any instance, whatever runs it.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use vgashot_framebuffer::Frame;
+
+use crate::definition::{InstanceDefinition, InstanceType};
+use crate::error::{DriverError, Result};
+
+/// An instance's status, as Incus names it (with its numeric code on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum InstanceStatus {
+    /// QEMU runs and the vCPUs execute.
+    Running,
+    /// No QEMU process.
+    Stopped,
+    /// QEMU runs with its vCPUs paused.
+    Frozen,
+    /// Something went wrong that needs a person: see [`InstanceState::reason`].
+    Error,
+}
+
+impl InstanceStatus {
+    /// Incus's status code: 103 Running, 102 Stopped, 110 Frozen, 400 Error.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Running => 103,
+            Self::Stopped => 102,
+            Self::Frozen => 110,
+            Self::Error => 400,
+        }
+    }
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "Running",
+            Self::Stopped => "Stopped",
+            Self::Frozen => "Frozen",
+            Self::Error => "Error",
+        }
+    }
+}
+
+/// A snapshot of an instance's run-time state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceState {
+    /// The status.
+    pub status: InstanceStatus,
+    /// Why the instance last stopped or failed, when it did (e.g. "killed from outside").
+    pub reason: Option<String>,
+    /// QEMU's process id while it runs.
+    pub pid: Option<i32>,
+}
+
+/// Who encodes the PNG of a screenshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PngEncoder {
+    /// QEMU writes a PPM (its cheapest format) into memory we own and we encode the PNG, off
+    /// QEMU's main loop. Faster end to end, and the guest stalls for less time.
+    #[default]
+    Vgashot,
+    /// QEMU encodes the PNG itself with libpng (QEMU 7.1 and later), holding its main loop (and
+    /// so the guest) meanwhile. The fallback; older QEMU gets the PPM path instead.
+    Qemu,
+}
+
+/// What to capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScreenshotOptions {
+    /// The display device's id (`video0` for the instance's own display); the primary
+    /// console when `None`.
+    pub device: Option<String>,
+    /// The head of a multi-head device; needs `device`.
+    pub head: Option<u32>,
+    /// Who encodes the PNG.
+    pub encoder: PngEncoder,
+}
+
+/// A captured screen.
+#[derive(Debug, Clone)]
+pub struct Screenshot {
+    /// The PNG file.
+    pub png: Vec<u8>,
+    /// The pixels, when they passed through our hands (always with [`PngEncoder::Vgashot`]).
+    pub frame: Option<Frame>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// When QEMU answered the capture.
+    pub captured_at: SystemTime,
+}
+
+/// An instance: a virtual machine run by a driver.
+///
+/// Capabilities a driver does not have answer [`DriverError::Unsupported`] through the default
+/// methods, so a caller can always ask and get a typed answer.
+#[async_trait]
+pub trait Instance: Send + Sync {
+    /// The instance's name.
+    fn name(&self) -> &str;
+
+    /// Its project.
+    fn project(&self) -> &str;
+
+    /// Container or virtual machine.
+    fn instance_type(&self) -> InstanceType;
+
+    /// Its stored definition (config, devices, ...).
+    fn definition(&self) -> InstanceDefinition;
+
+    /// Its run-time state now.
+    fn state(&self) -> InstanceState;
+
+    /// Replaces the definition's description, config and devices (validated first); takes effect
+    /// at the next start.
+    async fn update(&self, definition: InstanceDefinition) -> Result<()>;
+
+    /// Starts the instance; returns once it runs.
+    async fn start(&self) -> Result<()>;
+
+    /// Stops the instance: a clean shutdown asked of the guest first unless `force`, escalating
+    /// after `timeout`. Returns once it is stopped.
+    async fn stop(&self, force: bool, timeout: Duration) -> Result<()>;
+
+    /// Stops then starts the instance.
+    async fn restart(&self, force: bool, timeout: Duration) -> Result<()> {
+        self.stop(force, timeout).await?;
+        self.start().await
+    }
+
+    /// Pauses the instance's vCPUs.
+    async fn freeze(&self) -> Result<()> {
+        Err(DriverError::Unsupported {
+            operation: "freezing",
+        })
+    }
+
+    /// Resumes paused vCPUs.
+    async fn unfreeze(&self) -> Result<()> {
+        Err(DriverError::Unsupported {
+            operation: "unfreezing",
+        })
+    }
+
+    /// The console log (the serial console's output), oldest first.
+    async fn console_log(&self) -> Result<Vec<u8>>;
+
+    /// Empties the console log.
+    async fn clear_console_log(&self) -> Result<()>;
+
+    /// A PNG of the instance's screen.
+    async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {
+        let _ = options;
+        Err(DriverError::Unsupported {
+            operation: "A console screenshot",
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! Instance drivers: the [`Instance`] trait and the qemu driver that runs real VMs.
+//!
+//! How the pieces fit:
+//! 1. [`definition`] says what an instance is (Incus's vocabulary: name, project, type, config,
+//!    devices) and validates names as Incus does; [`store`] persists definitions one file each,
+//!    atomically.
+//! 2. [`Instance`] is what the REST layer asks of any instance: state, life cycle, console log,
+//!    and [`Instance::console_screenshot`]. Capabilities a driver lacks answer a typed
+//!    [`DriverError::Unsupported`].
+//! 3. [`qemu`] implements it for QEMU: [`qemu::cmdline`] turns config into a command line,
+//!    [`QemuDriver`] owns the VMs (and re-attaches to running ones after a restart),
+//!    [`QemuInstance`] runs one VM and supervises it.
+//! 4. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
+//!    them to HTTP statuses in one place.
+
+pub mod definition;
+mod error;
+mod instance;
+pub mod qemu;
+pub mod store;
+
+pub use definition::{InstanceDefinition, InstanceType};
+pub use error::{DriverError, Result};
+pub use instance::{
+    Instance, InstanceState, InstanceStatus, PngEncoder, Screenshot, ScreenshotOptions,
+};
+pub use qemu::{DriverPaths, QemuDriver, QemuInstance};

@@ -1,0 +1,98 @@
+//! Watching a detached QEMU process, which is not our child: no `waitpid`, only its pid.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Whether `pid` is a live process (a zombie, which is dead but not yet reaped by whoever
+/// adopted it, counts as gone).
+pub fn alive(pid: i32) -> bool {
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => !zombie(pid),
+        Err(_) => false,
+    }
+}
+
+fn zombie(pid: i32) -> bool {
+    // /proc/PID/stat is "PID (COMM) STATE ..."; COMM may hold spaces and parentheses, so the
+    // state is the first field after the last ')'.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after) = stat.rsplit_once(')')?;
+            after.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` is the QEMU that serves `qmp_socket`, so a pid reused by another process after
+/// a reboot or a crash is never mistaken for our VM.
+pub fn is_qemu_serving(pid: i32, qmp_socket: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let socket = qmp_socket.as_os_str().as_encoded_bytes();
+    cmdline
+        .split(|&byte| byte == 0)
+        .any(|arg| arg.windows(socket.len()).any(|window| window == socket))
+}
+
+/// Sends `signal` to `pid`; a process already gone is not an error.
+pub fn signal(pid: i32, signal: Signal) {
+    if let Err(error) = kill(Pid::from_raw(pid), signal) {
+        tracing::debug!(pid, %error, "could not signal QEMU");
+    }
+}
+
+/// Waits up to `bound` for `pid` to be gone, polling; returns whether it is.
+pub async fn wait_gone(pid: i32, bound: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        if !alive(pid) {
+            return true;
+        }
+        if started.elapsed() >= bound {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_not() {
+        assert!(alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn an_unreaped_child_counts_as_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let started = Instant::now();
+        while !zombie(pid) {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!alive(pid));
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn another_process_does_not_serve_our_socket() {
+        let pid = std::process::id() as i32;
+        assert!(!is_qemu_serving(
+            pid,
+            Path::new("/run/vgashot/nope/qmp.sock")
+        ));
+    }
+}

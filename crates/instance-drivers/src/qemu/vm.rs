@@ -1,0 +1,522 @@
+//! One QEMU virtual machine: its life cycle, its supervisor, and the [`Instance`] trait.
+//!
+//! How a VM lives:
+//! 1. `start` plans the machine from the definition, launches QEMU detached (it outlives the
+//!    daemon), connects QMP and hands the connection to a supervisor task.
+//! 2. The supervisor follows QMP events (`SHUTDOWN` with its reason, `STOP`/`RESUME`,
+//!    `GUEST_PANICKED`), drains the console ring now and then, and when the QMP connection
+//!    ends makes sure the process is gone (SIGKILL if it lingers). Then it records the status
+//!    (`Stopped`, or `Error` for a panic or an unkillable QEMU) with the reason, in words.
+//! 3. `stop` asks the guest (ACPI power button), then QEMU (`quit`), then the kernel (SIGKILL),
+//!    each after its own bound, and returns when the supervisor has seen the end.
+//! 4. Life-cycle changes are serialised by one async lock per VM; reads of the state and
+//!    screenshots never wait for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+use vgashot_qemu_process::Launch;
+use vgashot_qmp::{Config, Qmp, RunState};
+
+use crate::definition::{InstanceDefinition, InstanceType};
+use crate::error::{DriverError, Result};
+use crate::instance::{Instance, InstanceState, InstanceStatus, Screenshot, ScreenshotOptions};
+use crate::qemu::cmdline::MachinePlan;
+use crate::qemu::console::{ConsoleLog, RING_BYTES};
+use crate::qemu::{DriverShared, process, screenshot};
+
+/// How long QEMU has to exit after `quit` before it is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+/// How long the kernel has to end QEMU after SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long a QEMU that closed its QMP socket has to exit by itself.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How often the supervisor moves the console ring into the log file.
+const CONSOLE_DRAIN_PERIOD: Duration = Duration::from_secs(2);
+
+/// What a running VM is reached by.
+#[derive(Clone)]
+struct RunningVm {
+    pid: i32,
+    qmp: Qmp,
+    /// Becomes `true` once the supervisor has seen QEMU end.
+    exited: watch::Receiver<bool>,
+    /// Set by `stop`, so the supervisor reports a requested stop as such.
+    stop_requested: Arc<AtomicBool>,
+    /// Ends the supervisor when the driver lets go of the VM without stopping it.
+    supervisor: tokio::task::AbortHandle,
+}
+
+/// The mutable run-time state.
+struct RunCell {
+    status: InstanceStatus,
+    reason: Option<String>,
+    vm: Option<RunningVm>,
+    /// A QEMU found running whose QMP does not answer: kept so `stop` can still end it.
+    unreachable_pid: Option<i32>,
+}
+
+/// A QEMU virtual machine.
+pub struct QemuInstance {
+    me: Weak<QemuInstance>,
+    shared: Arc<DriverShared>,
+    project: String,
+    name: String,
+    definition: RwLock<InstanceDefinition>,
+    runtime_dir: PathBuf,
+    console: ConsoleLog,
+    lifecycle: tokio::sync::Mutex<()>,
+    run: Mutex<RunCell>,
+}
+
+impl std::fmt::Debug for QemuInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuInstance")
+            .field("project", &self.project)
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QemuInstance {
+    pub(crate) fn new(shared: Arc<DriverShared>, definition: InstanceDefinition) -> Arc<Self> {
+        let runtime_dir = shared.runtime_dir(&definition.project, &definition.name);
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            project: definition.project.clone(),
+            name: definition.name.clone(),
+            console: ConsoleLog::new(runtime_dir.join("console.log")),
+            runtime_dir,
+            definition: RwLock::new(definition),
+            shared,
+            lifecycle: tokio::sync::Mutex::new(()),
+            run: Mutex::new(RunCell {
+                status: InstanceStatus::Stopped,
+                reason: None,
+                vm: None,
+                unreachable_pid: None,
+            }),
+        })
+    }
+
+    /// The directory with QEMU's QMP socket, pid file, logs.
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+
+    fn cell(&self) -> MutexGuard<'_, RunCell> {
+        // Every update of the cell is a few field assignments; a poisoned lock is consistent.
+        self.run
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn running_vm(&self) -> Option<RunningVm> {
+        self.cell().vm.clone()
+    }
+
+    fn qmp_config(&self) -> Config {
+        Config::default()
+    }
+
+    /// Finds a QEMU left running by an earlier daemon and takes it over, without stopping it.
+    pub(crate) async fn reattach(&self) {
+        let _lifecycle = self.lifecycle.lock().await;
+        let Some(pid) = vgashot_qemu_process::read_pid_file(&self.runtime_dir) else {
+            return;
+        };
+        let socket = self.runtime_dir.join(vgashot_qemu_process::QMP_SOCKET);
+        if !process::alive(pid) || !process::is_qemu_serving(pid, &socket) {
+            tracing::debug!(instance = %self.name, pid, "stale pid file; the VM is stopped");
+            return;
+        }
+        let connected = Qmp::connect(&socket, self.qmp_config()).await;
+        let attached = match connected {
+            Ok(qmp) => match qmp.query_status().await {
+                Ok(status) => {
+                    let paused = !status.running && status.status == RunState::Paused;
+                    let status = if paused {
+                        InstanceStatus::Frozen
+                    } else {
+                        InstanceStatus::Running
+                    };
+                    self.attach(pid, qmp, status);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        match attached {
+            Ok(()) => tracing::info!(instance = %self.name, pid, "re-attached to a running VM"),
+            Err(error) => {
+                tracing::warn!(instance = %self.name, pid, %error, "VM runs but QMP does not answer");
+                let mut cell = self.cell();
+                cell.status = InstanceStatus::Error;
+                cell.reason = Some(format!(
+                    "QEMU runs (pid {pid}) but its QMP socket does not answer: {error}"
+                ));
+                cell.unreachable_pid = Some(pid);
+            }
+        }
+    }
+
+    /// Records a running QEMU and starts its supervisor.
+    fn attach(&self, pid: i32, qmp: Qmp, status: InstanceStatus) {
+        let (exited_sender, exited) = watch::channel(false);
+        let stop_requested = Arc::new(AtomicBool::new(false));
+        let supervisor = Supervisor {
+            instance: self.me.clone(),
+            pid,
+            qmp: qmp.clone(),
+            stop_requested: stop_requested.clone(),
+            exited: exited_sender,
+        };
+        let mut cell = self.cell();
+        // Spawned under the lock, so the supervisor cannot record an end before `vm` is set.
+        let supervisor = tokio::spawn(supervisor.run()).abort_handle();
+        cell.status = status;
+        cell.reason = None;
+        cell.unreachable_pid = None;
+        cell.vm = Some(RunningVm {
+            pid,
+            qmp,
+            exited,
+            stop_requested,
+            supervisor,
+        });
+    }
+
+    /// Lets go of a running VM without stopping it: the supervisor ends and the QMP connection
+    /// closes, so another driver (a restarted daemon) can attach.
+    pub(crate) async fn detach(&self) {
+        let _lifecycle = self.lifecycle.lock().await;
+        if let Some(vm) = self.cell().vm.take() {
+            vm.supervisor.abort();
+        }
+    }
+
+    /// Waits until the supervisor has seen QEMU end, up to `bound`.
+    async fn wait_exited(exited: &mut watch::Receiver<bool>, bound: Duration) -> bool {
+        tokio::time::timeout(bound, exited.wait_for(|&gone| gone))
+            .await
+            .is_ok()
+    }
+
+    /// Deletes the instance if it is stopped, holding the life-cycle lock so it cannot start
+    /// meanwhile.
+    pub(crate) async fn delete(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        if self.state().pid.is_some() {
+            return Err(DriverError::Running);
+        }
+        self.shared.remove(self)
+    }
+
+    /// Ends a QEMU that is known only by its pid.
+    async fn kill_unreachable(&self, pid: i32) -> Result<()> {
+        process::signal(pid, Signal::SIGKILL);
+        if !process::wait_gone(pid, KILL_GRACE).await {
+            return Err(DriverError::StopFailed { pid });
+        }
+        let mut cell = self.cell();
+        cell.status = InstanceStatus::Stopped;
+        cell.reason = Some("killed: its QMP socket did not answer".into());
+        cell.unreachable_pid = None;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Instance for QemuInstance {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn project(&self) -> &str {
+        &self.project
+    }
+
+    fn instance_type(&self) -> InstanceType {
+        InstanceType::VirtualMachine
+    }
+
+    fn definition(&self) -> InstanceDefinition {
+        self.definition
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn state(&self) -> InstanceState {
+        let cell = self.cell();
+        InstanceState {
+            status: cell.status,
+            reason: cell.reason.clone(),
+            pid: cell.vm.as_ref().map(|vm| vm.pid).or(cell.unreachable_pid),
+        }
+    }
+
+    async fn update(&self, definition: InstanceDefinition) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let mut updated = self.definition();
+        updated.description = definition.description;
+        updated.config = definition.config;
+        updated.devices = definition.devices;
+        updated.profiles = definition.profiles;
+        updated.ephemeral = definition.ephemeral;
+        MachinePlan::from_definition(&updated).map_err(DriverError::Config)?;
+        self.shared
+            .store
+            .update(&updated)
+            .map_err(DriverError::Store)?;
+        *self
+            .definition
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = updated;
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        if self.cell().vm.is_some() || self.cell().unreachable_pid.is_some() {
+            return Err(DriverError::AlreadyRunning);
+        }
+        let plan = MachinePlan::from_definition(&self.definition()).map_err(DriverError::Config)?;
+        let launch = Launch::new(&self.runtime_dir)
+            .map_err(DriverError::Launch)?
+            .args(plan.qemu_args(&self.name, RING_BYTES));
+        let detached = launch.spawn_detached().await.map_err(DriverError::Launch)?;
+        let qmp = match Qmp::connect(&detached.qmp_socket, self.qmp_config()).await {
+            Ok(qmp) => qmp,
+            Err(source) => {
+                process::signal(detached.pid, Signal::SIGKILL);
+                return Err(DriverError::Qmp {
+                    operation: "answer on its QMP socket",
+                    source,
+                });
+            }
+        };
+        self.attach(detached.pid, qmp, InstanceStatus::Running);
+        tracing::info!(instance = %self.name, pid = detached.pid, "started");
+        Ok(())
+    }
+
+    async fn stop(&self, force: bool, timeout: Duration) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let Some(vm) = self.running_vm() else {
+            let unreachable = self.cell().unreachable_pid;
+            return match unreachable {
+                Some(pid) => self.kill_unreachable(pid).await,
+                None => Err(DriverError::AlreadyStopped),
+            };
+        };
+        vm.stop_requested.store(true, Ordering::SeqCst);
+        // Keep what the guest printed last; the ring dies with QEMU.
+        if let Err(error) = self.console.drain(&vm.qmp).await {
+            tracing::debug!(instance = %self.name, %error, "could not drain the console before stopping");
+        }
+        let mut exited = vm.exited.clone();
+        if !force {
+            // The ACPI power button; a guest without ACPI support ignores it.
+            if vm.qmp.system_powerdown().await.is_ok()
+                && Self::wait_exited(&mut exited, timeout).await
+            {
+                return Ok(());
+            }
+        }
+        if vm.qmp.quit().await.is_ok() && Self::wait_exited(&mut exited, QUIT_GRACE).await {
+            return Ok(());
+        }
+        tracing::warn!(instance = %self.name, pid = vm.pid, "QEMU ignored quit; killing it");
+        process::signal(vm.pid, Signal::SIGKILL);
+        if Self::wait_exited(&mut exited, KILL_GRACE + EXIT_GRACE).await {
+            return Ok(());
+        }
+        Err(DriverError::StopFailed { pid: vm.pid })
+    }
+
+    async fn freeze(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        vm.qmp.stop().await.map_err(|source| DriverError::Qmp {
+            operation: "pause the vCPUs",
+            source,
+        })?;
+        self.cell().status = InstanceStatus::Frozen;
+        Ok(())
+    }
+
+    async fn unfreeze(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        if self.cell().status != InstanceStatus::Frozen {
+            return Err(DriverError::NotFrozen);
+        }
+        vm.qmp.cont().await.map_err(|source| DriverError::Qmp {
+            operation: "resume the vCPUs",
+            source,
+        })?;
+        self.cell().status = InstanceStatus::Running;
+        Ok(())
+    }
+
+    async fn console_log(&self) -> Result<Vec<u8>> {
+        if let Some(vm) = self.running_vm() {
+            self.console.drain(&vm.qmp).await?;
+        }
+        self.console.read().await
+    }
+
+    async fn clear_console_log(&self) -> Result<()> {
+        let vm = self.running_vm();
+        self.console.clear(vm.as_ref().map(|vm| &vm.qmp)).await
+    }
+
+    async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        screenshot::capture(&vm.qmp, options).await
+    }
+}
+
+/// Follows one running QEMU until it ends.
+struct Supervisor {
+    instance: Weak<QemuInstance>,
+    pid: i32,
+    qmp: Qmp,
+    stop_requested: Arc<AtomicBool>,
+    exited: watch::Sender<bool>,
+}
+
+/// What the supervisor learnt before QEMU ended.
+#[derive(Default)]
+struct Ending {
+    shutdown: Option<String>,
+    panicked: bool,
+}
+
+impl Supervisor {
+    async fn run(self) {
+        let mut events = self.qmp.events();
+        let mut drain = tokio::time::interval(CONSOLE_DRAIN_PERIOD);
+        let mut ending = Ending::default();
+        let qmp = self.qmp.clone();
+        let closed = qmp.closed();
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                _ = &mut closed => break,
+                event = events.recv() => match event {
+                    Ok(event) => self.observe(&event.name, &event.data, &mut ending),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(pid = self.pid, missed, "missed QMP events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = drain.tick() => self.drain_console().await,
+            }
+        }
+        self.finish(ending).await;
+    }
+
+    fn observe(&self, name: &str, data: &Value, ending: &mut Ending) {
+        let Some(instance) = self.instance.upgrade() else {
+            return;
+        };
+        match name {
+            "SHUTDOWN" => ending.shutdown = Some(shutdown_reason(data)),
+            "GUEST_PANICKED" => ending.panicked = true,
+            "STOP" => {
+                let mut cell = instance.cell();
+                if cell.status == InstanceStatus::Running {
+                    cell.status = InstanceStatus::Frozen;
+                }
+            }
+            "RESUME" => {
+                let mut cell = instance.cell();
+                if cell.status == InstanceStatus::Frozen {
+                    cell.status = InstanceStatus::Running;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn drain_console(&self) {
+        let Some(instance) = self.instance.upgrade() else {
+            return;
+        };
+        if let Err(error) = instance.console.drain(&self.qmp).await {
+            tracing::debug!(pid = self.pid, %error, "could not drain the console");
+        }
+    }
+
+    /// QMP is gone: make sure QEMU is too, then record how it ended.
+    async fn finish(self, ending: Ending) {
+        let mut lingering = !process::wait_gone(self.pid, EXIT_GRACE).await;
+        if lingering {
+            tracing::warn!(
+                pid = self.pid,
+                "QEMU closed QMP but did not exit; killing it"
+            );
+            process::signal(self.pid, Signal::SIGKILL);
+            lingering = !process::wait_gone(self.pid, KILL_GRACE).await;
+        }
+        let requested = self.stop_requested.load(Ordering::SeqCst);
+        let (status, reason) = if lingering {
+            (
+                InstanceStatus::Error,
+                format!("QEMU (pid {}) could not be killed", self.pid),
+            )
+        } else if ending.panicked {
+            (
+                InstanceStatus::Error,
+                "the guest kernel panicked".to_owned(),
+            )
+        } else if requested {
+            (InstanceStatus::Stopped, "stopped on request".to_owned())
+        } else if let Some(shutdown) = ending.shutdown {
+            (InstanceStatus::Stopped, shutdown)
+        } else {
+            (
+                InstanceStatus::Stopped,
+                "QEMU exited without shutting down (killed from outside, or crashed)".to_owned(),
+            )
+        };
+        if let Some(instance) = self.instance.upgrade() {
+            {
+                let mut cell = instance.cell();
+                cell.status = status;
+                cell.reason = Some(reason.clone());
+                cell.vm = None;
+            }
+            tracing::info!(instance = %instance.name, pid = self.pid, %reason, "VM ended");
+            let ephemeral = instance.definition().ephemeral;
+            if ephemeral && status == InstanceStatus::Stopped {
+                instance.shared.forget_ephemeral(&instance);
+            }
+        }
+        let _ = self.exited.send(true);
+    }
+}
+
+/// QEMU's `SHUTDOWN` event data in words.
+fn shutdown_reason(data: &Value) -> String {
+    let reason = data["reason"].as_str().unwrap_or("unknown");
+    match reason {
+        "guest-shutdown" => "the guest shut down".into(),
+        "guest-reset" => "the guest reset".into(),
+        "guest-panic" => "the guest panicked".into(),
+        "host-qmp-quit" => "QEMU was told to quit".into(),
+        "host-signal" => "QEMU was stopped by a signal on the host".into(),
+        "host-ui" => "QEMU's window was closed".into(),
+        other => format!("QEMU shut down ({other})"),
+    }
+}

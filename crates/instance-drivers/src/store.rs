@@ -1,0 +1,655 @@
+//! Instance definitions on disk, one JSON file per instance, the way libvirt keeps its domains.
+//!
+//! How the store works:
+//! 1. [`Store::open`] creates `<root>/instances/` (mode 0700) and removes the temporary files of
+//!    writes that a crash interrupted, so they never pile up.
+//! 2. An instance lives at `instances/<project>/<name>.json` (pretty JSON, mode 0600). Both names
+//!    are validated first ([`validate_project_name`], [`validate_instance_name`]): neither can
+//!    hold a `/` or a `.`, so no name escapes the directory or looks like a temporary file.
+//! 3. Every write goes to a new temporary file `.<name>.<pid>.<counter>.tmp` in the destination
+//!    directory, which is written in full and fsynced before it gets its final name, so a crash
+//!    leaves either the old definition or the new one, never half of one.
+//! 4. [`Store::create`] gives it its name with link(2), which fails with `EEXIST` when the name
+//!    is taken: of concurrent creates exactly one wins, and nothing is ever clobbered.
+//!    [`Store::update`] renames it over the old file with rename(2), which replaces atomically.
+//! 5. The directory is fsynced after every link, rename and unlink, so that the change itself
+//!    (not only the file's contents) survives a power loss.
+//! 6. [`Store::load_all`] reads every definition; a file that cannot be read or parsed, or whose
+//!    contents name another instance than its path, is reported in [`Loaded::corrupt`] and does
+//!    not hide the others.
+//!
+//! One process owns a root at a time: [`Store::open`] removes every temporary file it finds, and
+//! [`Store::update`] and [`Store::delete`] of the same instance must not race (the caller
+//! serialises operations per instance; creates are safe against each other without that).
+
+use std::ffi::OsStr;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::definition::{
+    InstanceDefinition, NameError, validate_instance_name, validate_project_name,
+};
+
+/// The subdirectory of the root that holds one directory per project.
+const INSTANCES_DIR: &str = "instances";
+/// The extension of a definition file.
+const EXTENSION: &str = "json";
+/// The suffix of a temporary file; with its leading `.` no valid instance file name has it.
+const TEMP_SUFFIX: &str = ".tmp";
+/// Mode of the store's directories: definitions may hold secrets (`user.*` keys).
+const DIR_MODE: u32 = 0o700;
+/// Mode of a definition file.
+const FILE_MODE: u32 = 0o600;
+
+/// Makes temporary file names unique within this process (the pid makes them unique across).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Errors of the instance store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A project or instance name that Incus would refuse (and that could escape the store).
+    #[error("invalid {kind} name {name:?}")]
+    InvalidName {
+        /// `"project"` or `"instance"`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        #[source]
+        source: NameError,
+    },
+    /// [`Store::create`] of an instance that exists.
+    #[error("Instance {name:?} already exists in project {project:?}")]
+    AlreadyExists {
+        /// The project.
+        project: String,
+        /// The instance.
+        name: String,
+    },
+    /// The instance does not exist.
+    #[error("Instance {name:?} not found in project {project:?}")]
+    NotFound {
+        /// The project.
+        project: String,
+        /// The instance.
+        name: String,
+    },
+    /// A file system operation failed.
+    #[error("cannot {operation} {}", path.display())]
+    Io {
+        /// What was being done, e.g. `"read"`.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A definition could not be encoded as JSON (a bug rather than a user error).
+    #[error("cannot encode the definition of instance {name:?}")]
+    Encode {
+        /// The instance.
+        name: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored file is not a valid definition.
+    #[error("{} is not a valid instance definition", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored file holds another instance than its path says (edited or copied by hand).
+    #[error(
+        "{} holds instance {name:?} of project {project:?}, which belongs elsewhere",
+        path.display()
+    )]
+    Misplaced {
+        /// The file.
+        path: PathBuf,
+        /// The project named inside the file.
+        project: String,
+        /// The instance named inside the file.
+        name: String,
+    },
+}
+
+/// What [`Store::load_all`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The valid definitions, sorted by project, then name.
+    pub definitions: Vec<InstanceDefinition>,
+    /// The files that could not be loaded, sorted by path, each with why.
+    pub corrupt: Vec<(PathBuf, StoreError)>,
+}
+
+/// The instance definitions under one root directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// `<root>/instances`.
+    instances: PathBuf,
+}
+
+impl Store {
+    /// Opens the store under `root`, creating `<root>/instances/` (mode 0700) when missing, and
+    /// removes leftover temporary files of interrupted writes.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let instances = root.into().join(INSTANCES_DIR);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&instances)
+            .map_err(io_error("create", &instances))?;
+        let store = Store { instances };
+        for project_dir in store.project_dirs()? {
+            for entry in read_dir(&project_dir)? {
+                if is_temp_file(&entry) {
+                    fs::remove_file(&entry).map_err(io_error("remove", &entry))?;
+                    tracing::info!(path = %entry.display(), "removed the temporary file of an interrupted write");
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Stores a new definition; [`StoreError::AlreadyExists`] if its project already has an
+    /// instance of that name.
+    pub fn create(&self, definition: &InstanceDefinition) -> Result<(), StoreError> {
+        let target = self.path(&definition.project, &definition.name)?;
+        let dir = self.project_dir(&definition.project);
+        match DirBuilder::new().mode(DIR_MODE).create(&dir) {
+            Ok(()) => sync_dir(&self.instances)?,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(io_error("create", &dir)(error)),
+        }
+        let temp = write_temp(&dir, definition)?;
+        // link(2) never replaces an existing name, which rename(2) would.
+        let linked = fs::hard_link(&temp, &target);
+        fs::remove_file(&temp).map_err(io_error("remove", &temp))?;
+        match linked {
+            Ok(()) => sync_dir(&dir),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists {
+                    project: definition.project.clone(),
+                    name: definition.name.clone(),
+                })
+            }
+            Err(error) => Err(io_error("create", &target)(error)),
+        }
+    }
+
+    /// Replaces an existing definition atomically; [`StoreError::NotFound`] if there is none.
+    pub fn update(&self, definition: &InstanceDefinition) -> Result<(), StoreError> {
+        let target = self.path(&definition.project, &definition.name)?;
+        match fs::symlink_metadata(&target) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    project: definition.project.clone(),
+                    name: definition.name.clone(),
+                });
+            }
+            Err(error) => return Err(io_error("read", &target)(error)),
+        }
+        let dir = self.project_dir(&definition.project);
+        let temp = write_temp(&dir, definition)?;
+        if let Err(error) = fs::rename(&temp, &target) {
+            // The rename failed, so the temporary file is still there; the rename's error is the
+            // one worth reporting.
+            let _ = fs::remove_file(&temp);
+            return Err(io_error("replace", &target)(error));
+        }
+        sync_dir(&dir)
+    }
+
+    /// Reads one definition; [`StoreError::NotFound`] if there is none.
+    pub fn load(&self, project: &str, name: &str) -> Result<InstanceDefinition, StoreError> {
+        let path = self.path(project, name)?;
+        read_definition(&path, project, name).map_err(|error| match error {
+            StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                StoreError::NotFound {
+                    project: project.to_owned(),
+                    name: name.to_owned(),
+                }
+            }
+            error => error,
+        })
+    }
+
+    /// Reads every stored definition, sorted by (project, name). A file that cannot be loaded
+    /// does not stop the others: it is logged and returned in [`Loaded::corrupt`].
+    ///
+    /// Fails only when a directory of the store cannot be listed.
+    pub fn load_all(&self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        for project_dir in self.project_dirs()? {
+            for path in read_dir(&project_dir)? {
+                if path
+                    .extension()
+                    .is_none_or(|extension| extension != EXTENSION)
+                    || is_temp_file(&path)
+                {
+                    continue;
+                }
+                match read_stored(&path) {
+                    Ok(definition) => loaded.definitions.push(definition),
+                    Err(error) => {
+                        tracing::warn!(
+                            path = %path.display(),
+                            error = &error as &dyn std::error::Error,
+                            "skipping an instance definition that cannot be loaded"
+                        );
+                        loaded.corrupt.push((path, error));
+                    }
+                }
+            }
+        }
+        loaded
+            .definitions
+            .sort_by(|a, b| (&a.project, &a.name).cmp(&(&b.project, &b.name)));
+        loaded.corrupt.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(loaded)
+    }
+
+    /// Removes a definition; [`StoreError::NotFound`] if there is none.
+    ///
+    /// The project's directory stays, even when empty: removing it would race with a
+    /// concurrent [`Store::create`] in the same project.
+    pub fn delete(&self, project: &str, name: &str) -> Result<(), StoreError> {
+        let path = self.path(project, name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.project_dir(project)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound {
+                project: project.to_owned(),
+                name: name.to_owned(),
+            }),
+            Err(error) => Err(io_error("remove", &path)(error)),
+        }
+    }
+
+    /// The file of an instance, after checking both names.
+    fn path(&self, project: &str, name: &str) -> Result<PathBuf, StoreError> {
+        check_name("project", project, validate_project_name)?;
+        check_name("instance", name, validate_instance_name)?;
+        Ok(self
+            .project_dir(project)
+            .join(format!("{name}.{EXTENSION}")))
+    }
+
+    /// The directory of a project whose name has been checked.
+    fn project_dir(&self, project: &str) -> PathBuf {
+        self.instances.join(project)
+    }
+
+    /// The project directories (anything else in `instances/` is not the store's).
+    fn project_dirs(&self) -> Result<Vec<PathBuf>, StoreError> {
+        Ok(read_dir(&self.instances)?
+            .into_iter()
+            .filter(|path| path.is_dir())
+            .collect())
+    }
+}
+
+/// Runs a name validator, naming the kind of name in the error.
+fn check_name(
+    kind: &'static str,
+    name: &str,
+    validate: fn(&str) -> Result<(), NameError>,
+) -> Result<(), StoreError> {
+    validate(name).map_err(|source| StoreError::InvalidName {
+        kind,
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// Reads a file found by listing the store: its project and name come from its path, and must
+/// be valid names (a file the store did not write may have any name).
+fn read_stored(path: &Path) -> Result<InstanceDefinition, StoreError> {
+    let lossy = |name: Option<&OsStr>| {
+        name.map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let project = lossy(path.parent().and_then(Path::file_name));
+    let name = lossy(path.file_stem());
+    check_name("project", &project, validate_project_name)?;
+    check_name("instance", &name, validate_instance_name)?;
+    read_definition(path, &project, &name)
+}
+
+/// Reads and parses a definition file, checking that it holds the instance its path names.
+fn read_definition(
+    path: &Path,
+    project: &str,
+    name: &str,
+) -> Result<InstanceDefinition, StoreError> {
+    let bytes = fs::read(path).map_err(io_error("read", path))?;
+    let definition: InstanceDefinition =
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+    if definition.project != project || definition.name != name {
+        return Err(StoreError::Misplaced {
+            path: path.to_owned(),
+            project: definition.project,
+            name: definition.name,
+        });
+    }
+    Ok(definition)
+}
+
+/// Writes `definition` to a new temporary file in `dir` and fsyncs it; returns its path. On
+/// failure the file is removed again.
+fn write_temp(dir: &Path, definition: &InstanceDefinition) -> Result<PathBuf, StoreError> {
+    let mut json = serde_json::to_vec_pretty(definition).map_err(|source| StoreError::Encode {
+        name: definition.name.clone(),
+        source,
+    })?;
+    json.push(b'\n');
+    let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!(
+        ".{}.{}.{counter}{TEMP_SUFFIX}",
+        definition.name,
+        std::process::id()
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(&json)?;
+            file.sync_all()
+        });
+    match written {
+        Ok(()) => Ok(path),
+        Err(error) => {
+            // The write's error is the one worth reporting; the file may not even exist.
+            let _ = fs::remove_file(&path);
+            Err(io_error("write", &path)(error))
+        }
+    }
+}
+
+/// Whether a path is a temporary file of this store (`.<anything>.tmp`).
+fn is_temp_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with('.') && name.ends_with(TEMP_SUFFIX))
+}
+
+/// The entries of a directory, as paths.
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    fs::read_dir(dir)
+        .and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|entry| entry.path()))
+                .collect()
+        })
+        .map_err(io_error("list", dir))
+}
+
+/// Makes a directory's entries durable: after a link, rename or unlink, the file's own fsync
+/// does not cover its name.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error("sync", dir))
+}
+
+/// Builds the [`StoreError::Io`] for `operation` on `path`.
+fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::definition::InstanceType;
+
+    fn definition(project: &str, name: &str) -> InstanceDefinition {
+        InstanceDefinition {
+            name: name.into(),
+            project: project.into(),
+            instance_type: InstanceType::VirtualMachine,
+            description: String::new(),
+            config: BTreeMap::from([("limits.cpu".into(), "2".into())]),
+            devices: BTreeMap::new(),
+            profiles: vec!["default".into()],
+            ephemeral: false,
+            created_at: "2026-11-29T18:00:00Z".into(),
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Every file in the store, relative to its `instances/` directory.
+    fn files(root: &Path) -> Vec<String> {
+        let instances = root.join(INSTANCES_DIR);
+        let mut files: Vec<String> = read_dir(&instances)
+            .unwrap()
+            .into_iter()
+            .flat_map(|dir| read_dir(&dir).unwrap())
+            .map(|path| path.strip_prefix(&instances).unwrap().display().to_string())
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn create_load_update_delete_round_trip() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mut v1 = definition("default", "v1");
+        store.create(&v1).unwrap();
+        assert_eq!(store.load("default", "v1").unwrap(), v1);
+
+        v1.description = "changed".into();
+        store.update(&v1).unwrap();
+        assert_eq!(store.load("default", "v1").unwrap(), v1);
+        let text = fs::read_to_string(root.path().join("instances/default/v1.json")).unwrap();
+        assert!(text.starts_with("{\n  \""), "pretty JSON: {text}");
+        assert!(text.ends_with("}\n"));
+
+        store.delete("default", "v1").unwrap();
+        assert!(matches!(
+            store.load("default", "v1"),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(files(root.path()).is_empty());
+    }
+
+    #[test]
+    fn create_never_clobbers() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let first = definition("default", "v1");
+        store.create(&first).unwrap();
+        let mut second = first.clone();
+        second.description = "second".into();
+        let error = store.create(&second).unwrap_err();
+        assert!(
+            matches!(error, StoreError::AlreadyExists { .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "Instance \"v1\" already exists in project \"default\""
+        );
+        assert_eq!(store.load("default", "v1").unwrap(), first);
+        // The same name in another project is another instance.
+        store.create(&definition("other", "v1")).unwrap();
+        assert_eq!(files(root.path()), ["default/v1.json", "other/v1.json"]);
+    }
+
+    #[test]
+    fn missing_instances_are_not_found() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        store.create(&definition("default", "v1")).unwrap();
+        let not_found = |result: Result<(), StoreError>| {
+            assert!(
+                matches!(result, Err(StoreError::NotFound { .. })),
+                "{result:?}"
+            );
+        };
+        not_found(store.update(&definition("default", "v2")));
+        not_found(store.update(&definition("nowhere", "v1")));
+        not_found(store.delete("default", "v2"));
+        not_found(store.load("default", "v2").map(drop));
+        not_found(store.load("nowhere", "v1").map(drop));
+        assert_eq!(files(root.path()), ["default/v1.json"]);
+    }
+
+    #[test]
+    fn interrupted_writes_are_cleaned_up() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        store.create(&definition("default", "v1")).unwrap();
+        // A crash between writing the temporary file and linking it.
+        let leftover = root.path().join("instances/default/.v2.4242.0.tmp");
+        fs::write(&leftover, b"{\"half\":").unwrap();
+        assert_eq!(store.load_all().unwrap().definitions.len(), 1);
+        assert!(store.load_all().unwrap().corrupt.is_empty());
+
+        let store = Store::open(root.path()).unwrap();
+        assert!(!leftover.exists());
+        assert_eq!(files(root.path()), ["default/v1.json"]);
+        assert_eq!(store.load_all().unwrap().definitions.len(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_file_does_not_hide_the_others() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        for (project, name) in [("default", "b"), ("default", "a"), ("alpha", "z")] {
+            store.create(&definition(project, name)).unwrap();
+        }
+        let broken = root.path().join("instances/default/broken.json");
+        fs::write(&broken, b"{ not json").unwrap();
+        let moved = root.path().join("instances/default/moved.json");
+        fs::copy(root.path().join("instances/default/a.json"), &moved).unwrap();
+        let badly_named = root.path().join("instances/default/Bad_Name.json");
+        fs::write(&badly_named, b"{}").unwrap();
+
+        let loaded = store.load_all().unwrap();
+        let names: Vec<_> = loaded
+            .definitions
+            .iter()
+            .map(|definition| format!("{}/{}", definition.project, definition.name))
+            .collect();
+        assert_eq!(names, ["alpha/z", "default/a", "default/b"]);
+        let corrupt: Vec<_> = loaded.corrupt.iter().map(|(path, _)| path).collect();
+        assert_eq!(corrupt, [&badly_named, &broken, &moved]);
+        assert!(matches!(
+            loaded.corrupt[0].1,
+            StoreError::InvalidName { .. }
+        ));
+        assert!(matches!(loaded.corrupt[1].1, StoreError::Parse { .. }));
+        assert!(matches!(loaded.corrupt[2].1, StoreError::Misplaced { .. }));
+        // load of a corrupt file reports why rather than "not found".
+        assert!(matches!(
+            store.load("default", "broken"),
+            Err(StoreError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn names_that_could_escape_are_rejected() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        for (project, name) in [
+            ("default", "../x"),
+            ("default", "a/b"),
+            ("default", ".hidden"),
+            ("..", "v1"),
+            ("a/b", "v1"),
+            ("", "v1"),
+        ] {
+            let invalid = |result: Result<(), StoreError>| {
+                assert!(
+                    matches!(result, Err(StoreError::InvalidName { .. })),
+                    "{project:?}/{name:?}: {result:?}"
+                );
+            };
+            invalid(store.create(&definition(project, name)));
+            invalid(store.update(&definition(project, name)));
+            invalid(store.load(project, name).map(drop));
+            invalid(store.delete(project, name));
+        }
+        let error = store.load("default", "a/b").unwrap_err();
+        assert_eq!(error.to_string(), "invalid instance name \"a/b\"");
+        assert!(
+            read_dir(&root.path().join(INSTANCES_DIR))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn files_are_private_and_no_temporary_file_remains() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mut v1 = definition("default", "v1");
+        store.create(&v1).unwrap();
+        v1.ephemeral = true;
+        store.update(&v1).unwrap();
+        assert_eq!(files(root.path()), ["default/v1.json"]);
+        assert_eq!(mode(&root.path().join("instances")), 0o700);
+        assert_eq!(mode(&root.path().join("instances/default")), 0o700);
+        assert_eq!(mode(&root.path().join("instances/default/v1.json")), 0o600);
+    }
+
+    #[test]
+    fn of_concurrent_creates_exactly_one_wins() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut v1 = definition("default", "v1");
+                    v1.description = format!("thread {thread}");
+                    barrier.wait();
+                    store.create(&v1).map(|()| v1)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect();
+        let winners: Vec<_> = results
+            .iter()
+            .filter_map(|result| result.as_ref().ok())
+            .collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|result| matches!(result, Ok(_) | Err(StoreError::AlreadyExists { .. })))
+        );
+        assert_eq!(&store.load("default", "v1").unwrap(), winners[0]);
+        assert_eq!(files(root.path()), ["default/v1.json"]);
+    }
+}
