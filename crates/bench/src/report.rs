@@ -32,11 +32,34 @@ impl Row {
     }
 }
 
+/// One table of the report, with what it measures.
+pub struct Section {
+    title: String,
+    intro: String,
+    rows: Vec<Row>,
+}
+
+impl Section {
+    /// A section titled `title`, explained by `intro`.
+    pub fn new(title: impl Into<String>, intro: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            intro: intro.into(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn push(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+}
+
 /// The whole report.
 pub struct Report {
     qemu: String,
     accel: Accel,
-    rows: Vec<Row>,
+    sections: Vec<Section>,
 }
 
 impl Report {
@@ -45,19 +68,13 @@ impl Report {
         Self {
             qemu,
             accel,
-            rows: Vec::new(),
+            sections: Vec::new(),
         }
     }
 
-    /// Adds a candidate row.
-    pub fn push(&mut self, row: Row) {
-        self.rows.push(row);
-    }
-
-    /// Adds a baseline row, placed before the candidates measured against it.
-    pub fn push_baseline(&mut self, row: Row) {
-        let first_of_group = self.rows.len().saturating_sub(2);
-        self.rows.insert(first_of_group, row);
+    /// Adds a section.
+    pub fn push(&mut self, section: Section) {
+        self.sections.push(section);
     }
 
     /// The report as Markdown.
@@ -66,36 +83,29 @@ impl Report {
         let _ = writeln!(out, "# Benchmarks\n");
         let _ = writeln!(
             out,
-            "Regenerate with `cargo xtask bench` (release build; boots one VM; about a minute). \
-             Every figure below comes from one run on one machine; ratios compare medians \
-             measured in that same run, rounds interleaved.\n"
+            "Regenerate with `cargo xtask bench` (release build; boots a few VMs; a few minutes). \
+             Every figure below comes from one run on one machine; each ratio compares medians \
+             measured in that same run, with the rounds of both sides interleaved.\n"
         );
         let _ = writeln!(out, "## Machine\n");
         let _ = writeln!(out, "- CPU: {} ({} cores)", cpu_model(), num_cpus());
         let _ = writeln!(out, "- QEMU {} with {}", self.qemu, self.accel.as_str());
         let _ = writeln!(out, "- Kernel: {}", kernel());
-        let _ = writeln!(out, "- Run at: {}\n", now());
-        let _ = writeln!(out, "## Screenshot latency through `vgashot-qmp`\n");
-        let _ = writeln!(
-            out,
-            "SeaBIOS text console, 720x400, `-vga std`. Baseline: one blocking QMP socket, \
-             `screendump` to a file path, read the file back (what upstream Incus does). \
-             Goal: `vgashot-qmp` adds under 5% to QEMU's own time (ratio ≤ 1.05).\n"
-        );
-        let _ = writeln!(
-            out,
-            "| path | n | min ms | median ms | p95 ms | ratio to baseline |"
-        );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
-        for row in &self.rows {
-            let ratio = row
-                .ratio
-                .map_or("—".to_owned(), |ratio| format!("{ratio:.3}"));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {} |",
-                row.name, row.samples, row.min, row.median, row.p95, ratio
-            );
+        let _ = writeln!(out, "- Run at: {}", now());
+        for section in &self.sections {
+            let _ = writeln!(out, "\n## {}\n\n{}\n", section.title, section.intro);
+            let _ = writeln!(out, "| path | n | min ms | median ms | p95 ms | ratio |");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+            for row in &section.rows {
+                let ratio = row
+                    .ratio
+                    .map_or("—".to_owned(), |ratio| format!("{ratio:.3}"));
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.3} | {:.3} | {:.3} | {} |",
+                    row.name, row.samples, row.min, row.median, row.p95, ratio
+                );
+            }
         }
         out
     }
