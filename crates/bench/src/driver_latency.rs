@@ -43,7 +43,7 @@ pub async fn measure() -> Result<Section> {
     let mut section = Section::new(
         "Driver screenshots: our PNG against QEMU's",
         "`console_screenshot` of the qemu driver, end to end (QMP, decode, encode): QEMU writes a \
-         PPM into a memfd and we encode the PNG (zlib-rs level 1, Sub filter) on a blocking \
+         PPM into a memfd and we encode the PNG (zlib-rs level 2, adaptive filtering) on a blocking \
          thread, against QEMU encoding the PNG itself with libpng, which holds QEMU's main loop \
          (and the guest) while it compresses. Goal: ratio ≤ 0.5. The sizes are of the PNG files.",
     );
