@@ -108,3 +108,79 @@ fn png_dimensions(png_bytes: &[u8]) -> Result<(u32, u32)> {
     let info = reader.info();
     Ok((info.width, info.height))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, IoSliceMut, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixListener;
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use serde_json::{Value, json};
+    use vgashot_qmp::Config;
+
+    use super::*;
+
+    /// Plays a QEMU 6.2 (before `screendump` had `format`) for one capture: receives the memfd
+    /// with `add-fd`, then writes a 2x1 PPM where `screendump` says, checking it was not sent a
+    /// `format`. It runs in this process, so `/proc/self/fd/N` is the descriptor it received.
+    fn old_qemu(listener: UnixListener) -> Value {
+        let (mut stream, _) = listener.accept().unwrap();
+        let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 6}, "package": ""}, "capabilities": []}}"#;
+        writeln!(stream, "{greeting}").unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let negotiate: Value = serde_json::from_str(&line).unwrap();
+        writeln!(stream, "{}", json!({"return": {}, "id": negotiate["id"]})).unwrap();
+
+        let mut buffer = vec![0; 4096];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buffer)];
+        let message = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let Some(ControlMessageOwned::ScmRights(fds)) = message.cmsgs().unwrap().next() else {
+            panic!("add-fd came without a descriptor");
+        };
+        let length = message.bytes;
+        let add_fd: Value = serde_json::from_slice(&buffer[..length]).unwrap();
+        assert_eq!(add_fd["execute"], "add-fd");
+        // SAFETY: the kernel just created this descriptor for us.
+        let memfd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        let reply = json!({"return": {"fdset-id": 1, "fd": memfd.as_raw_fd()}, "id": add_fd["id"]});
+        writeln!(stream, "{reply}").unwrap();
+
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let screendump: Value = serde_json::from_str(&line).unwrap();
+        let path = screendump["arguments"]["filename"].as_str().unwrap();
+        std::fs::write(path, b"P6\n2 1\n255\n\xff\x00\x00\x00\x00\xff").unwrap();
+        writeln!(stream, "{}", json!({"return": {}, "id": screendump["id"]})).unwrap();
+        screendump
+    }
+
+    #[tokio::test]
+    async fn qemu_older_than_7_1_gets_the_ppm_path_even_when_its_png_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let peer = std::thread::spawn(move || old_qemu(listener));
+        let qmp = Qmp::connect(&socket, Config::default()).await.unwrap();
+        let options = ScreenshotOptions {
+            encoder: PngEncoder::Qemu,
+            ..Default::default()
+        };
+        let shot = capture(&qmp, &options).await.unwrap();
+        let screendump = peer.join().unwrap();
+        assert_eq!(screendump["arguments"].get("format"), None);
+        let frame = shot.frame.expect("the PPM path");
+        assert_eq!((shot.width, shot.height), (2, 1));
+        assert_eq!(frame.rgb(), [0xff, 0, 0, 0, 0, 0xff]);
+        assert!(shot.png.starts_with(b"\x89PNG"));
+    }
+}
