@@ -7,18 +7,23 @@
 //! 2. `demo`: the main job, for now: boot a tiny VM and save a screenshot of its screen, taken
 //!    through `vgashot-qmp` into memory we own.
 //! 3. `bench`: the benchmark (`crates/bench`, built in release), which rewrites `BENCHMARKS.md`.
+//! 4. `swagger`: regenerates `swagger/rest-api.{yaml,json}` from the handlers' annotations;
+//!    `swagger --check` fails when the committed files are stale, and validates the document
+//!    with `openapi-spec-validator` (from PyPI, in a virtualenv under `target/`).
 
 mod demo;
 mod qemu;
+mod swagger;
 
 use std::process::{Command, ExitCode};
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-const USAGE: &str = "usage: cargo xtask <test|demo|bench>
-  test    install QEMU if needed, then fmt --check, clippy -D warnings and all tests
-  demo    boot a tiny VM and save a screenshot of its screen (demo-output/screenshot.png)
-  bench   measure screenshot latency and rewrite BENCHMARKS.md";
+const USAGE: &str = "usage: cargo xtask <test|demo|bench|swagger [--check]>
+  test     install QEMU if needed, then fmt --check, clippy -D warnings, all tests, swagger --check
+  demo     boot a tiny VM and save a screenshot of its screen (demo-output/screenshot.png)
+  bench    measure screenshot latency and rewrite BENCHMARKS.md
+  swagger  regenerate swagger/rest-api.{yaml,json}; --check fails when they are stale";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo::run(),
         Some("bench") => bench(&args[1..]),
+        Some("swagger") => swagger::run(args.get(1).map(String::as_str) == Some("--check")),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -45,6 +51,7 @@ fn cargo(args: &[&str]) -> Result {
         .args(args)
         .current_dir(workspace_root())
         .env("VGASHOT_REQUIRE_QEMU", "1")
+        .envs(qemu::incus_requirement())
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
     if status.success() {
@@ -64,6 +71,7 @@ fn workspace_root() -> std::path::PathBuf {
 
 fn test() -> Result {
     qemu::ensure_installed()?;
+    qemu::ensure_incus_client()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
@@ -73,7 +81,8 @@ fn test() -> Result {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])
+    cargo(&["test", "--workspace"])?;
+    swagger::run(true)
 }
 
 fn bench(args: &[String]) -> Result {

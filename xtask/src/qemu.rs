@@ -1,4 +1,5 @@
-//! Making sure QEMU is there before anything needs it.
+//! Making sure QEMU (and, for the end-to-end test, the `incus` client) is there before anything
+//! needs it.
 
 use std::process::Command;
 
@@ -40,4 +41,51 @@ fn apt_get(args: &[&str]) -> Result {
     } else {
         Err(format!("`apt-get {}` failed ({status})", args.join(" ")))
     }
+}
+
+/// The script in the shared material that installs Debian's `incus` client (6.0.4) without
+/// touching the machine's apt sources.
+const INCUS_INSTALLER: &str = "../shared/tools/install-incus-client.sh";
+
+/// Installs the `incus` client for the end-to-end test when it is missing, as root and where
+/// the installer is present; otherwise that test skips, and says so.
+pub fn ensure_incus_client() -> Result {
+    if find_incus() {
+        return Ok(());
+    }
+    let installer = crate::workspace_root().join(INCUS_INSTALLER);
+    if !nix::unistd::geteuid().is_root() || !installer.is_file() {
+        eprintln!(
+            "xtask: no incus client; the test that drives the daemon with it will be skipped \
+             (install Debian's incus-client 6.0.4 to run it)"
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing the incus client with {}",
+        installer.display()
+    );
+    let status = Command::new("bash")
+        .arg(&installer)
+        .status()
+        .map_err(|error| format!("cannot run {}: {error}", installer.display()))?;
+    if status.success() && find_incus() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", installer.display()))
+    }
+}
+
+/// `VGASHOT_REQUIRE_INCUS=1` when the client is installed, so its test cannot skip.
+pub fn incus_requirement() -> Vec<(&'static str, &'static str)> {
+    if find_incus() {
+        vec![("VGASHOT_REQUIRE_INCUS", "1")]
+    } else {
+        Vec::new()
+    }
+}
+
+fn find_incus() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join("incus").is_file())
 }

@@ -56,6 +56,9 @@ pub struct InstanceDefinition {
     pub ephemeral: bool,
     /// When it was created, RFC 3339.
     pub created_at: String,
+    /// When it was last started, RFC 3339; empty if never.
+    #[serde(default)]
+    pub last_used_at: String,
 }
 
 /// A name that Incus would refuse, with Incus's own wording.
@@ -173,6 +176,7 @@ mod tests {
             profiles: vec!["default".into()],
             ephemeral: false,
             created_at: "2026-11-29T18:00:00Z".into(),
+            last_used_at: String::new(),
         };
         let json = serde_json::to_value(&definition).unwrap();
         assert_eq!(json["type"], "virtual-machine");

@@ -23,13 +23,13 @@ pub enum InstanceStatus {
 }
 
 impl InstanceStatus {
-    /// Incus's status code: 103 Running, 102 Stopped, 110 Frozen, 400 Error.
+    /// Incus's status code: 103 Running, 102 Stopped, 110 Frozen, 112 Error.
     pub fn code(self) -> u16 {
         match self {
             Self::Running => 103,
             Self::Stopped => 102,
             Self::Frozen => 110,
-            Self::Error => 400,
+            Self::Error => 112,
         }
     }
 
@@ -53,6 +53,17 @@ pub struct InstanceState {
     pub reason: Option<String>,
     /// QEMU's process id while it runs.
     pub pid: Option<i32>,
+}
+
+/// What a running instance uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceUsage {
+    /// Resident memory of the VM's process (QEMU's, guest memory it touched included).
+    pub memory_bytes: u64,
+    /// CPU time used since it started.
+    pub cpu_nanoseconds: u64,
+    /// When it started.
+    pub started_at: SystemTime,
 }
 
 /// Who encodes the PNG of a screenshot.
@@ -114,6 +125,11 @@ pub trait Instance: Send + Sync {
 
     /// Its run-time state now.
     fn state(&self) -> InstanceState;
+
+    /// What the instance uses while it runs; `None` when it does not.
+    fn usage(&self) -> Option<ResourceUsage> {
+        None
+    }
 
     /// Replaces the definition's description, config and devices (validated first); takes effect
     /// at the next start.

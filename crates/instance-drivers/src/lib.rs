@@ -22,6 +22,7 @@ pub mod store;
 pub use definition::{InstanceDefinition, InstanceType};
 pub use error::{DriverError, Result};
 pub use instance::{
-    Instance, InstanceState, InstanceStatus, PngEncoder, Screenshot, ScreenshotOptions,
+    Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage, Screenshot,
+    ScreenshotOptions,
 };
 pub use qemu::{DriverPaths, QemuDriver, QemuInstance};

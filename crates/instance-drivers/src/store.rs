@@ -435,6 +435,7 @@ mod tests {
             profiles: vec!["default".into()],
             ephemeral: false,
             created_at: "2026-11-29T18:00:00Z".into(),
+            last_used_at: String::new(),
         }
     }
 

@@ -831,6 +831,7 @@ mod tests {
             profiles: Vec::new(),
             ephemeral: false,
             created_at: "2026-11-29T18:00:00Z".into(),
+            last_used_at: String::new(),
         }
     }
 

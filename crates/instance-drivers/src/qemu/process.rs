@@ -61,6 +61,51 @@ pub async fn wait_gone(pid: i32, bound: Duration) -> bool {
     }
 }
 
+/// What a running process uses, read from `/proc`.
+pub fn usage(pid: i32) -> Option<crate::instance::ResourceUsage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which ends at the last ')': state is field 3, so index i
+    // here is field i + 3. utime 14, stime 15, starttime 22 (clock ticks).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let tick = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
+    let ticks_per_second = clock_ticks_per_second();
+    let cpu_ticks = tick(14)? + tick(15)?;
+    let started_ticks = tick(22)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let boot = boot_time()?;
+    Some(crate::instance::ResourceUsage {
+        memory_bytes: rss_kib * 1024,
+        cpu_nanoseconds: cpu_ticks * 1_000_000_000 / ticks_per_second,
+        started_at: boot + Duration::from_millis(started_ticks * 1000 / ticks_per_second),
+    })
+}
+
+fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
+/// When the machine booted, from `btime` in `/proc/stat`.
+fn boot_time() -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let seconds: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +130,16 @@ mod tests {
         }
         assert!(!alive(pid));
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn usage_of_this_process_is_plausible() {
+        let usage = usage(std::process::id() as i32).unwrap();
+        assert!(usage.memory_bytes > 0);
+        let age = std::time::SystemTime::now()
+            .duration_since(usage.started_at)
+            .unwrap();
+        assert!(age < Duration::from_secs(3600), "{age:?}");
     }
 
     #[test]

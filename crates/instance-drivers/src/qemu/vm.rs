@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
@@ -26,7 +26,9 @@ use vgashot_qmp::{Config, Qmp, RunState};
 
 use crate::definition::{InstanceDefinition, InstanceType};
 use crate::error::{DriverError, Result};
-use crate::instance::{Instance, InstanceState, InstanceStatus, Screenshot, ScreenshotOptions};
+use crate::instance::{
+    Instance, InstanceState, InstanceStatus, ResourceUsage, Screenshot, ScreenshotOptions,
+};
 use crate::qemu::cmdline::MachinePlan;
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
 use crate::qemu::{DriverShared, process, screenshot};
@@ -210,6 +212,23 @@ impl QemuInstance {
             .is_ok()
     }
 
+    /// Stores when the instance was last started; a failure is logged, not fatal to the start.
+    fn record_last_use(&self) {
+        let mut definition = self.definition();
+        definition.last_used_at = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+        match self.shared.store.update(&definition) {
+            Ok(()) => {
+                *self
+                    .definition
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = definition;
+            }
+            Err(error) => {
+                tracing::warn!(instance = %self.name, %error, "cannot record the start time")
+            }
+        }
+    }
+
     /// Deletes the instance if it is stopped, holding the life-cycle lock so it cannot start
     /// meanwhile.
     pub(crate) async fn delete(&self) -> Result<()> {
@@ -264,6 +283,11 @@ impl Instance for QemuInstance {
         }
     }
 
+    fn usage(&self) -> Option<ResourceUsage> {
+        let pid = self.cell().vm.as_ref()?.pid;
+        process::usage(pid)
+    }
+
     async fn update(&self, definition: InstanceDefinition) -> Result<()> {
         let _lifecycle = self.lifecycle.lock().await;
         let mut updated = self.definition();
@@ -306,6 +330,7 @@ impl Instance for QemuInstance {
         };
         self.attach(detached.pid, qmp, InstanceStatus::Running);
         tracing::info!(instance = %self.name, pid = detached.pid, "started");
+        self.record_last_use();
         Ok(())
     }
 

@@ -53,6 +53,7 @@ impl Harness {
             profiles: Vec::new(),
             ephemeral: false,
             created_at: "2026-11-29T00:00:00Z".into(),
+            last_used_at: String::new(),
         }
     }
 

@@ -1,0 +1,241 @@
+//! `/1.0/instances/{name}/state`: read the run-time state, and start, stop, restart, freeze or
+//! unfreeze.
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use vgashot_instance_drivers::{DriverError, Instance as _, InstanceStatus, QemuInstance};
+
+use crate::api::instances::instance_url;
+use crate::api::lifecycle;
+use crate::context::Context;
+use crate::envelope::{self, ApiResponse};
+use crate::error::ApiError;
+use crate::model::{
+    InstanceState, InstanceStateCpu, InstanceStateMemory, InstanceStatePut, ZERO_TIME,
+};
+use crate::request::{Query, json_body};
+
+/// How long a clean shutdown may take when the client says "forever" (`timeout: -1`, what
+/// `incus stop` sends): a guest that ignores the ACPI button is then stopped by force rather
+/// than left hanging the request for ever.
+pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The wire form of an instance's state.
+pub fn state(vm: &QemuInstance) -> InstanceState {
+    let state = vm.state();
+    let usage = vm.usage();
+    InstanceState {
+        status: state.status.as_str().into(),
+        status_code: i32::from(state.status.code()),
+        disk: None,
+        memory: InstanceStateMemory {
+            usage: usage.map_or(0, |usage| saturating_i64(usage.memory_bytes)),
+            ..Default::default()
+        },
+        // No guest agent: the guest's interfaces are unknown.
+        network: None,
+        pid: state.pid.map_or(0, i64::from),
+        // Incus's value for a VM whose guest agent does not answer.
+        processes: if state.pid.is_some() { -1 } else { 0 },
+        cpu: InstanceStateCpu {
+            usage: usage.map_or(0, |usage| saturating_i64(usage.cpu_nanoseconds)),
+            allocated_time: 0,
+        },
+        started_at: usage.map_or_else(
+            || ZERO_TIME.to_owned(),
+            |usage| humantime::format_rfc3339_nanos(usage.started_at).to_string(),
+        ),
+        os_info: None,
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Get an instance's state
+#[utoipa::path(
+    get,
+    path = "/1.0/instances/{name}/state",
+    operation_id = "instance_state_get",
+    tag = "instances",
+    params(
+        ("name" = String, Path, description = "Instance name"),
+        ("project" = Option<String>, Query, description = "Project name"),
+    ),
+    responses(
+        (status = 200, description = "The state", body = crate::envelope::SyncEnvelope<InstanceState>),
+        (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
+    ),
+)]
+pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
+    let vm = context.instance(query.project()?, name)?;
+    Ok(envelope::sync(state(&vm)))
+}
+
+/// A state change, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Start,
+    Stop { force: bool, timeout: Duration },
+    Restart { force: bool, timeout: Duration },
+    Freeze,
+    Unfreeze,
+}
+
+impl Action {
+    fn parse(request: &InstanceStatePut) -> Result<Self, ApiError> {
+        if request.stateful {
+            return Err(ApiError::BadRequest(
+                "Stateful start and stop are not supported".into(),
+            ));
+        }
+        let timeout = match request.timeout {
+            seconds if seconds < 0 => FOREVER_STOP_TIMEOUT,
+            seconds => Duration::from_secs(seconds.unsigned_abs()),
+        };
+        let force = request.force;
+        Ok(match request.action.as_str() {
+            "start" => Self::Start,
+            "stop" => Self::Stop { force, timeout },
+            "restart" => Self::Restart { force, timeout },
+            "freeze" => Self::Freeze,
+            "unfreeze" => Self::Unfreeze,
+            other => {
+                return Err(ApiError::BadRequest(format!("Unknown action {other}")));
+            }
+        })
+    }
+
+    /// Refuses at once what the instance's status makes impossible, with Incus's words.
+    fn check(self, status: InstanceStatus) -> Result<(), DriverError> {
+        let running = matches!(status, InstanceStatus::Running | InstanceStatus::Frozen);
+        match self {
+            Self::Start if running => Err(DriverError::AlreadyRunning),
+            Self::Stop { .. } if status == InstanceStatus::Stopped => {
+                Err(DriverError::AlreadyStopped)
+            }
+            Self::Restart { .. } | Self::Freeze if !running => Err(DriverError::NotRunning),
+            Self::Unfreeze if status != InstanceStatus::Frozen => Err(DriverError::NotFrozen),
+            _ => Ok(()),
+        }
+    }
+
+    /// Incus's operation description and the life-cycle event of success.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Start => ("Starting instance", "instance-started"),
+            Self::Stop { .. } => ("Stopping instance", "instance-stopped"),
+            Self::Restart { .. } => ("Restarting instance", "instance-restarted"),
+            Self::Freeze => ("Freezing instance", "instance-paused"),
+            Self::Unfreeze => ("Unfreezing instance", "instance-resumed"),
+        }
+    }
+}
+
+/// Change an instance's state
+///
+/// `action` is `start`, `stop`, `restart`, `freeze` or `unfreeze`. A stop without `force` asks
+/// the guest to shut down (ACPI) and stops it by force after `timeout` seconds (`-1`: one
+/// minute, not for ever). Stateful actions are refused.
+#[utoipa::path(
+    put,
+    path = "/1.0/instances/{name}/state",
+    operation_id = "instance_state_put",
+    tag = "instances",
+    params(
+        ("name" = String, Path, description = "Instance name"),
+        ("project" = Option<String>, Query, description = "Project name"),
+    ),
+    request_body = InstanceStatePut,
+    responses(
+        (status = 202, description = "Changing state", body = crate::envelope::AsyncEnvelope<crate::operations::Operation>),
+        (status = 400, description = "An action the instance's state does not allow", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
+    ),
+)]
+pub async fn put(
+    context: &Context,
+    name: &str,
+    query: &Query,
+    body: Incoming,
+) -> Result<ApiResponse, ApiError> {
+    let project = query.project()?.to_owned();
+    let vm = context.instance(&project, name)?;
+    let request: InstanceStatePut = json_body(body).await?;
+    let action = Action::parse(&request)?;
+    action.check(vm.state().status)?;
+    let (description, event) = action.describe();
+    let events = context.events.clone();
+    let (url, event_project) = (instance_url(name), project.clone());
+    Ok(lifecycle::run(
+        context,
+        description,
+        &project,
+        name,
+        async move {
+            match action {
+                Action::Start => vm.start().await?,
+                Action::Stop { force, timeout } => vm.stop(force, timeout).await?,
+                Action::Restart { force, timeout } => vm.restart(force, timeout).await?,
+                Action::Freeze => vm.freeze().await?,
+                Action::Unfreeze => vm.unfreeze().await?,
+            }
+            events.publish_lifecycle(event, &url, &event_project);
+            Ok(())
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(action: &str, timeout: i64, force: bool) -> InstanceStatePut {
+        InstanceStatePut {
+            action: action.into(),
+            timeout,
+            force,
+            stateful: false,
+        }
+    }
+
+    #[test]
+    fn actions_and_their_checks() {
+        assert_eq!(
+            Action::parse(&request("start", 0, false)).unwrap(),
+            Action::Start
+        );
+        assert_eq!(
+            Action::parse(&request("stop", -1, true)).unwrap(),
+            Action::Stop {
+                force: true,
+                timeout: FOREVER_STOP_TIMEOUT
+            }
+        );
+        assert!(Action::parse(&request("explode", 0, false)).is_err());
+        let mut stateful = request("stop", 0, false);
+        stateful.stateful = true;
+        assert!(Action::parse(&stateful).is_err());
+
+        assert!(matches!(
+            Action::Start.check(InstanceStatus::Running),
+            Err(DriverError::AlreadyRunning)
+        ));
+        let stop = Action::Stop {
+            force: false,
+            timeout: Duration::ZERO,
+        };
+        assert!(matches!(
+            stop.check(InstanceStatus::Stopped),
+            Err(DriverError::AlreadyStopped)
+        ));
+        assert!(stop.check(InstanceStatus::Error).is_ok());
+        assert!(matches!(
+            Action::Unfreeze.check(InstanceStatus::Running),
+            Err(DriverError::NotFrozen)
+        ));
+        assert!(Action::Freeze.check(InstanceStatus::Running).is_ok());
+    }
+}

@@ -1,0 +1,11 @@
+//! The handlers, one module per resource. Each parses its request into typed values, acts, and
+//! answers an Incus envelope; errors are returned, never rendered here.
+
+pub mod console;
+pub mod events;
+pub mod instance_state;
+pub mod instances;
+pub mod lifecycle;
+pub mod operations;
+pub mod profiles;
+pub mod server;

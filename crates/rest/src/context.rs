@@ -1,0 +1,94 @@
+//! What every handler works with: the driver, operations, events, and who this server is.
+
+use std::sync::Arc;
+
+use vgashot_instance_drivers::{DriverError, QemuDriver, QemuInstance};
+
+use crate::error::ApiError;
+use crate::events::EventHub;
+use crate::operations::Operations;
+
+/// Facts about this server that `GET /1.0` reports, gathered once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// The host name.
+    pub server_name: String,
+    /// This process's pid.
+    pub server_pid: u32,
+    /// QEMU's version, e.g. `7.2.22`.
+    pub driver_version: String,
+    /// `uname -r`.
+    pub kernel_version: String,
+    /// From `/etc/os-release`.
+    pub os_name: String,
+    /// From `/etc/os-release`.
+    pub os_version: String,
+}
+
+impl ServerIdentity {
+    /// Reads the facts from this machine; what cannot be read is left empty.
+    pub fn gather() -> Self {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let os_release = read("/etc/os-release");
+        let os_field = |key: &str| {
+            os_release
+                .lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .map(|value| value.trim_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            server_name: read("/proc/sys/kernel/hostname"),
+            server_pid: std::process::id(),
+            driver_version: qemu_version().unwrap_or_default(),
+            kernel_version: read("/proc/sys/kernel/osrelease"),
+            os_name: os_field("NAME"),
+            os_version: os_field("VERSION_ID"),
+        }
+    }
+}
+
+/// QEMU's version, from `qemu-system-x86_64 --version` ("QEMU emulator version 7.2.22 (...)").
+fn qemu_version() -> Option<String> {
+    let binary = vgashot_qemu_process::find_qemu().ok()?;
+    let output = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .lines()
+        .next()?
+        .strip_prefix("QEMU emulator version ")?;
+    Some(version.split_whitespace().next()?.to_owned())
+}
+
+/// The state shared by every request.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The VMs.
+    pub driver: QemuDriver,
+    /// Long-running requests.
+    pub operations: Operations,
+    /// Listeners of `/1.0/events`.
+    pub events: EventHub,
+    /// What `GET /1.0` says about this server.
+    pub identity: Arc<ServerIdentity>,
+}
+
+impl Context {
+    /// The instance `name` of `project`, or Incus's 404.
+    pub fn instance(&self, project: &str, name: &str) -> Result<Arc<QemuInstance>, ApiError> {
+        self.driver.get(project, name).map_err(|error| match error {
+            DriverError::NotFound => ApiError::InstanceNotFound {
+                name: name.to_owned(),
+                project: project.to_owned(),
+            },
+            other => ApiError::Driver(other),
+        })
+    }
+}

@@ -1,0 +1,965 @@
+//! `GET /1.0/events`: Incus's event stream, over a websocket.
+//!
+//! The Go client (lxc/incus `client/incus.go`, `queryOperation`) opens this websocket *before*
+//! it sends any request that answers with an operation, and `client/operations.go` then waits
+//! for an `operation` event whose metadata carries the operation with a final `status_code`
+//! (>= 200). Without this endpoint `incus start` cannot finish waiting. Events are JSON text
+//! frames in upstream's [`Event`] shape (`shared/api/event.go`); the server sends a `keepalive`
+//! ping every 10 s and drops a listener that misses three pongs or cannot keep up
+//! (`internal/server/events/connections.go`).
+//!
+//! [`EventHub`] fans events out through a bounded broadcast channel, so a publisher never
+//! waits for a listener: a listener that falls behind by the channel's capacity is closed.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{
+    CONNECTION, HeaderMap, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use utoipa::ToSchema;
+
+use crate::envelope::{self, ApiResponse};
+use crate::error::ApiError;
+use crate::operations::{Operation, timestamp};
+
+/// How many events a listener may fall behind before it is dropped.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// Upstream pings every listener this often, and so do we: it finds dead peers.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A listener with more unanswered pings than this is gone (upstream's bound).
+const MAX_PENDING_PONGS: u32 = 2;
+
+/// How long one frame may take to leave, as upstream's write deadline: a peer that stops
+/// reading must not hold its task forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a closing listener waits for the peer's close frame before it drops the socket.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cluster member name of a standalone server, as upstream stamps its events.
+const LOCATION: &str = "none";
+
+/// The project used when a request names none.
+const DEFAULT_PROJECT: &str = "default";
+
+/// What can be wrong with an events request.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The `type` parameter names a type upstream does not have (upstream's wording).
+    #[error("{0:?} isn't a supported event type")]
+    UnsupportedType(String),
+    /// Both `project` and `all-projects` were given (upstream's wording).
+    #[error("Cannot specify a project when requesting all projects")]
+    ProjectWithAllProjects,
+    /// The request is not a websocket handshake; the text is the one upstream's websocket
+    /// library (gorilla) gives.
+    #[error("websocket: {0}")]
+    NotWebsocket(&'static str),
+}
+
+impl From<EventsError> for ApiError {
+    fn from(error: EventsError) -> Self {
+        // Each of these is the caller's mistake: a 400 in the error envelope.
+        ApiError::BadRequest(error.to_string())
+    }
+}
+
+/// The kinds of events, as the `type` field and the `type` query parameter name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    /// Daemon log records (`logging`).
+    #[serde(rename = "logging")]
+    Logging,
+    /// Operation state changes (`operation`): what clients wait on.
+    #[serde(rename = "operation")]
+    Operation,
+    /// Changes to objects (`lifecycle`): `instance-started` and the like.
+    #[serde(rename = "lifecycle")]
+    Lifecycle,
+    /// Network ACL logs (`network-acl`). We publish none, but upstream accepts the type and
+    /// includes it in the default set, so asking for it must not be an error.
+    #[serde(rename = "network-acl")]
+    NetworkAcl,
+}
+
+impl EventType {
+    /// Every type, in upstream's order: what a listener gets when it names none.
+    pub const ALL: [Self; 4] = [
+        Self::Logging,
+        Self::Operation,
+        Self::Lifecycle,
+        Self::NetworkAcl,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logging => "logging",
+            Self::Operation => "operation",
+            Self::Lifecycle => "lifecycle",
+            Self::NetworkAcl => "network-acl",
+        }
+    }
+
+    /// Parses the `type` query parameter as upstream does: comma-separated names, every type
+    /// when it is absent or empty, and a 400 naming the first unknown entry (an empty entry,
+    /// as in `operation,`, is unknown too).
+    pub fn parse_list(value: Option<&str>) -> Result<Vec<Self>, ApiError> {
+        match value {
+            None | Some("") => Ok(Self::ALL.to_vec()),
+            Some(value) => value
+                .split(',')
+                .map(|entry| entry.parse().map_err(ApiError::from))
+                .collect(),
+        }
+    }
+}
+
+impl FromStr for EventType {
+    type Err = EventsError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| EventsError::UnsupportedType(name.to_owned()))
+    }
+}
+
+/// One event, as upstream sends it in a text frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// `operation`, `lifecycle`, `logging` or `network-acl`.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When it happened, RFC 3339 with nanoseconds.
+    pub timestamp: String,
+    /// The operation, the lifecycle record or the log record.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// The cluster member it comes from: `none` on a standalone server.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    /// The project it belongs to; empty (and left out) for server-wide events such as logs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project: String,
+}
+
+impl Event {
+    /// An event of now, from this server.
+    pub fn new(kind: EventType, metadata: serde_json::Value, project: &str) -> Self {
+        Self {
+            kind,
+            timestamp: timestamp(),
+            metadata,
+            location: LOCATION.to_owned(),
+            project: project.to_owned(),
+        }
+    }
+}
+
+/// Who asked for the change a lifecycle event reports, as upstream records it. On the Unix
+/// socket upstream sends the peer's user name, protocol `unix` and address `@`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Requestor {
+    /// The user name (`root`), or `uid=N` when the uid has no name.
+    pub username: String,
+    /// `unix`, `tls`, ...
+    pub protocol: String,
+    /// The peer address without port; `@` on the Unix socket.
+    pub address: String,
+}
+
+impl Requestor {
+    /// A requestor on the Unix socket, as upstream shapes it.
+    pub fn unix(username: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            protocol: "unix".to_owned(),
+            address: "@".to_owned(),
+        }
+    }
+}
+
+/// The lifecycle actions we publish, named as upstream (`shared/api/event_lifecycle.go`).
+pub mod action {
+    /// An instance was created.
+    pub const INSTANCE_CREATED: &str = "instance-created";
+    /// An instance was started.
+    pub const INSTANCE_STARTED: &str = "instance-started";
+    /// An instance was stopped (forcibly, or it went away).
+    pub const INSTANCE_STOPPED: &str = "instance-stopped";
+    /// An instance was shut down cleanly.
+    pub const INSTANCE_SHUTDOWN: &str = "instance-shutdown";
+    /// An instance was restarted.
+    pub const INSTANCE_RESTARTED: &str = "instance-restarted";
+    /// An instance was paused (frozen).
+    pub const INSTANCE_PAUSED: &str = "instance-paused";
+    /// An instance was resumed.
+    pub const INSTANCE_RESUMED: &str = "instance-resumed";
+    /// An instance's configuration was changed.
+    pub const INSTANCE_UPDATED: &str = "instance-updated";
+    /// An instance was deleted.
+    pub const INSTANCE_DELETED: &str = "instance-deleted";
+    /// An instance's console (log or screenshot) was read.
+    pub const INSTANCE_CONSOLE_RETRIEVED: &str = "instance-console-retrieved";
+}
+
+/// A lifecycle record, the metadata of a `lifecycle` event, in upstream's shape: `context`,
+/// `requestor`, `name` and `project` are left out when empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lifecycle {
+    /// What happened, e.g. `instance-started` (see [`action`]).
+    pub action: String,
+    /// The object's URL, e.g. `/1.0/instances/v1` (with `?project=NAME` outside `default`).
+    pub source: String,
+    /// Details of the action, e.g. `{"type": "virtual-machine", "storage-pool": "default",
+    /// "location": "none"}` for `instance-created`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub context: BTreeMap<String, serde_json::Value>,
+    /// Who asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requestor: Option<Requestor>,
+    /// The object's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The object's project.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project: String,
+}
+
+impl Lifecycle {
+    /// A lifecycle record for instance `name` of `project`, as upstream builds it.
+    pub fn instance(action: &str, name: &str, project: &str) -> Self {
+        Self {
+            action: action.to_owned(),
+            source: with_project_query(&format!("/1.0/instances/{name}"), project),
+            context: BTreeMap::new(),
+            requestor: None,
+            name: name.to_owned(),
+            project: project.to_owned(),
+        }
+    }
+
+    /// The same record with `requestor`.
+    pub fn with_requestor(mut self, requestor: Requestor) -> Self {
+        self.requestor = Some(requestor);
+        self
+    }
+
+    /// The same record with one more `context` entry.
+    pub fn with_context(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.context.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// `url` with `?project=NAME` outside the default project, as upstream's `api.URL.Project`
+/// renders object URLs (a URL that already has a query is left alone).
+fn with_project_query(url: &str, project: &str) -> String {
+    if project.is_empty() || project == DEFAULT_PROJECT || url.contains('?') {
+        return url.to_owned();
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("project", project)
+        .finish();
+    format!("{url}?{query}")
+}
+
+/// An event as it travels through the hub: serialised once, filtered by kind and project.
+#[derive(Debug)]
+pub(crate) struct Published {
+    kind: EventType,
+    project: String,
+    text: Utf8Bytes,
+}
+
+impl Published {
+    /// The event's JSON text.
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> &str {
+        self.text.as_str()
+    }
+}
+
+/// The event hub: cheap to clone, every clone publishes to the same listeners.
+#[derive(Clone, Debug)]
+pub struct EventHub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    sender: broadcast::Sender<Arc<Published>>,
+    /// Set once by [`EventHub::close`]; every listener ends when it is.
+    closed: watch::Sender<bool>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventHub {
+    /// A hub with the default capacity ([`DEFAULT_CAPACITY`]).
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A hub whose listeners may fall `capacity` events behind before they are dropped.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self {
+            inner: Arc::new(HubInner {
+                sender,
+                closed: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Sends `event` to every listener that wants its type and project. Never waits.
+    pub fn publish(&self, event: Event) {
+        let text = match serde_json::to_string(&event) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::warn!(%error, "cannot serialise an event");
+                return;
+            }
+        };
+        let published = Published {
+            kind: event.kind,
+            project: event.project,
+            text: Utf8Bytes::from(text),
+        };
+        // An error only means that nobody listens.
+        let _ = self.inner.sender.send(Arc::new(published));
+    }
+
+    /// Publishes the state of `operation`, which belongs to `project`.
+    pub fn publish_operation(&self, operation: &Operation, project: &str) {
+        match serde_json::to_value(operation) {
+            Ok(metadata) => self.publish(Event::new(EventType::Operation, metadata, project)),
+            Err(error) => tracing::warn!(%error, "cannot serialise an operation"),
+        }
+    }
+
+    /// Publishes lifecycle `action` (see [`action`]) on the object at `source` (e.g.
+    /// `/1.0/instances/v1`) of `project`, shaped as upstream: the name is the URL's last
+    /// segment, and the source gets `?project=NAME` outside the default project. For a
+    /// requestor or context, build a [`Lifecycle`] and use [`EventHub::publish_lifecycle_record`].
+    pub fn publish_lifecycle(&self, action: &str, source: &str, project: &str) {
+        let path = source.split('?').next().unwrap_or_default();
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let lifecycle = Lifecycle {
+            action: action.to_owned(),
+            source: with_project_query(source, project),
+            context: BTreeMap::new(),
+            requestor: None,
+            name: name.to_owned(),
+            project: project.to_owned(),
+        };
+        self.publish_lifecycle_record(project, &lifecycle);
+    }
+
+    /// Publishes a whole lifecycle record in `project` (upstream's `SendLifecycle`).
+    pub fn publish_lifecycle_record(&self, project: &str, lifecycle: &Lifecycle) {
+        match serde_json::to_value(lifecycle) {
+            Ok(metadata) => self.publish(Event::new(EventType::Lifecycle, metadata, project)),
+            Err(error) => tracing::warn!(%error, "cannot serialise a lifecycle event"),
+        }
+    }
+
+    /// Publishes a log record (`{"message", "level", "context"}`), which belongs to no project.
+    pub fn publish_logging(&self, level: &str, message: &str, context: BTreeMap<String, String>) {
+        let metadata = serde_json::json!({"message": message, "level": level, "context": context});
+        self.publish(Event::new(EventType::Logging, metadata, ""));
+    }
+
+    /// How many listeners are connected (or about to be: subscribed, not yet upgraded).
+    pub fn listener_count(&self) -> usize {
+        self.inner.sender.receiver_count()
+    }
+
+    /// Ends every listener, now and later (for shutdown, while clones of the hub still exist).
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+
+    /// A raw subscription, for tests of what publishers send.
+    #[cfg(test)]
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.inner.sender.subscribe()
+    }
+}
+
+/// Which events one listener gets.
+struct Filter {
+    types: Vec<EventType>,
+    /// `None`: every project.
+    project: Option<String>,
+}
+
+impl Filter {
+    /// Upstream's rule: an event without a project goes to everyone, one with a project only
+    /// to listeners of that project or of all projects.
+    fn accepts(&self, event: &Published) -> bool {
+        self.types.contains(&event.kind)
+            && match &self.project {
+                None => true,
+                Some(project) => event.project.is_empty() || event.project == *project,
+            }
+    }
+}
+
+/// `GET /1.0/events`: upgrades the request to a websocket and streams matching events to it.
+///
+/// `types` comes from [`EventType::parse_list`] (an empty list means every type); `project`
+/// defaults to `default`; `all_projects` takes events of every project and excludes a
+/// `project`. A request that is not a websocket handshake gets a 400 in the error envelope.
+/// The listener subscribes before the `101 Switching Protocols` leaves, so every event
+/// published after the client sees the upgrade reaches it (the client relies on that: it
+/// subscribes first, then sends the request that starts an operation). The connection must be
+/// served with hyper's `with_upgrades()`.
+///
+/// The listener runs in its own task, which ends when the client closes or goes away, when it
+/// falls behind, or when the hub is closed or dropped.
+pub async fn events_websocket<B>(
+    hub: &EventHub,
+    request: http::Request<B>,
+    types: Vec<EventType>,
+    project: Option<String>,
+    all_projects: bool,
+) -> Result<ApiResponse, ApiError> {
+    let project = project.filter(|project| !project.is_empty());
+    if all_projects && project.is_some() {
+        return Err(EventsError::ProjectWithAllProjects.into());
+    }
+    let accept = handshake_accept(request.headers())?;
+    let filter = Filter {
+        types: if types.is_empty() {
+            EventType::ALL.to_vec()
+        } else {
+            types
+        },
+        project: if all_projects {
+            None
+        } else {
+            Some(project.unwrap_or_else(|| DEFAULT_PROJECT.to_owned()))
+        },
+    };
+    let listener = Listener {
+        events: hub.inner.sender.subscribe(),
+        closed: hub.inner.closed.subscribe(),
+        filter,
+    };
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let socket =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
+                listener.serve(socket).await;
+            }
+            Err(error) => tracing::debug!(%error, "events connection was not upgraded"),
+        }
+    });
+    let response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "Upgrade")
+        .header(SEC_WEBSOCKET_ACCEPT, accept)
+        .body(envelope::full(Bytes::new()))
+        .expect("handshake headers are valid");
+    Ok(response)
+}
+
+/// Checks the handshake headers in gorilla's order and with its words (upstream answers with
+/// them), and returns the `Sec-WebSocket-Accept` value.
+fn handshake_accept(headers: &HeaderMap) -> Result<String, EventsError> {
+    if !has_token(headers, CONNECTION, "upgrade") {
+        return Err(EventsError::NotWebsocket(
+            "the client is not using the websocket protocol: 'upgrade' token not found in 'Connection' header",
+        ));
+    }
+    if !has_token(headers, UPGRADE, "websocket") {
+        return Err(EventsError::NotWebsocket(
+            "the client is not using the websocket protocol: 'websocket' token not found in 'Upgrade' header",
+        ));
+    }
+    if !has_token(headers, SEC_WEBSOCKET_VERSION, "13") {
+        return Err(EventsError::NotWebsocket(
+            "unsupported version: 13 not found in 'Sec-Websocket-Version' header",
+        ));
+    }
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|key| !key.is_empty())
+        .ok_or(EventsError::NotWebsocket(
+            "not a websocket handshake: 'Sec-WebSocket-Key' header is missing or blank",
+        ))?;
+    Ok(derive_accept_key(key))
+}
+
+/// Whether a comma-separated header holds `token`, case-insensitively, in any of its lines.
+fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|entry| entry.trim().eq_ignore_ascii_case(token))
+}
+
+/// One connected listener: its subscriptions and what it wants.
+struct Listener {
+    events: broadcast::Receiver<Arc<Published>>,
+    closed: watch::Receiver<bool>,
+    filter: Filter,
+}
+
+/// Why a listener ends, and what it tells the peer.
+enum End {
+    /// The peer closed or went away: nothing more to say.
+    PeerGone,
+    /// We close, with this frame.
+    Close(CloseCode, &'static str),
+}
+
+impl Listener {
+    /// Forwards events until one side ends; then closes the websocket and returns, dropping
+    /// the subscription (so [`EventHub::listener_count`] goes down).
+    async fn serve<S>(self, mut socket: WebSocketStream<S>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let Self {
+            mut events,
+            mut closed,
+            filter,
+        } = self;
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending_pongs = 0u32;
+        let end = loop {
+            tokio::select! {
+                incoming = socket.next() => match incoming {
+                    // Tungstenite answers pings and the peer's close by itself when read.
+                    Some(Ok(Message::Pong(_))) => pending_pongs = 0,
+                    // Upstream reads and ignores what a plain client sends.
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => break End::PeerGone,
+                },
+                received = events.recv() => match received {
+                    Ok(event) => {
+                        if !filter.accepts(&event) {
+                            continue;
+                        }
+                        let frame = Message::Text(event.text.clone());
+                        match tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break End::PeerGone,
+                            Err(_) => break End::Close(CloseCode::Again, "Event listener too slow"),
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "dropping an event listener that fell behind");
+                        break End::Close(CloseCode::Again, "Event listener too slow");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        break End::Close(CloseCode::Away, "Server shutting down");
+                    }
+                },
+                // An error means the hub is gone, which ends the listener as well.
+                _ = async { closed.wait_for(|closed| *closed).await.map(|_| ()) } => {
+                    break End::Close(CloseCode::Away, "Server shutting down");
+                }
+                _ = ping.tick() => {
+                    if pending_pongs > MAX_PENDING_PONGS {
+                        break End::PeerGone;
+                    }
+                    let ping = Message::Ping(Bytes::from_static(b"keepalive"));
+                    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(ping)).await {
+                        Ok(Ok(())) => pending_pongs += 1,
+                        _ => break End::PeerGone,
+                    }
+                }
+            }
+        };
+        // Unsubscribe first: the close handshake below may take a while.
+        drop(events);
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            // Send our close frame and read until the peer's answer ends the stream.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if socket.close(Some(frame)).await.is_ok() {
+                    while let Some(Ok(_)) = socket.next().await {}
+                }
+            })
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::convert::Infallible;
+
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+    use tokio_tungstenite::client_async;
+
+    use super::*;
+    use crate::operations::{OperationClass, Operations};
+
+    /// Serves one HTTP/1 connection whose every request is `GET /1.0/events` with these
+    /// parameters, and returns the client's end.
+    fn serve(hub: &EventHub, types: Vec<EventType>, project: Option<&str>) -> UnixStream {
+        let (server, client) = UnixStream::pair().unwrap();
+        let hub = hub.clone();
+        let project = project.map(str::to_owned);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let hub = hub.clone();
+                let types = types.clone();
+                let project = project.clone();
+                async move {
+                    let response = events_websocket(&hub, request, types, project, false)
+                        .await
+                        .unwrap_or_else(ApiError::into_response);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .with_upgrades()
+                .await;
+        });
+        client
+    }
+
+    async fn connect(
+        hub: &EventHub,
+        types: Vec<EventType>,
+        project: Option<&str>,
+    ) -> WebSocketStream<UnixStream> {
+        let stream = serve(hub, types, project);
+        let (socket, response) = client_async("ws://localhost/1.0/events", stream)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        socket
+    }
+
+    async fn next_json(socket: &mut WebSocketStream<UnixStream>) -> serde_json::Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream is open")
+                .expect("a frame");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+        }
+    }
+
+    async fn wait_for_listeners(hub: &EventHub, count: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while hub.listener_count() != count {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{} listeners, expected {count}", hub.listener_count()));
+    }
+
+    #[test]
+    fn event_wire_shape_is_incus() {
+        let lifecycle = Lifecycle::instance(action::INSTANCE_STARTED, "v1", "default")
+            .with_requestor(Requestor::unix("root"));
+        let event = Event::new(
+            EventType::Lifecycle,
+            serde_json::to_value(&lifecycle).unwrap(),
+            "default",
+        );
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            crate::operations::tests::top_level_keys(&text),
+            ["type", "timestamp", "metadata", "location", "project"]
+        );
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["type"], "lifecycle");
+        assert_eq!(value["location"], "none");
+        assert_eq!(value["project"], "default");
+        assert!(humantime::parse_rfc3339(value["timestamp"].as_str().unwrap()).is_ok());
+        assert_eq!(
+            value["metadata"],
+            json!({"action": "instance-started", "source": "/1.0/instances/v1",
+                "requestor": {"username": "root", "protocol": "unix", "address": "@"},
+                "name": "v1", "project": "default"})
+        );
+        let created = Lifecycle::instance(action::INSTANCE_CREATED, "v1", "other")
+            .with_context("type", "virtual-machine");
+        assert_eq!(
+            serde_json::to_value(&created).unwrap(),
+            json!({"action": "instance-created", "source": "/1.0/instances/v1?project=other",
+                "context": {"type": "virtual-machine"}, "name": "v1", "project": "other"})
+        );
+        let hub = EventHub::new();
+        let mut events = hub.subscribe();
+        hub.publish_lifecycle(action::INSTANCE_DELETED, "/1.0/instances/v1", "other");
+        let published = events.try_recv().unwrap();
+        let value: serde_json::Value = serde_json::from_str(published.text()).unwrap();
+        assert_eq!(value["project"], "other");
+        assert_eq!(
+            value["metadata"],
+            json!({"action": "instance-deleted", "source": "/1.0/instances/v1?project=other",
+                "name": "v1", "project": "other"})
+        );
+        let log = Event::new(EventType::Logging, json!({}), "");
+        assert!(serde_json::to_value(&log).unwrap().get("project").is_none());
+    }
+
+    #[test]
+    fn type_lists_parse_as_incus() {
+        assert_eq!(EventType::parse_list(None).unwrap(), EventType::ALL);
+        assert_eq!(EventType::parse_list(Some("")).unwrap(), EventType::ALL);
+        assert_eq!(
+            EventType::parse_list(Some("operation,lifecycle")).unwrap(),
+            [EventType::Operation, EventType::Lifecycle]
+        );
+        let error = EventType::parse_list(Some("operation,bogus")).unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.to_string(), "\"bogus\" isn't a supported event type");
+        let error = EventType::parse_list(Some("operation,")).unwrap_err();
+        assert_eq!(error.to_string(), "\"\" isn't a supported event type");
+    }
+
+    #[tokio::test]
+    async fn operation_events_reach_a_websocket_listener() {
+        let hub = EventHub::default();
+        let mut socket = connect(&hub, vec![EventType::Operation], None).await;
+        assert_eq!(hub.listener_count(), 1);
+
+        // Neither a lifecycle event nor another project's operation reaches this listener.
+        hub.publish_lifecycle(action::INSTANCE_STARTED, "/1.0/instances/v1", "default");
+        let operations = Operations::new(hub.clone());
+        let elsewhere = operations.start(
+            "Starting instance",
+            OperationClass::Task,
+            BTreeMap::new(),
+            "other",
+            async { Ok(None) },
+        );
+        operations.wait(&elsewhere.id, None).await.unwrap();
+
+        let operation = operations.start(
+            "Starting instance",
+            OperationClass::Task,
+            BTreeMap::from([("instances".to_owned(), vec!["/1.0/instances/v1".to_owned()])]),
+            "default",
+            async { Ok(None) },
+        );
+        let running = next_json(&mut socket).await;
+        assert_eq!(running["type"], "operation");
+        assert_eq!(running["location"], "none");
+        assert_eq!(running["project"], "default");
+        assert_eq!(running["metadata"]["id"], operation.id.as_str());
+        assert_eq!(running["metadata"]["status"], "Running");
+        assert_eq!(
+            running["metadata"]["resources"],
+            json!({"instances": ["/1.0/instances/v1"]})
+        );
+        let done = next_json(&mut socket).await;
+        assert_eq!(done["metadata"]["id"], operation.id.as_str());
+        assert_eq!(done["metadata"]["status_code"], 200);
+
+        socket.close(None).await.unwrap();
+        // The server answers the close; the stream then ends without error.
+        while let Some(message) = socket.next().await {
+            message.unwrap();
+        }
+        wait_for_listeners(&hub, 0).await;
+    }
+
+    #[tokio::test]
+    async fn lifecycle_events_and_pings() {
+        let hub = EventHub::default();
+        let mut socket = connect(&hub, EventType::ALL.to_vec(), Some("default")).await;
+        socket
+            .send(Message::Ping(Bytes::from_static(b"hello")))
+            .await
+            .unwrap();
+        let pong = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(pong, Message::Pong(Bytes::from_static(b"hello")));
+
+        hub.publish_lifecycle(action::INSTANCE_STOPPED, "/1.0/instances/v1", "default");
+        let event = next_json(&mut socket).await;
+        assert_eq!(event["type"], "lifecycle");
+        assert_eq!(
+            event["metadata"],
+            json!({"action": "instance-stopped", "source": "/1.0/instances/v1",
+                "name": "v1", "project": "default"})
+        );
+        hub.publish_lifecycle_record(
+            "default",
+            &Lifecycle::instance(action::INSTANCE_CREATED, "v2", "default")
+                .with_requestor(Requestor::unix("root")),
+        );
+        let event = next_json(&mut socket).await;
+        assert_eq!(event["metadata"]["requestor"]["address"], "@");
+        hub.publish_logging("info", "hello", BTreeMap::new());
+        let event = next_json(&mut socket).await;
+        assert_eq!(event["type"], "logging");
+        assert_eq!(
+            event["metadata"],
+            json!({"message": "hello", "level": "info", "context": {}})
+        );
+    }
+
+    #[tokio::test]
+    async fn the_listener_ends_when_the_client_goes_away() {
+        let hub = EventHub::default();
+        let socket = connect(&hub, EventType::ALL.to_vec(), None).await;
+        wait_for_listeners(&hub, 1).await;
+        drop(socket);
+        wait_for_listeners(&hub, 0).await;
+        // Publishing to nobody is fine.
+        hub.publish_logging("info", "nobody listens", BTreeMap::new());
+    }
+
+    #[tokio::test]
+    async fn closing_the_hub_closes_listeners() {
+        let hub = EventHub::default();
+        let mut socket = connect(&hub, EventType::ALL.to_vec(), None).await;
+        hub.close();
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Close(Some(frame)) = message else {
+            panic!("expected a close frame, got {message:?}");
+        };
+        assert_eq!(frame.code, CloseCode::Away);
+        assert!(socket.next().await.is_none());
+        wait_for_listeners(&hub, 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_falls_behind_is_dropped() {
+        let hub = EventHub::with_capacity(4);
+        let mut socket = connect(&hub, EventType::ALL.to_vec(), None).await;
+        // On this single-threaded runtime the listener cannot run during the loop.
+        for index in 0..16 {
+            hub.publish_logging("info", &format!("event {index}"), BTreeMap::new());
+        }
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Close(Some(frame)) = message else {
+            panic!("expected a close frame, got {message:?}");
+        };
+        assert_eq!(frame.code, CloseCode::Again);
+        wait_for_listeners(&hub, 0).await;
+        // Reading on sends the client's close answer; the stream then ends.
+        assert!(socket.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_plain_request_gets_a_400_envelope() {
+        let hub = EventHub::default();
+        let mut stream = serve(&hub, EventType::ALL.to_vec(), None);
+        stream
+            .write_all(b"GET /1.0/events HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "error", "status": "", "status_code": 0, "operation": "",
+                "error_code": 400,
+                "error": "websocket: the client is not using the websocket protocol: 'upgrade' token not found in 'Connection' header",
+                "metadata": null})
+        );
+        assert_eq!(hub.listener_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn project_and_all_projects_exclude_each_other() {
+        let hub = EventHub::default();
+        let request = http::Request::new(());
+        let error = events_websocket(&hub, request, vec![], Some("p".to_owned()), true)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            error.to_string(),
+            "Cannot specify a project when requesting all projects"
+        );
+    }
+
+    #[test]
+    fn handshake_headers_are_checked() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(matches!(
+            handshake_accept(&headers),
+            Err(EventsError::NotWebsocket(message)) if message.starts_with("unsupported version")
+        ));
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        assert!(handshake_accept(&headers).is_err());
+        // RFC 6455's example key and answer; the oracle shows the same answer from upstream.
+        headers.insert(
+            SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        assert_eq!(
+            handshake_accept(&headers).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}

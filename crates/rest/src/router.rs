@@ -1,0 +1,196 @@
+//! From a request to its handler: the path is parsed into a typed [`Route`] first, then the
+//! method picks the handler, so every handler receives names already decoded and checked.
+
+use std::time::Instant;
+
+use http::Method;
+use hyper::Request;
+use hyper::body::Incoming;
+
+use crate::api;
+use crate::context::Context;
+use crate::envelope::ApiResponse;
+use crate::error::ApiError;
+use crate::request::Query;
+
+/// The resources of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/`: the supported API versions.
+    Root,
+    /// `/1.0`: server information.
+    Server,
+    /// `/1.0/instances`.
+    Instances,
+    /// `/1.0/instances/{name}`.
+    Instance(String),
+    /// `/1.0/instances/{name}/state`.
+    InstanceState(String),
+    /// `/1.0/instances/{name}/console`.
+    InstanceConsole(String),
+    /// `/1.0/operations`.
+    Operations,
+    /// `/1.0/operations/{id}`.
+    Operation(String),
+    /// `/1.0/operations/{id}/wait`.
+    OperationWait(String),
+    /// `/1.0/events`.
+    Events,
+    /// `/1.0/profiles`.
+    Profiles,
+    /// `/1.0/profiles/{name}`.
+    Profile(String),
+}
+
+impl Route {
+    /// Parses a request path; `None` for paths the API does not have. Segments are
+    /// percent-decoded, and a trailing slash is ignored.
+    pub fn parse(path: &str) -> Option<Self> {
+        if path == "/" || path.is_empty() {
+            return Some(Self::Root);
+        }
+        let segments: Vec<String> = path
+            .trim_end_matches('/')
+            .strip_prefix('/')?
+            .split('/')
+            .map(decode)
+            .collect::<Option<_>>()?;
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let name = |name: &str| (!name.is_empty()).then(|| name.to_owned());
+        Some(match segments.as_slice() {
+            ["1.0"] => Self::Server,
+            ["1.0", "instances"] => Self::Instances,
+            ["1.0", "instances", instance] => Self::Instance(name(instance)?),
+            ["1.0", "instances", instance, "state"] => Self::InstanceState(name(instance)?),
+            ["1.0", "instances", instance, "console"] => Self::InstanceConsole(name(instance)?),
+            ["1.0", "operations"] => Self::Operations,
+            ["1.0", "operations", id] => Self::Operation(name(id)?),
+            ["1.0", "operations", id, "wait"] => Self::OperationWait(name(id)?),
+            ["1.0", "events"] => Self::Events,
+            ["1.0", "profiles"] => Self::Profiles,
+            ["1.0", "profiles", profile] => Self::Profile(name(profile)?),
+            _ => return None,
+        })
+    }
+}
+
+/// Percent-decodes one path segment (`a%20b` is `a b`; unlike a query, `+` stays `+`).
+fn decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = bytes.get(index + 1..index + 3)?;
+            let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            decoded.push(value);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Answers one request; errors become Incus error envelopes here and nowhere else.
+pub async fn handle(context: &Context, request: Request<Incoming>) -> ApiResponse {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = dispatch(context, request)
+        .await
+        .unwrap_or_else(ApiError::into_response);
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+async fn dispatch(context: &Context, request: Request<Incoming>) -> Result<ApiResponse, ApiError> {
+    let route = Route::parse(request.uri().path()).ok_or(ApiError::UnknownPath)?;
+    let query = Query::parse(request.uri().query());
+    let method = request.method().clone();
+    match (method, route) {
+        (Method::GET, Route::Root) => Ok(api::server::root()),
+        (Method::GET, Route::Server) => Ok(api::server::get(context)),
+        (Method::GET, Route::Instances) => api::instances::list(context, &query).await,
+        (Method::POST, Route::Instances) => {
+            api::instances::create(context, &query, request.into_body()).await
+        }
+        (Method::GET, Route::Instance(name)) => api::instances::get(context, &name, &query).await,
+        (Method::PUT, Route::Instance(name)) => {
+            api::instances::put(context, &name, &query, request.into_body()).await
+        }
+        (Method::PATCH, Route::Instance(name)) => {
+            api::instances::patch(context, &name, &query, request.into_body()).await
+        }
+        (Method::DELETE, Route::Instance(name)) => {
+            api::instances::delete(context, &name, &query).await
+        }
+        (Method::GET, Route::InstanceState(name)) => {
+            api::instance_state::get(context, &name, &query).await
+        }
+        (Method::PUT, Route::InstanceState(name)) => {
+            api::instance_state::put(context, &name, &query, request.into_body()).await
+        }
+        (Method::GET, Route::InstanceConsole(name)) => {
+            api::console::get(context, &name, &query).await
+        }
+        (Method::DELETE, Route::InstanceConsole(name)) => {
+            api::console::delete(context, &name, &query).await
+        }
+        (Method::GET, Route::Operations) => api::operations::list(context, &query).await,
+        (Method::GET, Route::Operation(id)) => api::operations::get(context, &id).await,
+        (Method::GET, Route::OperationWait(id)) => {
+            api::operations::wait(context, &id, &query).await
+        }
+        (Method::GET, Route::Events) => api::events::get(context, &query, request).await,
+        (Method::GET, Route::Profiles) => api::profiles::list(&query),
+        (Method::GET, Route::Profile(name)) => api::profiles::get(&name, &query),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_routes() {
+        assert_eq!(Route::parse("/"), Some(Route::Root));
+        assert_eq!(Route::parse("/1.0"), Some(Route::Server));
+        assert_eq!(Route::parse("/1.0/"), Some(Route::Server));
+        assert_eq!(
+            Route::parse("/1.0/instances/v1/console"),
+            Some(Route::InstanceConsole("v1".into()))
+        );
+        assert_eq!(
+            Route::parse("/1.0/instances/a%20b"),
+            Some(Route::Instance("a b".into()))
+        );
+        assert_eq!(
+            Route::parse("/1.0/operations/abc/wait"),
+            Some(Route::OperationWait("abc".into()))
+        );
+        assert_eq!(
+            Route::parse("/1.0/instances/a+b"),
+            Some(Route::Instance("a+b".into()))
+        );
+        for unknown in [
+            "/2.0",
+            "/1.0/nope",
+            "/1.0/instances//state",
+            "/1.0/instances/v1/x",
+            "1.0",
+            "/1.0/instances/%zz",
+            "/1.0/instances/%ff",
+        ] {
+            assert_eq!(Route::parse(unknown), None, "{unknown}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The real `incus` command-line client (Debian's 6.0.4) drives the daemon through
+//! `INCUS_SOCKET`, as the README tells people to.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::{Daemon, decode_png, wait_for_picture};
+use vgashot_fixtures::Fixture;
+
+/// The `incus` binary, or `None` (with a note) where the test may be skipped. `cargo xtask test`
+/// installs the client and sets `VGASHOT_REQUIRE_INCUS`, and CI sets `CI`: there it must exist.
+fn incus() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join("incus"))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        let required = ["CI", "VGASHOT_REQUIRE_INCUS"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+        assert!(
+            !required,
+            "the incus client is missing: run ../shared/tools/install-incus-client.sh"
+        );
+        eprintln!("skipped: no incus client on this machine");
+    }
+    found
+}
+
+/// Runs `incus ARGS` against the daemon with a private configuration, and returns its output.
+fn run(incus: &Path, daemon: &Daemon, args: &[&str]) -> Output {
+    let home = daemon.dir.path().join("incus-home");
+    std::fs::create_dir_all(&home).unwrap();
+    Command::new(incus)
+        .args(args)
+        .env("INCUS_SOCKET", daemon.socket())
+        .env("INCUS_CONF", home.join("config"))
+        .env("HOME", &home)
+        .env_remove("INCUS_DIR")
+        .env_remove("INCUS_PROJECT")
+        // `incus init` reads a YAML body from a standard input that is not a terminal.
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Runs `incus ARGS`, failing the test when it fails; returns its standard output.
+fn ok(incus: &Path, daemon: &Daemon, args: &[&str]) -> String {
+    let output = run(incus, daemon, args);
+    assert!(
+        output.status.success(),
+        "incus {}: {}\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_incus_client_drives_the_daemon() {
+    let Some(incus) = incus() else { return };
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let fixture = Fixture::bars(640, 480);
+    let image = daemon.image(fixture);
+    daemon.create_vm("v1", Some(&image)).await;
+    wait_for_picture(&daemon, "v1", fixture).await;
+
+    let list = ok(
+        &incus,
+        &daemon,
+        &["list", "--format", "csv", "--columns", "nst"],
+    );
+    assert!(list.contains("v1,RUNNING,VIRTUAL-MACHINE"), "{list}");
+    let info = ok(&incus, &daemon, &["info", "v1"]);
+    assert!(
+        info.contains("Name: v1") && info.contains("RUNNING"),
+        "{info}"
+    );
+
+    ok(&incus, &daemon, &["init", "--empty", "--vm", "v2"]);
+    ok(&incus, &daemon, &["start", "v2"]);
+    let list = ok(
+        &incus,
+        &daemon,
+        &["list", "--format", "csv", "--columns", "ns"],
+    );
+    assert!(list.contains("v2,RUNNING"), "{list}");
+    ok(&incus, &daemon, &["console", "v2", "--show-log"]);
+    ok(&incus, &daemon, &["stop", "v2", "--force"]);
+    ok(&incus, &daemon, &["delete", "v2"]);
+    let list = ok(
+        &incus,
+        &daemon,
+        &["list", "--format", "csv", "--columns", "n"],
+    );
+    assert_eq!(list.trim(), "v1");
+
+    let output = run(
+        &incus,
+        &daemon,
+        &["query", "/1.0/instances/v1/console?type=vga"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (width, height, rgb) = decode_png(&output.stdout);
+    assert_eq!((width, height), (640, 480));
+    assert_eq!(rgb, fixture.expected_rgb().unwrap());
+
+    let missing = run(&incus, &daemon, &["info", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Instance not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}

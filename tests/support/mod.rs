@@ -1,0 +1,234 @@
+//! The real daemon binary over a temporary `VGASHOT_DIR`, an HTTP client over its Unix socket,
+//! and cleanup that kills the daemon and every VM it started when the test ends (even by a
+//! panic), so no test leaves an orphaned QEMU.
+
+#![allow(dead_code)] // Each test binary uses its own part of this module.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: TempDir,
+    child: Option<Child>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", self.body))
+    }
+}
+
+impl Daemon {
+    /// Starts the daemon, or returns `None` when QEMU is missing and the test may be skipped.
+    pub async fn start() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        vgashot_qemu_process::Launch::for_tests(dir.path())?;
+        let mut daemon = Self { dir, child: None };
+        daemon.spawn().await;
+        Some(daemon)
+    }
+
+    /// Starts (again) the daemon process over the same directory.
+    pub async fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_vgashot"))
+            .arg("daemon")
+            .env("VGASHOT_DIR", self.dir.path())
+            .env("VGASHOT_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while self.get("/1.0").await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the daemon never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the daemon with SIGTERM (VMs keep running) and waits for it.
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().expect("the daemon runs");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the daemon exited with {status}");
+    }
+
+    /// The daemon's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("unix.socket")
+    }
+
+    async fn get(&self, path: &str) -> Option<Reply> {
+        send(&self.socket(), "GET", path, None).await
+    }
+
+    /// Sends a request and reads the whole reply.
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|body| body.to_string().into_bytes());
+        send(&self.socket(), method, path, body)
+            .await
+            .unwrap_or_else(|| panic!("{method} {path}: the daemon did not answer"))
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn request_raw(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        send(&self.socket(), method, path, Some(body.to_vec()))
+            .await
+            .unwrap_or_else(|| panic!("{method} {path}: the daemon did not answer"))
+    }
+
+    /// Sends a request that starts an operation and waits for the operation's end; returns it.
+    pub async fn operation(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let reply = self.request(method, path, body).await;
+        assert_eq!(reply.status, 202, "{method} {path}: {:?}", reply.json());
+        let url = reply.json()["operation"].as_str().unwrap().to_owned();
+        let done = self
+            .request("GET", &format!("{url}/wait?timeout=60"), None)
+            .await;
+        let done = done.json();
+        assert_eq!(done["type"], "sync", "{method} {path} failed: {done}");
+        done["metadata"].clone()
+    }
+
+    /// Creates a VM that boots `image` (or nothing), and starts it.
+    pub async fn create_vm(&self, name: &str, image: Option<&Path>) -> Value {
+        let mut devices = json!({});
+        if let Some(image) = image {
+            devices["root"] = json!({"type": "disk", "path": "/", "source": image});
+        }
+        let body = json!({
+            "name": name,
+            "type": "virtual-machine",
+            "source": {"type": "none"},
+            "config": {"limits.memory": "64MiB"},
+            "devices": devices,
+            "start": true,
+        });
+        self.operation("POST", "/1.0/instances", Some(body)).await
+    }
+
+    /// Writes `fixture`'s disk image into the test directory.
+    pub fn image(&self, fixture: vgashot_fixtures::Fixture) -> PathBuf {
+        fixture.write_image(self.dir.path()).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        kill_vms(&self.dir.path().join("run"));
+    }
+}
+
+/// SIGKILLs every QEMU whose pid file lies under `dir`.
+fn kill_vms(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            kill_vms(&path);
+        } else if path.file_name() == Some(vgashot_qemu_process::PID_FILE.as_ref()) {
+            if let Some(pid) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request over the Unix socket; `None` when the socket does not answer.
+async fn send(socket: &Path, method: &str, path: &str, body: Option<Vec<u8>>) -> Option<Reply> {
+    let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "unix.socket");
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let response = sender.send_request(request).await.ok()?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Decodes a PNG into (width, height, RGB) with the `png` crate.
+pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buffer.truncate(info.buffer_size());
+    (info.width, info.height, buffer)
+}
+
+/// Polls `GET .../console?type=vga` until the screen shows `fixture`'s whole picture.
+pub async fn wait_for_picture(daemon: &Daemon, name: &str, fixture: vgashot_fixtures::Fixture) {
+    let expected = fixture.expected_rgb().unwrap();
+    let started = Instant::now();
+    loop {
+        let reply = daemon
+            .request(
+                "GET",
+                &format!("/1.0/instances/{name}/console?type=vga"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        let (_, _, rgb) = decode_png(&reply.body);
+        if rgb == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{fixture} never appeared on {name}'s screen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,81 @@
+//! `cargo xtask swagger [--check]`: the OpenAPI files under `swagger/`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{Result, workspace_root};
+
+/// Where the validator is installed, so the machine's Python stays untouched.
+const VENV: &str = "target/swagger-venv";
+/// The validator, from PyPI.
+const VALIDATOR: &str = "openapi-spec-validator";
+
+/// Writes the files, or with `check` fails when the committed ones differ and validates them.
+pub fn run(check: bool) -> Result {
+    let root = workspace_root();
+    let files = [
+        ("swagger/rest-api.yaml", vgashot_rest::openapi::yaml()),
+        ("swagger/rest-api.json", vgashot_rest::openapi::json()),
+    ];
+    for (name, generated) in &files {
+        let path = root.join(name);
+        if check {
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            if &committed != generated {
+                return Err(format!(
+                    "{name} is stale: run `cargo xtask swagger` and commit the result"
+                ));
+            }
+        } else {
+            std::fs::create_dir_all(path.parent().expect("a file in swagger/"))
+                .and_then(|()| std::fs::write(&path, generated))
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            eprintln!("xtask: wrote {name}");
+        }
+    }
+    if check {
+        validate(&root.join(files[0].0))?;
+        eprintln!("xtask: swagger files are current and valid");
+    }
+    Ok(())
+}
+
+/// Validates the document with openapi-spec-validator, installing it into a virtualenv first.
+fn validate(document: &Path) -> Result {
+    let root = workspace_root();
+    let venv = root.join(VENV);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run_command(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (on Debian: apt-get install python3-venv)",
+        )?;
+    }
+    let installed = Command::new(&python)
+        .args(["-c", "import openapi_spec_validator"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        run_command(
+            Command::new(&python).args(["-m", "pip", "install", "--quiet", VALIDATOR]),
+            "pip install openapi-spec-validator",
+        )?;
+    }
+    run_command(
+        Command::new(&python)
+            .args(["-m", "openapi_spec_validator"])
+            .arg(document),
+        "openapi-spec-validator",
+    )
+}
+
+fn run_command(command: &mut Command, what: &str) -> Result {
+    let status = command
+        .status()
+        .map_err(|error| format!("cannot run {what}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
