@@ -124,6 +124,7 @@ fn definition(name: &str, fixture: Option<Fixture>, dir: &Path) -> Result<Instan
         profiles: Vec::new(),
         ephemeral: false,
         created_at: String::new(),
+        last_used_at: String::new(),
     })
 }
 

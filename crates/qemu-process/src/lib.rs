@@ -275,7 +275,11 @@ impl Launch {
             accel: self.accel,
         };
         process.wait_for_socket(SOCKET_WAIT).await?;
-        tracing::debug!(pid = process.pid(), accel = self.accel.as_str(), "QEMU started");
+        tracing::debug!(
+            pid = process.pid(),
+            accel = self.accel.as_str(),
+            "QEMU started"
+        );
         Ok(process)
     }
 
