@@ -14,7 +14,7 @@ fn assert_error(reply: &support::Reply, status: u16, message: &str) {
     assert_eq!(reply.headers["content-type"], "application/json");
     assert_eq!(reply.headers["x-content-type-options"], "nosniff");
     assert_eq!(
-        reply.json(),
+        support::json(reply),
         json!({"type": "error", "status": "", "status_code": 0, "operation": "",
             "error_code": status, "error": message, "metadata": null})
     );
@@ -27,8 +27,8 @@ async fn server_information_and_every_error_path() {
     };
 
     let root = daemon.request("GET", "/", None).await;
-    assert_eq!(root.json()["metadata"], json!(["/1.0"]));
-    let server = daemon.request("GET", "/1.0", None).await.json();
+    assert_eq!(root.json().unwrap()["metadata"], json!(["/1.0"]));
+    let server = daemon.request("GET", "/1.0", None).await.json().unwrap();
     assert_eq!(server["type"], "sync");
     let metadata = &server["metadata"];
     assert_eq!(metadata["auth"], "trusted");
@@ -82,19 +82,19 @@ async fn server_information_and_every_error_path() {
         .await;
     assert_eq!(reply.status, 400);
     assert!(
-        reply.json()["error"]
+        support::json(&reply)["error"]
             .as_str()
             .unwrap()
             .contains("unknown field `colour`")
     );
     let image = json!({"name": "v1", "type": "virtual-machine", "source": {"type": "image", "alias": "debian"}});
     let reply = daemon.request("POST", "/1.0/instances", Some(image)).await;
-    assert_eq!(reply.status, 400, "{:?}", reply.json());
+    assert_eq!(reply.status, 400, "{:?}", support::json(&reply));
     let container = json!({"name": "c1", "type": "container", "source": {"type": "none"}});
     let reply = daemon
         .request("POST", "/1.0/instances", Some(container))
         .await;
-    assert_eq!(reply.status, 400, "{:?}", reply.json());
+    assert_eq!(reply.status, 400, "{:?}", support::json(&reply));
 
     // A stopped VM: the console log is empty, the screen is refused, a bad type is a 400.
     daemon
@@ -149,7 +149,7 @@ async fn server_information_and_every_error_path() {
     let reply = daemon
         .request("PATCH", "/1.0/instances/v1", Some(bad_config))
         .await;
-    assert_eq!(reply.status, 400, "{:?}", reply.json());
+    assert_eq!(reply.status, 400, "{:?}", support::json(&reply));
     daemon.operation("DELETE", "/1.0/instances/v1", None).await;
     assert_eq!(
         daemon
@@ -173,12 +173,17 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
         json!(["/1.0/instances/v1"])
     );
 
-    let listed = daemon.request("GET", "/1.0/instances", None).await.json();
+    let listed = daemon
+        .request("GET", "/1.0/instances", None)
+        .await
+        .json()
+        .unwrap();
     assert_eq!(listed["metadata"], json!(["/1.0/instances/v1"]));
     let full = daemon
         .request("GET", "/1.0/instances?recursion=2", None)
         .await
-        .json();
+        .json()
+        .unwrap();
     let vm = &full["metadata"][0];
     assert_eq!(vm["name"], "v1");
     assert_eq!(vm["type"], "virtual-machine");
@@ -223,7 +228,8 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
     let state = daemon
         .request("GET", "/1.0/instances/v1/state", None)
         .await
-        .json();
+        .json()
+        .unwrap();
     assert_eq!(state["metadata"]["status"], "Frozen");
     let unfreeze = json!({"action": "unfreeze"});
     daemon
@@ -239,10 +245,15 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
     let stopped = daemon
         .request("GET", "/1.0/instances/v1", None)
         .await
-        .json();
+        .json()
+        .unwrap();
     assert_eq!(stopped["metadata"]["status"], "Stopped");
     daemon.operation("DELETE", "/1.0/instances/v1", None).await;
-    let empty = daemon.request("GET", "/1.0/instances", None).await.json();
+    let empty = daemon
+        .request("GET", "/1.0/instances", None)
+        .await
+        .json()
+        .unwrap();
     assert_eq!(empty["metadata"], json!([]));
 }
 
@@ -286,7 +297,8 @@ async fn a_restarted_daemon_still_serves_its_running_vm() {
     let before = pid(daemon
         .request("GET", "/1.0/instances/v1/state", None)
         .await
-        .json());
+        .json()
+        .unwrap());
 
     daemon.terminate();
     daemon.spawn().await;
@@ -294,7 +306,8 @@ async fn a_restarted_daemon_still_serves_its_running_vm() {
     let state = daemon
         .request("GET", "/1.0/instances/v1/state", None)
         .await
-        .json();
+        .json()
+        .unwrap();
     assert_eq!(state["metadata"]["status"], "Running");
     assert_eq!(pid(state), before, "the same QEMU, not a new one");
     wait_for_picture(&daemon, "v1", fixture).await;

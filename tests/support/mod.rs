@@ -8,12 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use vgashot_rest::client::Client;
 
 /// A running daemon.
 pub struct Daemon {
@@ -21,20 +18,14 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
-/// A response, read whole.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
-}
+/// A reply of the daemon.
+pub use vgashot_rest::client::Reply;
 
-impl Reply {
-    /// The body as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", self.body))
-    }
+/// The body of a reply as JSON.
+pub fn json(reply: &Reply) -> Value {
+    reply
+        .json()
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", reply.body))
 }
 
 impl Daemon {
@@ -81,34 +72,40 @@ impl Daemon {
         self.dir.path().join("unix.socket")
     }
 
+    /// A client of the daemon.
+    pub fn client(&self) -> Client {
+        Client::new(self.socket())
+    }
+
     async fn get(&self, path: &str) -> Option<Reply> {
-        send(&self.socket(), "GET", path, None).await
+        self.client().request("GET", path, None).await.ok()
     }
 
     /// Sends a request and reads the whole reply.
     pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let body = body.map(|body| body.to_string().into_bytes());
-        send(&self.socket(), method, path, body)
+        self.client()
+            .request(method, path, body.as_ref())
             .await
-            .unwrap_or_else(|| panic!("{method} {path}: the daemon did not answer"))
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
     }
 
     /// Sends a request with a raw body.
     pub async fn request_raw(&self, method: &str, path: &str, body: &[u8]) -> Reply {
-        send(&self.socket(), method, path, Some(body.to_vec()))
+        self.client()
+            .request_bytes(method, path, Some(body.to_vec()))
             .await
-            .unwrap_or_else(|| panic!("{method} {path}: the daemon did not answer"))
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
     }
 
     /// Sends a request that starts an operation and waits for the operation's end; returns it.
     pub async fn operation(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let reply = self.request(method, path, body).await;
-        assert_eq!(reply.status, 202, "{method} {path}: {:?}", reply.json());
-        let url = reply.json()["operation"].as_str().unwrap().to_owned();
+        assert_eq!(reply.status, 202, "{method} {path}: {:?}", json(&reply));
+        let url = json(&reply)["operation"].as_str().unwrap().to_owned();
         let done = self
             .request("GET", &format!("{url}/wait?timeout=60"), None)
             .await;
-        let done = done.json();
+        let done = json(&done);
         assert_eq!(done["type"], "sync", "{method} {path} failed: {done}");
         done["metadata"].clone()
     }
@@ -167,34 +164,6 @@ fn kill_vms(dir: &Path) {
             }
         }
     }
-}
-
-/// One HTTP/1.1 request over the Unix socket; `None` when the socket does not answer.
-async fn send(socket: &Path, method: &str, path: &str, body: Option<Vec<u8>>) -> Option<Reply> {
-    let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .ok()?;
-    tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "unix.socket");
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let response = sender.send_request(request).await.ok()?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some(Reply {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// Decodes a PNG into (width, height, RGB) with the `png` crate.

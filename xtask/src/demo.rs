@@ -1,109 +1,172 @@
-//! `cargo xtask demo`: boot a tiny VM and save a screenshot of its screen.
+//! `cargo xtask demo`: the main job. Starts the daemon in the foreground with a demo VM booted
+//! from a fixture image, saves the VM's first screenshot, prints commands to try, and on Ctrl-C
+//! stops the VM and the daemon cleanly.
+//!
+//! The daemon runs in a process group of its own, so a terminal's Ctrl-C reaches only this task,
+//! which then stops the VM through the API before it stops the daemon.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use vgashot_framebuffer::{Frame, PngCompression};
-use vgashot_qemu_process::Launch;
-use vgashot_qmp::{Config, Qmp, ScreenshotRequest};
+use serde_json::json;
+use vgashot_fixtures::Fixture;
+use vgashot_rest::client::Client;
+use vgashot_rest::describe;
 
 use crate::{Result, workspace_root};
 
-/// SeaBIOS's text console: 80x25 characters of 9x16 pixels.
-const SEABIOS_CONSOLE: (u32, u32) = (720, 400);
-/// How long SeaBIOS takes to try every boot device and say none is bootable.
-const SEABIOS_SETTLE: Duration = Duration::from_secs(3);
-/// How long the guest may take to draw its screen (TCG on a slow machine).
-const BOOT_BOUND: Duration = Duration::from_secs(60);
+/// What the demo VM shows.
+const FIXTURE: Fixture = Fixture::bars(1024, 768);
+/// The demo VM's name.
+const VM: &str = "demo";
+/// How long the VM may take to draw its picture (TCG on a slow machine).
+const DRAW_BOUND: Duration = Duration::from_secs(120);
 
 pub fn run() -> Result {
     crate::qemu::ensure_installed()?;
+    crate::cargo(&["build", "--quiet", "--package", "vgashot"])?;
     let output = workspace_root().join("demo-output");
-    std::fs::create_dir_all(&output)
-        .map_err(|error| format!("cannot create {}: {error}", output.display()))?;
-    let runtime = tempfile::tempdir()
-        .map_err(|error| format!("cannot create a runtime directory: {error}"))?;
-    tokio::runtime::Builder::new_current_thread()
+    let state = output.join("vgashot");
+    std::fs::create_dir_all(&state)
+        .map_err(|error| format!("cannot create {}: {error}", state.display()))?;
+    let image = FIXTURE
+        .write_image(&output)
+        .map_err(|error| describe(&error))?;
+
+    let mut daemon = Command::new(workspace_root().join("target/debug/vgashot"))
+        .arg("daemon")
+        .env("VGASHOT_DIR", &state)
+        .process_group(0)
+        .spawn()
+        .map_err(|error| format!("cannot start the daemon: {error}"))?;
+    let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start tokio: {error}"))?
-        .block_on(screenshot_a_vm(
-            runtime.path(),
-            &output.join("screenshot.png"),
-        ))
+        .block_on(demo(&state, &image, &output));
+    stop_daemon(&mut daemon);
+    outcome
 }
 
-async fn screenshot_a_vm(runtime: &Path, target: &Path) -> Result {
-    let launch = Launch::new(runtime)
-        .map_err(|error| describe(&error))?
-        .die_with_parent(true)
-        .args(["-machine", "pc", "-m", "64", "-vga", "std", "-nic", "none"]);
-    eprintln!(
-        "xtask: booting a VM ({}, no disk: SeaBIOS's screen)",
-        launch.accelerator().as_str()
-    );
-    let mut qemu = launch.spawn().await.map_err(|error| describe(&error))?;
-    let qmp = Qmp::connect(qemu.qmp_socket(), Config::default())
+async fn demo(state: &Path, image: &Path, output: &Path) -> Result {
+    let client = Client::new(state.join("unix.socket"));
+    wait_for_daemon(&client).await?;
+    // A demo VM left by an interrupted run is replaced.
+    if client
+        .call("GET", &format!("/1.0/instances/{VM}"), None)
         .await
-        .map_err(|error| describe(&error))?;
-    eprintln!(
-        "xtask: QEMU {} answers on {}",
-        qmp.greeting().version.qemu,
-        qemu.qmp_socket().display()
-    );
+        .is_ok()
+    {
+        stop_vm(&client).await;
+        call(&client, "DELETE", &format!("/1.0/instances/{VM}"), None).await?;
+    }
+    let create = json!({
+        "name": VM,
+        "type": "virtual-machine",
+        "source": {"type": "none"},
+        "config": {"limits.memory": "64MiB"},
+        "devices": {"root": {"type": "disk", "path": "/", "source": image}},
+        "start": true,
+    });
+    call(&client, "POST", "/1.0/instances", Some(&create)).await?;
+    let screenshot = output.join("screenshot.png");
+    save_first_screenshot(&client, &screenshot).await?;
 
-    let (frame, took) = capture_settled_console(&qmp).await?;
-    eprintln!(
-        "xtask: captured {}x{} in {:.1} ms (PPM into a memfd, no host path)",
-        frame.width(),
-        frame.height(),
-        took.as_secs_f64() * 1e3
+    let socket = client.socket().display();
+    println!(
+        "\nvgashot is running with VM \"{VM}\"; its screen is saved in {}.\n\nTry:\n  \
+         curl --unix-socket {socket} 'http://vgashot/1.0/instances/{VM}/console?type=vga' -o shot.png\n  \
+         curl --unix-socket {socket} http://vgashot/1.0/instances?recursion=1\n  \
+         INCUS_SOCKET={socket} incus list\n  \
+         INCUS_SOCKET={socket} incus query '/1.0/instances/{VM}/console?type=vga' > shot.png\n\n\
+         Press Ctrl-C to stop the VM and the daemon.",
+        screenshot.display()
     );
-    let png = frame
-        .encode_png(PngCompression::Fastest)
-        .map_err(|error| describe(&error))?;
-    std::fs::write(target, &png)
-        .map_err(|error| format!("cannot write {}: {error}", target.display()))?;
-    println!("{}", target.display());
-
-    qmp.quit().await.map_err(|error| describe(&error))?;
-    qemu.wait().await.map_err(|error| describe(&error))?;
+    wait_for_interrupt().await;
+    eprintln!("\nxtask: stopping the VM and the daemon");
+    stop_vm(&client).await;
+    call(&client, "DELETE", &format!("/1.0/instances/{VM}"), None).await?;
     Ok(())
 }
 
-/// Waits for SeaBIOS's text console to settle, and returns it with how long its capture took.
-async fn capture_settled_console(qmp: &Qmp) -> Result<(Frame, Duration)> {
+async fn wait_for_daemon(client: &Client) -> Result {
+    let started = Instant::now();
+    while client.request("GET", "/1.0", None).await.is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err("the daemon did not answer on its socket".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Polls the screen until the fixture's picture is complete, and saves that PNG.
+async fn save_first_screenshot(client: &Client, target: &Path) -> Result {
+    let expected = FIXTURE.expected_rgb().expect("a static fixture");
+    let path = format!("/1.0/instances/{VM}/console?type=vga");
     let started = Instant::now();
     loop {
-        let taken = Instant::now();
-        match qmp.screenshot(&ScreenshotRequest::default()).await {
-            Ok(ppm) => {
-                let took = taken.elapsed();
-                let frame = Frame::from_ppm_vec(ppm).map_err(|error| describe(&error))?;
-                // Until the guest sets a mode, QEMU draws a 640x480 placeholder.
-                let text_mode = (frame.width(), frame.height()) == SEABIOS_CONSOLE;
-                let drawn = frame.rgb().iter().any(|&value| value != 0);
-                if text_mode && drawn && started.elapsed() >= SEABIOS_SETTLE {
-                    return Ok((frame, took));
-                }
-            }
-            Err(error) if error.qmp_error().is_some() => {}
-            Err(error) => return Err(format!("screenshot failed: {}", describe(&error))),
+        let reply = client
+            .request("GET", &path, None)
+            .await
+            .map_err(|error| describe(&error))?;
+        if reply.status == 200 && decoded_rgb(&reply.body).as_deref() == Some(expected.as_slice()) {
+            std::fs::write(target, &reply.body)
+                .map_err(|error| format!("cannot write {}: {error}", target.display()))?;
+            eprintln!(
+                "xtask: first screenshot after {:.1} s: {}",
+                started.elapsed().as_secs_f64(),
+                target.display()
+            );
+            return Ok(());
         }
-        if started.elapsed() > BOOT_BOUND {
-            return Err("the VM drew nothing on its screen".into());
+        if started.elapsed() > DRAW_BOUND {
+            return Err("the demo VM never drew its picture".into());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// An error with its causes, for a one-line message.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut causes = vec![error.to_string()];
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        causes.push(next.to_string());
-        cause = next.source();
-    }
-    causes.join(": ")
+fn decoded_rgb(png_bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .ok()?;
+    let mut rgb = vec![0; reader.output_buffer_size()?];
+    let info = reader.next_frame(&mut rgb).ok()?;
+    rgb.truncate(info.buffer_size());
+    Some(rgb)
+}
+
+async fn stop_vm(client: &Client) {
+    let stop = json!({"action": "stop", "force": true});
+    // An already stopped VM answers 400, which is fine here.
+    let _ = client
+        .call("PUT", &format!("/1.0/instances/{VM}/state"), Some(&stop))
+        .await;
+}
+
+async fn call(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result {
+    client
+        .call(method, path, body)
+        .await
+        .map(drop)
+        .map_err(|error| format!("{method} {path}: {}", describe(&error)))
+}
+
+async fn wait_for_interrupt() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Stops the daemon with SIGTERM (it lets go of VMs and removes its socket) and reaps it.
+fn stop_daemon(daemon: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = daemon.wait();
 }

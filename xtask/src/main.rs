@@ -4,8 +4,8 @@
 //!    `qemu-system-x86` when running as root), then `cargo fmt --check`,
 //!    `cargo clippy --all-targets -- -D warnings` and the whole test suite, with QEMU required so no
 //!    test that needs it can skip.
-//! 2. `demo`: the main job, for now: boot a tiny VM and save a screenshot of its screen, taken
-//!    through `vgashot-qmp` into memory we own.
+//! 2. `demo`: the main job: the daemon in the foreground with a demo VM, its first screenshot
+//!    saved, and the commands to try; Ctrl-C stops the VM and the daemon.
 //! 3. `bench`: the benchmark (`crates/bench`, built in release), which rewrites `BENCHMARKS.md`.
 //! 4. `swagger`: regenerates `swagger/rest-api.{yaml,json}` from the handlers' annotations;
 //!    `swagger --check` fails when the committed files are stale, and validates the document
@@ -21,7 +21,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str = "usage: cargo xtask <test|demo|bench|swagger [--check]>
   test     install QEMU if needed, then fmt --check, clippy -D warnings, all tests, swagger --check
-  demo     boot a tiny VM and save a screenshot of its screen (demo-output/screenshot.png)
+  demo     run the daemon with a demo VM, save its screen (demo-output/screenshot.png); Ctrl-C stops
   bench    measure screenshot latency and rewrite BENCHMARKS.md
   swagger  regenerate swagger/rest-api.{yaml,json}; --check fails when they are stale";
 

@@ -16,6 +16,7 @@
 //!    `cargo xtask swagger` writes to `swagger/`.
 
 pub mod api;
+pub mod client;
 pub mod context;
 pub mod envelope;
 pub mod error;

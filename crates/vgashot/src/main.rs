@@ -33,6 +33,7 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_env("VGASHOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
