@@ -177,6 +177,8 @@ impl QemuInstance {
         let supervisor = Supervisor {
             instance: self.me.clone(),
             pid,
+            // Subscribed now, not when the task first runs, so no event is missed in between.
+            events: qmp.events(),
             qmp: qmp.clone(),
             stop_requested: stop_requested.clone(),
             exited: exited_sender,
@@ -415,6 +417,7 @@ impl Instance for QemuInstance {
 struct Supervisor {
     instance: Weak<QemuInstance>,
     pid: i32,
+    events: broadcast::Receiver<vgashot_qmp::Event>,
     qmp: Qmp,
     stop_requested: Arc<AtomicBool>,
     exited: watch::Sender<bool>,
@@ -428,8 +431,7 @@ struct Ending {
 }
 
 impl Supervisor {
-    async fn run(self) {
-        let mut events = self.qmp.events();
+    async fn run(mut self) {
         let mut drain = tokio::time::interval(CONSOLE_DRAIN_PERIOD);
         let mut ending = Ending::default();
         let qmp = self.qmp.clone();
@@ -438,7 +440,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 _ = &mut closed => break,
-                event = events.recv() => match event {
+                event = self.events.recv() => match event {
                     Ok(event) => self.observe(&event.name, &event.data, &mut ending),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(pid = self.pid, missed, "missed QMP events");
@@ -447,6 +449,10 @@ impl Supervisor {
                 },
                 _ = drain.tick() => self.drain_console().await,
             }
+        }
+        // Events that arrived just before the end (a SHUTDOWN, then EOF) are still queued.
+        while let Ok(event) = self.events.try_recv() {
+            self.observe(&event.name, &event.data, &mut ending);
         }
         self.finish(ending).await;
     }
