@@ -11,11 +11,16 @@
 //! (zlib level 6 with adaptive filtering, what libpng does by default and so
 //! roughly what QEMU's own PNG screendump costs) and its `Compression::Fastest`
 //! (fdeflate with the Up filter).
+//!
+//! For the thumbnail path it also times [`Frame::pixel_hash`] (the `ETag`),
+//! [`Frame::resize`] to 320 pixels wide, [`Frame::encode_jpeg`] at quality
+//! 80 and [`Frame::encode_webp_lossless`], on the full frame and on the
+//! 320-wide thumbnail.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use vgashot_framebuffer::{Frame, PngCompression};
+use vgashot_framebuffer::{Frame, PngCompression, fit_within};
 
 /// Deterministic xorshift64, so every run measures the same pictures.
 struct XorShift(u64);
@@ -225,6 +230,46 @@ fn main() {
             },
         );
         row("total: read + from_ppm + Fastest", ms, Some(png.len()));
+
+        let (ms, _) = median_ms(runs, || (), |()| frame.pixel_hash());
+        row("pixel_hash (XXH3-128)", ms, None);
+        let (width, height) =
+            fit_within(frame.width(), frame.height(), Some(320), None).expect("valid size");
+        let (ms, thumb) = median_ms(runs, || (), |()| frame.resize(width, height).unwrap());
+        row(&format!("resize to {width}x{height}"), ms, None);
+        for (label, image) in [("full", frame), ("thumb", &thumb)] {
+            let (ms, jpeg) = median_ms(runs, || (), |()| image.encode_jpeg(80).unwrap());
+            row(&format!("{label}: encode_jpeg(80)"), ms, Some(jpeg.len()));
+            let (ms, webp) = median_ms(runs, || (), |()| image.encode_webp_lossless().unwrap());
+            row(
+                &format!("{label}: encode_webp_lossless"),
+                ms,
+                Some(webp.len()),
+            );
+            let (ms, png) = median_ms(
+                runs,
+                || (),
+                |()| image.encode_png(PngCompression::Fastest).unwrap(),
+            );
+            row(
+                &format!("{label}: encode_png(Fastest)"),
+                ms,
+                Some(png.len()),
+            );
+        }
+        let (ms, jpeg) = median_ms(
+            runs,
+            || (),
+            |()| {
+                let _etag = frame.pixel_hash();
+                frame
+                    .resize(width, height)
+                    .unwrap()
+                    .encode_jpeg(80)
+                    .unwrap()
+            },
+        );
+        row("total: hash + resize + jpeg(80)", ms, Some(jpeg.len()));
         println!();
     }
     let _ = std::fs::remove_file(&path);

@@ -176,4 +176,45 @@ pub enum FrameError {
     /// panic so that a bug in the encoder cannot take the process down.
     #[error("PNG encoding failed")]
     PngEncode(#[source] png::EncodingError),
+
+    /// [`Frame::resize`](crate::Frame::resize) was asked for a size larger
+    /// than the frame in at least one direction. Thumbnails only shrink: an
+    /// enlarged screenshot carries no more detail, and refusing keeps a
+    /// request from making us build a frame far larger than the screen.
+    #[error(
+        "cannot resize a {from_width}x{from_height} frame to {width}x{height}: only shrinking is supported"
+    )]
+    Upscale {
+        /// Width of the frame being resized.
+        from_width: u32,
+        /// Height of the frame being resized.
+        from_height: u32,
+        /// The width that was asked for.
+        width: u32,
+        /// The height that was asked for.
+        height: u32,
+    },
+
+    /// The resizer failed. With a validated frame and target size this
+    /// should not happen. The cause is boxed so that the resizing library's
+    /// error types stay out of our public API.
+    #[error("resizing failed")]
+    Resize(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// A JPEG quality outside 1..=100 was given.
+    #[error("JPEG quality must be between 1 and 100, not {quality}")]
+    InvalidQuality {
+        /// The quality that was given.
+        quality: u8,
+    },
+
+    /// The JPEG encoder failed. Like [`FrameError::PngEncode`], this should
+    /// not happen with a valid frame and an in-memory output.
+    #[error("JPEG encoding failed")]
+    JpegEncode(#[source] jpeg_encoder::EncodingError),
+
+    /// The WebP encoder failed. Like [`FrameError::PngEncode`], this should
+    /// not happen with a valid frame and an in-memory output.
+    #[error("WebP encoding failed")]
+    WebpEncode(#[source] image_webp::EncodingError),
 }

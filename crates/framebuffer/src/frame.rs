@@ -66,7 +66,7 @@ pub(crate) fn rgb_len(width: u32, height: u32) -> Result<usize, FrameError> {
 
 impl Frame {
     /// Builds a frame from pixels the caller already has (a test pattern, a
-    /// future thumbnail, another capture path), with the same checks as the
+    /// thumbnail, another capture path), with the same checks as the
     /// PPM decoder so that every `Frame` is valid.
     ///
     /// `rgb` must be tightly packed RGB8, row-major, top row first: exactly
