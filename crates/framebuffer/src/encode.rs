@@ -72,3 +72,23 @@ impl Frame {
         Ok(out)
     }
 }
+
+impl Frame {
+    /// Decodes an 8-bit RGB PNG, as QEMU's screendump and [`Frame::encode_png`] write: a screen
+    /// image that comes back, e.g. in tests comparing pixels or a client saving a screenshot.
+    pub fn from_png(png_bytes: &[u8]) -> Result<Frame, FrameError> {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().map_err(FrameError::PngDecode)?;
+        let (color, depth) = (reader.info().color_type, reader.info().bit_depth);
+        if (color, depth) != (ColorType::Rgb, BitDepth::Eight) {
+            return Err(FrameError::UnsupportedPng { color, depth });
+        }
+        let (width, height) = (reader.info().width, reader.info().height);
+        // Bounded before allocating, like PPM input.
+        let length = crate::frame::rgb_len(width, height)?;
+        let mut rgb = vec![0; reader.output_buffer_size().unwrap_or(length).max(length)];
+        let info = reader.next_frame(&mut rgb).map_err(FrameError::PngDecode)?;
+        rgb.truncate(info.buffer_size());
+        Frame::new(width, height, rgb)
+    }
+}

@@ -176,6 +176,17 @@ pub enum FrameError {
     /// panic so that a bug in the encoder cannot take the process down.
     #[error("PNG encoding failed")]
     PngEncode(#[source] png::EncodingError),
+    /// A PNG could not be decoded.
+    #[error("cannot decode the PNG")]
+    PngDecode(#[source] png::DecodingError),
+    /// A PNG that is not 8-bit RGB, the only kind QEMU and vgashot write.
+    #[error("the PNG is {color:?} at {depth:?}, not 8-bit RGB")]
+    UnsupportedPng {
+        /// Its colour type.
+        color: png::ColorType,
+        /// Its bit depth.
+        depth: png::BitDepth,
+    },
 
     /// [`Frame::resize`](crate::Frame::resize) was asked for a size larger
     /// than the frame in at least one direction. Thumbnails only shrink: an

@@ -120,3 +120,14 @@ fn pixel_reads_row_major_rgb() {
         assert_eq!(frame.pixel(x, y), frame.rgb()[i..i + 3]);
     }
 }
+
+#[test]
+fn png_decodes_back_with_from_png() {
+    let frame = patterned(720, 400);
+    let png = frame.encode_png(PngCompression::Fastest).unwrap();
+    assert_eq!(Frame::from_png(&png).unwrap(), frame);
+    assert!(matches!(
+        Frame::from_png(b"not a png"),
+        Err(vgashot_framebuffer::FrameError::PngDecode(_))
+    ));
+}

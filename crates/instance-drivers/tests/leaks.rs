@@ -9,12 +9,6 @@ use support::Harness;
 use vgashot_instance_drivers::{Instance, PngEncoder, ScreenshotOptions};
 use vgashot_qmp::screenshot::MAX_IDLE_CAPTURE_FILES;
 
-fn open_descriptors(pid: impl std::fmt::Display) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[tokio::test]
 async fn two_hundred_screenshots_leak_no_descriptors() {
     let Some(harness) = Harness::new().await else {
@@ -48,8 +42,8 @@ async fn two_hundred_screenshots_leak_no_descriptors() {
     for shot in burst(MAX_IDLE_CAPTURE_FILES, PngEncoder::Vgashot).await {
         shot.unwrap();
     }
-    let ours_before = open_descriptors("self");
-    let qemu_before = open_descriptors(qemu);
+    let ours_before = vgashot_qemu_process::testing::open_descriptors("self");
+    let qemu_before = vgashot_qemu_process::testing::open_descriptors(qemu);
 
     for round in 0..20 {
         let encoder = if round % 2 == 0 {
@@ -64,7 +58,15 @@ async fn two_hundred_screenshots_leak_no_descriptors() {
     }
     // Surplus files are removed from QEMU in the background; give that a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(open_descriptors(qemu), qemu_before, "QEMU's descriptors");
-    assert_eq!(open_descriptors("self"), ours_before, "our descriptors");
+    assert_eq!(
+        vgashot_qemu_process::testing::open_descriptors(qemu),
+        qemu_before,
+        "QEMU's descriptors"
+    );
+    assert_eq!(
+        vgashot_qemu_process::testing::open_descriptors("self"),
+        ours_before,
+        "our descriptors"
+    );
     vm.stop(true, Duration::ZERO).await.unwrap();
 }

@@ -11,17 +11,6 @@ use vgashot_instance_drivers::{
     DriverError, Instance, PngEncoder, QemuInstance, Screenshot, ScreenshotOptions,
 };
 
-/// Decodes a PNG with the `png` crate, an independent decoder.
-fn decode_png(png_bytes: &[u8]) -> Frame {
-    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buffer).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    buffer.truncate(info.buffer_size());
-    Frame::new(info.width, info.height, buffer).unwrap()
-}
-
 /// Polls screenshots until the fixture's picture is complete on screen (the boot sector draws
 /// it after SeaBIOS), then returns that screenshot.
 async fn wait_for_picture(
@@ -33,7 +22,7 @@ async fn wait_for_picture(
     let started = Instant::now();
     loop {
         let shot = vm.console_screenshot(options).await.unwrap();
-        if decode_png(&shot.png).rgb() == expected.as_slice() {
+        if Frame::from_png(&shot.png).unwrap().rgb() == expected.as_slice() {
             return shot;
         }
         assert!(
@@ -83,7 +72,7 @@ async fn check_fixture(harness: &Harness, name: &str, fixture: Fixture) {
         .unwrap();
     assert!(native.frame.is_none());
     assert_eq!((native.width, native.height), (width, height));
-    assert_eq!(decode_png(&native.png), *frame);
+    assert_eq!(Frame::from_png(&native.png).unwrap(), *frame);
 
     vm.stop(true, Duration::ZERO).await.unwrap();
 }

@@ -366,6 +366,43 @@ impl Launch {
     }
 }
 
+/// Helpers for the test suites of other crates (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    use std::path::Path;
+
+    /// SIGKILLs every detached QEMU whose pid file lies anywhere under `dir`, so a test that
+    /// ends (or panics) leaves no VM behind.
+    pub fn kill_detached_under(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                kill_detached_under(&path);
+            } else if path.file_name() == Some(super::PID_FILE.as_ref()) {
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<i32>().ok());
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+
+    /// How many descriptors process `pid` (a number, or `self`) has open, for leak checks.
+    pub fn open_descriptors(pid: impl std::fmt::Display) -> usize {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+}
+
 /// A running QEMU child.
 #[derive(Debug)]
 pub struct QemuProcess {

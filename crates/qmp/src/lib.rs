@@ -70,7 +70,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(5),
+            // QEMU greets once its main loop runs, which on a loaded host (or nested KVM) can
+            // take seconds after the socket appears; only a hung QEMU takes longer.
+            handshake_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(5),
             screendump_timeout: Duration::from_secs(10),
             max_line_bytes: 16 * 1024 * 1024,

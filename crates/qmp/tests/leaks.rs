@@ -4,16 +4,8 @@
 
 mod support;
 
-use std::path::Path;
-
 use vgashot_qmp::screenshot::MAX_IDLE_CAPTURE_FILES;
 use vgashot_qmp::{ScreendumpFormat, ScreenshotRequest};
-
-fn open_descriptors(pid: impl std::fmt::Display) -> usize {
-    std::fs::read_dir(Path::new("/proc").join(pid.to_string()).join("fd"))
-        .unwrap()
-        .count()
-}
 
 #[tokio::test]
 async fn two_hundred_screenshots_leak_nothing() {
@@ -23,8 +15,8 @@ async fn two_hundred_screenshots_leak_nothing() {
     support::first_frame(&vm.qmp).await;
     vm.qmp.release_capture_files().await.unwrap();
 
-    let ours_before = open_descriptors("self");
-    let qemu_before = open_descriptors(vm.process.pid());
+    let ours_before = vgashot_qemu_process::testing::open_descriptors("self");
+    let qemu_before = vgashot_qemu_process::testing::open_descriptors(vm.process.pid());
     let fdsets_before = vm.qmp.query_fdsets().await.unwrap();
 
     let request = |index: usize| ScreenshotRequest {
@@ -51,7 +43,7 @@ async fn two_hundred_screenshots_leak_nothing() {
             assert!(!shot.unwrap().is_empty());
         }
         // Bounded while running: at most the pool plus what is in flight.
-        let in_qemu = open_descriptors(vm.process.pid());
+        let in_qemu = vgashot_qemu_process::testing::open_descriptors(vm.process.pid());
         assert!(
             in_qemu <= qemu_before + MAX_IDLE_CAPTURE_FILES + 10,
             "QEMU holds {in_qemu} descriptors, {qemu_before} before"
@@ -62,6 +54,12 @@ async fn two_hundred_screenshots_leak_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     vm.qmp.release_capture_files().await.unwrap();
     assert_eq!(vm.qmp.query_fdsets().await.unwrap(), fdsets_before);
-    assert_eq!(open_descriptors(vm.process.pid()), qemu_before);
-    assert_eq!(open_descriptors("self"), ours_before);
+    assert_eq!(
+        vgashot_qemu_process::testing::open_descriptors(vm.process.pid()),
+        qemu_before
+    );
+    assert_eq!(
+        vgashot_qemu_process::testing::open_descriptors("self"),
+        ours_before
+    );
 }

@@ -69,7 +69,7 @@ async fn screenshots_through_a_descriptor_are_valid_ppm_and_png() {
         .await
         .unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
-    let png_frame = support::decode_png(&png);
+    let png_frame = vgashot_framebuffer::Frame::from_png(&png).unwrap();
     assert_eq!(
         (png_frame.width(), png_frame.height()),
         support::TEXT_CONSOLE

@@ -4,7 +4,6 @@
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -82,42 +81,8 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        kill_every_vm(&self.paths.runtime_dir);
+        vgashot_qemu_process::testing::kill_detached_under(&self.paths.runtime_dir);
     }
-}
-
-/// SIGKILLs every QEMU whose pid file lies under `runtime`.
-fn kill_every_vm(runtime: &Path) {
-    for pid_file in pid_files(runtime) {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-fn pid_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .flat_map(|entry| {
-            let path = entry.path();
-            if path.is_dir() {
-                pid_files(&path)
-            } else if path.file_name() == Some(vgashot_qemu_process::PID_FILE.as_ref()) {
-                vec![path]
-            } else {
-                Vec::new()
-            }
-        })
-        .collect()
 }
 
 /// Waits until `instance` has `status`.

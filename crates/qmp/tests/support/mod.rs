@@ -72,15 +72,3 @@ pub fn distinct_colours(frame: &Frame) -> usize {
     colours.dedup();
     colours.len()
 }
-
-/// Decodes a PNG into a frame, with the `png` crate (an independent decoder).
-pub fn decode_png(png_bytes: &[u8]) -> Frame {
-    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buffer).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb, "QEMU writes RGB PNGs");
-    assert_eq!(info.bit_depth, png::BitDepth::Eight);
-    buffer.truncate(info.buffer_size());
-    Frame::new(info.width, info.height, buffer).unwrap()
-}
