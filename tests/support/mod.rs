@@ -16,6 +16,8 @@ use vgashot_rest::client::Client;
 pub struct Daemon {
     pub dir: TempDir,
     child: Option<Child>,
+    /// The `--listen` address, kept for restarts.
+    listen: Option<String>,
 }
 
 /// A reply of the daemon.
@@ -33,17 +35,40 @@ impl Daemon {
     pub async fn start() -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         vgashot_qemu_process::Launch::for_tests(dir.path())?;
-        let mut daemon = Self { dir, child: None };
+        let mut daemon = Self {
+            dir,
+            child: None,
+            listen: None,
+        };
+        daemon.spawn().await;
+        Some(daemon)
+    }
+
+    /// Starts the daemon also listening with TLS on `address` (`127.0.0.1:0` picks a free port,
+    /// which `GET /1.0` then reports in `environment.addresses`), or `None` as [`Self::start`].
+    pub async fn start_listening(address: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        vgashot_qemu_process::Launch::for_tests(dir.path())?;
+        let mut daemon = Self {
+            dir,
+            child: None,
+            listen: Some(address.to_owned()),
+        };
         daemon.spawn().await;
         Some(daemon)
     }
 
     /// Starts (again) the daemon process over the same directory.
     pub async fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_vgashot"))
-            .arg("daemon")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vgashot"));
+        command.arg("daemon");
+        if let Some(address) = &self.listen {
+            command.args(["--listen", address]);
+        }
+        let child = command
             .env("VGASHOT_DIR", self.dir.path())
             .env("VGASHOT_LOG", "warn")
+            .env_remove("VGASHOT_HTTPS_ADDRESS")
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -65,6 +90,11 @@ impl Daemon {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let status = child.wait().unwrap();
         assert!(status.success(), "the daemon exited with {status}");
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
     }
 
     /// The daemon's socket.
@@ -139,42 +169,14 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
-        kill_vms(&self.dir.path().join("run"));
+        vgashot_qemu_process::testing::kill_detached_under(&self.dir.path().join("run"));
     }
 }
 
-/// SIGKILLs every QEMU whose pid file lies under `dir`.
-fn kill_vms(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            kill_vms(&path);
-        } else if path.file_name() == Some(vgashot_qemu_process::PID_FILE.as_ref()) {
-            if let Some(pid) = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| text.trim().parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
-
-/// Decodes a PNG into (width, height, RGB) with the `png` crate.
+/// Decodes a PNG into (width, height, RGB).
 pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buffer).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    buffer.truncate(info.buffer_size());
-    (info.width, info.height, buffer)
+    let frame = vgashot_framebuffer::Frame::from_png(bytes).unwrap();
+    (frame.width(), frame.height(), frame.rgb().to_vec())
 }
 
 /// Polls `GET .../console?type=vga` until the screen shows `fixture`'s whole picture.

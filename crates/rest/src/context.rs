@@ -7,6 +7,7 @@ use vgashot_instance_drivers::{DriverError, QemuDriver, QemuInstance};
 use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::operations::Operations;
+use crate::screens::Screens;
 
 /// Facts about this server that `GET /1.0` reports, gathered once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,17 @@ impl ServerIdentity {
     }
 }
 
+/// What `GET /1.0` tells trusted clients about the TLS listener, gathered when it is bound.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkIdentity {
+    /// Where clients reach the listener (`HOST:PORT` each).
+    pub addresses: Vec<String>,
+    /// The server's certificate, PEM.
+    pub certificate: String,
+    /// Its SHA-256 fingerprint, lowercase hex.
+    pub certificate_fingerprint: String,
+}
+
 /// QEMU's version, from `qemu-system-x86_64 --version` ("QEMU emulator version 7.2.22 (...)").
 fn qemu_version() -> Option<String> {
     let binary = vgashot_qemu_process::find_qemu().ok()?;
@@ -78,6 +90,10 @@ pub struct Context {
     pub events: EventHub,
     /// What `GET /1.0` says about this server.
     pub identity: Arc<ServerIdentity>,
+    /// The TLS listener's certificate and addresses; `None` when only the Unix socket serves.
+    pub network: Option<Arc<NetworkIdentity>>,
+    /// The VMs' screens, shared by every viewer.
+    pub screens: Arc<Screens>,
 }
 
 impl Context {

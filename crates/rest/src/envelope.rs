@@ -10,21 +10,21 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Response, StatusCode};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// The body type of every response: a whole buffer, or a stream (the events websocket upgrade
-/// and, later, the screenshot stream).
-pub type Body = BoxBody<Bytes, Infallible>;
+/// The body type of every response: a whole buffer, or a stream (the live screen stream). Not
+/// `Sync`: hyper needs only `Send`, and stream bodies are built from futures that are not `Sync`.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// What every handler returns.
 pub type ApiResponse = Response<Body>;
 
 /// A body from bytes held in memory.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into()).boxed_unsync()
 }
 
 /// A response body of raw bytes (a console log, a PNG), for the API documentation.

@@ -1,5 +1,7 @@
 //! The API layer's errors, and the one place where any error becomes an HTTP status.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use vgashot_instance_drivers::DriverError;
 
@@ -14,6 +16,10 @@ pub enum ApiError {
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The caller is not trusted and the route is not open to untrusted clients (Incus's
+    /// `response.Forbidden(nil)`, which is also what incusd answers there).
+    #[error("not authorized")]
+    Forbidden,
     /// The instance does not exist in the project (Incus's wording).
     #[error("Failed to fetch instance \"{name}\" in project \"{project}\": Instance not found")]
     InstanceNotFound {
@@ -49,6 +55,12 @@ pub enum ApiError {
     /// The driver refused or failed.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// An error shared by every request that waited for the same capture.
+    #[error(transparent)]
+    Shared(Arc<ApiError>),
+    /// Something that should not happen did.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -61,9 +73,12 @@ impl ApiError {
             | Self::ProfileNotFound
             | Self::OperationNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::BadJson(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Driver(error) => driver_status(error),
+            Self::Shared(error) => error.status(),
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -143,6 +158,8 @@ mod tests {
         );
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         assert_eq!(ApiError::UnknownPath.to_string(), "not found");
+        assert_eq!(ApiError::Forbidden.to_string(), "not authorized");
+        assert_eq!(ApiError::Forbidden.status(), StatusCode::FORBIDDEN);
         assert_eq!(
             ApiError::Driver(DriverError::NotRunning).status(),
             StatusCode::BAD_REQUEST

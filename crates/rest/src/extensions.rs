@@ -21,4 +21,10 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_get_full",
     "instance_create_start",
     "instance_console_screenshot",
+    // vgashot's own.
+    "instance_console_screenshot_device",
+    "instance_console_screenshot_etag",
+    "instance_console_screenshot_formats",
+    "instance_console_screenshot_stream",
+    "instance_console_screenshot_metrics",
 ];

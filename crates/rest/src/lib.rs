@@ -2,9 +2,12 @@
 //!
 //! How a request is served:
 //! 1. [`server::serve`] accepts connections on the Unix socket (`$VGASHOT_DIR/unix.socket`,
-//!    trusted, as incusd's) and runs each on hyper's HTTP/1 with upgrades (for `/1.0/events`).
+//!    trusted, as incusd's) and, when asked, on TCP with TLS ([`tls`]), where the client's
+//!    certificate decides once per connection whether it is trusted ([`trust::Caller`]); each
+//!    connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`).
 //! 2. [`router::Route::parse`] turns the path into a typed route, with names percent-decoded;
-//!    the method then picks the handler in [`api`], one small module per resource.
+//!    an untrusted caller gets only `GET /` and `GET /1.0` and a 403 for any other route; the
+//!    method then picks the handler in [`api`], one small module per resource.
 //! 3. Handlers parse the query ([`request::Query`]: `project`, `recursion`, `type`) and JSON
 //!    bodies ([`request::json_body`]: bounded, unknown fields refused) into typed values, act
 //!    through the driver, and answer with an Incus envelope ([`envelope`]). Long actions (create,
@@ -12,7 +15,9 @@
 //!    `/1.0/events` ([`events`]) hear them finish.
 //! 4. Every failure is an [`ApiError`]; [`ApiError::status`] is the one place where errors get
 //!    their HTTP status, and every error leaves as Incus's error envelope.
-//! 5. [`openapi::ApiDoc`] gathers the handlers' annotations into the OpenAPI document that
+//! 5. Screenshots go through [`screens`]: one capture serves every viewer of a screen for a
+//!    while, with strong `ETag`s, thumbnails, other formats and a live stream.
+//! 6. [`openapi::ApiDoc`] gathers the handlers' annotations into the OpenAPI document that
 //!    `cargo xtask swagger` writes to `swagger/`.
 
 pub mod api;
@@ -28,16 +33,21 @@ pub mod openapi;
 pub mod operations;
 pub mod request;
 pub mod router;
+pub mod screens;
 pub mod server;
+pub mod tls;
+pub mod trust;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use vgashot_instance_drivers::QemuDriver;
 
-pub use context::{Context, ServerIdentity};
+pub use context::{Context, NetworkIdentity, ServerIdentity};
 pub use error::{ApiError, with_causes as describe};
 pub use server::ServeError;
+pub use tls::{HttpsListener, TlsError};
+pub use trust::{Caller, TrustStore};
 
 /// The API server over one driver.
 #[derive(Debug, Clone)]
@@ -56,6 +66,8 @@ impl Daemon {
                 operations: operations::Operations::new(events.clone()),
                 events,
                 identity: Arc::new(ServerIdentity::gather()),
+                screens: Arc::default(),
+                network: None,
             }),
         }
     }
@@ -66,8 +78,27 @@ impl Daemon {
         path: &Path,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        self.serve(path, None, shutdown).await
+    }
+
+    /// Serves the API on the Unix socket at `path` and, when given, on the TLS listener `https`,
+    /// until `shutdown` resolves; both stop together.
+    pub async fn serve(
+        &self,
+        path: &Path,
+        https: Option<HttpsListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
         let listener = server::bind_unix(path).await?;
-        server::serve(listener, self.context.clone(), shutdown).await;
+        // `GET /1.0` reports the listener's certificate and addresses to trusted clients.
+        let context = match &https {
+            Some(https) => Arc::new(Context {
+                network: Some(Arc::new(https.identity().clone())),
+                ..(*self.context).clone()
+            }),
+            None => self.context.clone(),
+        };
+        server::serve(listener, https, context, shutdown).await;
         let _ = std::fs::remove_file(path);
         Ok(())
     }

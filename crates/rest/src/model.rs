@@ -78,9 +78,11 @@ pub struct Server {
     /// The fields an untrusted client sees too, written first as Go does.
     #[serde(flatten)]
     pub untrusted: ServerUntrusted,
-    /// The user name the client authenticated as (`root` on the Unix socket, or the uid).
+    /// The user name the client authenticated as: `root` on the Unix socket, the certificate's
+    /// SHA-256 fingerprint over TLS.
     pub auth_user_name: String,
-    /// How the client authenticated: `unix` on the Unix socket.
+    /// How the client authenticated: `unix` on the Unix socket, `tls` with a trusted
+    /// certificate.
     pub auth_user_method: String,
     /// The server's environment.
     pub environment: ServerEnvironment,
@@ -90,7 +92,8 @@ pub struct Server {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ServerEnvironment {
-    /// Network addresses the server listens on (`[]`: only the Unix socket).
+    /// Network addresses the TLS listener is reached at, `HOST:PORT` (`[]`: only the Unix
+    /// socket).
     #[serde(deserialize_with = "null_as_default")]
     pub addresses: Vec<String>,
     /// Architectures the server can run instances of, e.g. `["x86_64", "i686"]`.

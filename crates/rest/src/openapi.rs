@@ -37,15 +37,21 @@ use crate::api;
         api::events::get,
         api::profiles::list,
         api::profiles::get,
+        api::metrics::get,
     ),
     // Types that appear only as parameters are not collected by themselves.
-    components(schemas(api::console::ConsoleType)),
+    components(schemas(
+        api::console::ConsoleType,
+        api::console::StreamType,
+        crate::screens::variant::ImageFormat,
+    )),
     tags(
         (name = "server", description = "The server and its API extensions"),
         (name = "instances", description = "Virtual machines, their state, console and screenshots"),
         (name = "operations", description = "Long-running actions"),
         (name = "events", description = "Operation and life-cycle events over a websocket"),
         (name = "profiles", description = "Profiles (only `default`)"),
+        (name = "metrics", description = "Screenshot metrics in OpenMetrics text"),
     ),
 )]
 pub struct ApiDoc;

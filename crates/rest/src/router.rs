@@ -12,6 +12,7 @@ use crate::context::Context;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::request::Query;
+use crate::trust::Caller;
 
 /// The resources of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub enum Route {
     Profiles,
     /// `/1.0/profiles/{name}`.
     Profile(String),
+    /// `/1.0/metrics`.
+    Metrics,
 }
 
 impl Route {
@@ -67,10 +70,17 @@ impl Route {
             ["1.0", "operations", id] => Self::Operation(name(id)?),
             ["1.0", "operations", id, "wait"] => Self::OperationWait(name(id)?),
             ["1.0", "events"] => Self::Events,
+            ["1.0", "metrics"] => Self::Metrics,
             ["1.0", "profiles"] => Self::Profiles,
             ["1.0", "profiles", profile] => Self::Profile(name(profile)?),
             _ => return None,
         })
+    }
+
+    /// Whether an untrusted client may call `method` on this route: only what incusd opens to
+    /// them, `GET /` and `GET /1.0` (a route added later is closed to them by default).
+    pub fn allows_untrusted(&self, method: &Method) -> bool {
+        *method == Method::GET && matches!(self, Self::Root | Self::Server)
     }
 }
 
@@ -93,12 +103,13 @@ fn decode(segment: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// Answers one request; errors become Incus error envelopes here and nowhere else.
-pub async fn handle(context: &Context, request: Request<Incoming>) -> ApiResponse {
+/// Answers one request of `caller` (decided once for its connection); errors become Incus error
+/// envelopes here and nowhere else.
+pub async fn handle(context: &Context, caller: &Caller, request: Request<Incoming>) -> ApiResponse {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = dispatch(context, request)
+    let response = dispatch(context, caller, request)
         .await
         .unwrap_or_else(ApiError::into_response);
     tracing::debug!(
@@ -111,13 +122,22 @@ pub async fn handle(context: &Context, request: Request<Incoming>) -> ApiRespons
     response
 }
 
-async fn dispatch(context: &Context, request: Request<Incoming>) -> Result<ApiResponse, ApiError> {
+async fn dispatch(
+    context: &Context,
+    caller: &Caller,
+    request: Request<Incoming>,
+) -> Result<ApiResponse, ApiError> {
     let route = Route::parse(request.uri().path()).ok_or(ApiError::UnknownPath)?;
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
+    // As incusd: an unknown path is a 404 for anyone, any other refusal of an untrusted
+    // client a 403, whatever the method.
+    if !caller.is_trusted() && !route.allows_untrusted(&method) {
+        return Err(ApiError::Forbidden);
+    }
     match (method, route) {
         (Method::GET, Route::Root) => Ok(api::server::root()),
-        (Method::GET, Route::Server) => Ok(api::server::get(context)),
+        (Method::GET, Route::Server) => Ok(api::server::get(context, caller)),
         (Method::GET, Route::Instances) => api::instances::list(context, &query).await,
         (Method::POST, Route::Instances) => {
             api::instances::create(context, &query, request.into_body()).await
@@ -139,7 +159,7 @@ async fn dispatch(context: &Context, request: Request<Incoming>) -> Result<ApiRe
             api::instance_state::put(context, &name, &query, request.into_body()).await
         }
         (Method::GET, Route::InstanceConsole(name)) => {
-            api::console::get(context, &name, &query).await
+            api::console::get(context, &name, &query, request.headers()).await
         }
         (Method::DELETE, Route::InstanceConsole(name)) => {
             api::console::delete(context, &name, &query).await
@@ -152,6 +172,7 @@ async fn dispatch(context: &Context, request: Request<Incoming>) -> Result<ApiRe
         (Method::GET, Route::Events) => api::events::get(context, &query, request).await,
         (Method::GET, Route::Profiles) => api::profiles::list(&query),
         (Method::GET, Route::Profile(name)) => api::profiles::get(&name, &query),
+        (Method::GET, Route::Metrics) => Ok(api::metrics::get(context)),
         _ => Err(ApiError::MethodNotAllowed),
     }
 }
@@ -192,5 +213,14 @@ mod tests {
         ] {
             assert_eq!(Route::parse(unknown), None, "{unknown}");
         }
+    }
+
+    #[test]
+    fn untrusted_clients_get_the_server_description_only() {
+        assert!(Route::Root.allows_untrusted(&Method::GET));
+        assert!(Route::Server.allows_untrusted(&Method::GET));
+        assert!(!Route::Server.allows_untrusted(&Method::PATCH));
+        assert!(!Route::Instances.allows_untrusted(&Method::GET));
+        assert!(!Route::Events.allows_untrusted(&Method::GET));
     }
 }

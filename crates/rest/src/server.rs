@@ -1,6 +1,18 @@
-//! Serving the API on a Unix socket, as incusd does on `$INCUS_DIR/unix.socket`.
+//! Serving the API on a Unix socket, as incusd does on `$INCUS_DIR/unix.socket`, and on TCP with
+//! TLS when asked ([`crate::tls`]).
+//!
+//! How connections are served:
+//! 1. One accept loop takes connections from both listeners.
+//! 2. A Unix client is trusted ([`Caller::Unix`]). A TCP client does its TLS handshake in its
+//!    connection's own task, bounded by a timeout; then the certificate it presented decides,
+//!    once, who it is ([`crate::trust::TrustStore::caller`]).
+//! 3. Each connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`), and every request
+//!    reaches the router with the connection's caller.
+//! 4. On shutdown both listeners stop accepting, each connection closes after its current
+//!    request, and long-lived ones (event streams) are cut after a grace period.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,12 +23,16 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::context::Context;
 use crate::router;
+use crate::tls::HttpsListener;
+use crate::trust::{Caller, TrustStore};
 
 /// Errors of setting up the listener.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +79,19 @@ pub async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     Ok(listener)
 }
 
-/// Serves requests on `listener` until `shutdown` resolves, then lets the requests in flight
-/// finish: each connection is told to close after its current request, and long-lived ones
-/// (event streams) are cut after a grace period.
+/// How long a TCP client may take over its TLS handshake before it is dropped, so a client that
+/// connects and says nothing holds nothing for long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves requests on the Unix socket `unix`, and on `https` when given, until `shutdown`
+/// resolves, then lets the requests in flight finish: each connection is told to close after
+/// its current request, and long-lived ones (event streams) are cut after a grace period.
+///
+/// A Unix client is [`Caller::Unix`]; a TLS client is decided from the certificate it presented,
+/// once, after its handshake (which runs in the connection's own task, not in the accept loop).
 pub async fn serve(
-    listener: UnixListener,
+    unix: UnixListener,
+    https: Option<HttpsListener>,
     context: Arc<Context>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -75,11 +99,18 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+        let accepted = tokio::select! {
+            accepted = unix.accept() => match accepted {
+                Ok((stream, _)) => Connection::Unix(stream),
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            accepted = accept_tcp(https.as_ref()) => match accepted {
+                Ok((stream, peer)) => Connection::Tcp(stream, peer),
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed on the TLS listener");
                     continue;
                 }
             },
@@ -88,27 +119,18 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let context = context.clone();
-        let mut closing = closing.subscribe();
-        connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let context = context.clone();
-                async move { Ok::<_, Infallible>(router::handle(&context, request).await) }
-            });
-            let connection = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let outcome = tokio::select! {
-                outcome = connection.as_mut() => outcome,
-                _ = wait_closing(&mut closing) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+        let closing = closing.subscribe();
+        match accepted {
+            Connection::Tcp(stream, peer) => {
+                if let Some(https) = &https {
+                    let (acceptor, trust) = (https.acceptor.clone(), https.trust.clone());
+                    connections.spawn(serve_tls(stream, peer, acceptor, trust, context, closing));
                 }
-            };
-            if let Err(error) = outcome {
-                tracing::debug!(%error, "connection ended with an error");
             }
-        });
+            Connection::Unix(stream) => {
+                connections.spawn(serve_connection(stream, Caller::Unix, context, closing));
+            }
+        }
     }
     closing.send_replace(true);
     let grace = Duration::from_secs(5);
@@ -119,6 +141,89 @@ pub async fn serve(
     if drained.is_err() {
         tracing::info!("connections still open after {grace:?}; closing them");
         connections.shutdown().await;
+    }
+}
+
+/// A connection just accepted.
+enum Connection {
+    /// On the Unix socket.
+    Unix(UnixStream),
+    /// On the TLS listener, before its handshake.
+    Tcp(TcpStream, SocketAddr),
+}
+
+/// The next TCP connection, or never when there is no TLS listener.
+async fn accept_tcp(https: Option<&HttpsListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match https {
+        Some(https) => https.listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes the TLS handshake of a TCP client, decides who it is from the certificate it
+/// presented, and serves its requests.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    trust: TrustStore,
+    context: Arc<Context>,
+    closing: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let presented = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|certificate| certificate.as_ref().to_vec());
+    // The store is a directory of files: read it off the async threads.
+    let caller = tokio::task::spawn_blocking(move || trust.caller(presented.as_deref()))
+        .await
+        .unwrap_or(Caller::Untrusted);
+    tracing::debug!(%peer, ?caller, "TLS client");
+    serve_connection(stream, caller, context, closing).await;
+}
+
+/// Serves the requests of one connection, all as `caller`, until it ends or the server closes.
+async fn serve_connection<S>(
+    stream: S,
+    caller: Caller,
+    context: Arc<Context>,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let caller = Arc::new(caller);
+    let service = service_fn(move |request| {
+        let context = context.clone();
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(router::handle(&context, &caller, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let outcome = tokio::select! {
+        outcome = connection.as_mut() => outcome,
+        _ = wait_closing(&mut closing) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = outcome {
+        tracing::debug!(%error, "connection ended with an error");
     }
 }
 

@@ -1,8 +1,16 @@
 //! `vgashot`: the daemon binary. It only wires the crates together:
-//! 1. parse the command line (`vgashot daemon`, with `VGASHOT_DIR` as incusd has `INCUS_DIR`);
+//! 1. parse the command line (`vgashot daemon`, `vgashot trust ...`, with `VGASHOT_DIR` as incusd
+//!    has `INCUS_DIR`);
 //! 2. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run);
-//! 3. serve the REST API on `$VGASHOT_DIR/unix.socket` until SIGTERM or SIGINT;
-//! 4. let go of the VMs without stopping them, so a restarted daemon finds them again.
+//! 3. with `--listen` (or `VGASHOT_HTTPS_ADDRESS`, as Incus's `core.https_address`), bind the
+//!    TLS listener with the certificate of `$VGASHOT_DIR` (made on first use) before serving, so
+//!    a bad address fails the start rather than a later request;
+//! 4. serve the REST API on `$VGASHOT_DIR/unix.socket` (and the TLS listener) until SIGTERM or
+//!    SIGINT, which stop both;
+//! 5. let go of the VMs without stopping them, so a restarted daemon finds them again.
+//!
+//! `vgashot trust add|list|remove` edit the trust store `$VGASHOT_DIR/trust/` directly; a running
+//! daemon reads it at every new TLS connection, so no restart is needed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,12 +18,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vgashot_instance_drivers::{DriverPaths, QemuDriver};
-use vgashot_rest::Daemon;
+use vgashot_rest::trust::Added;
+use vgashot_rest::{Daemon, HttpsListener, TrustStore};
 
 /// QEMU virtual machines behind an Incus-compatible REST API, with screenshots of their screens.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
+    /// Where the daemon keeps its socket (`unix.socket`), TLS certificate (`server.crt`,
+    /// `server.key`), trust store (`trust/`), instance definitions and VM run-time files.
+    #[arg(
+        long,
+        env = "VGASHOT_DIR",
+        default_value = "/var/lib/vgashot",
+        global = true
+    )]
+    dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,10 +42,31 @@ struct Cli {
 enum Command {
     /// Run the daemon in the foreground.
     Daemon {
-        /// Where the daemon keeps its socket (`unix.socket`), instance definitions and VM
-        /// run-time files.
-        #[arg(long, env = "VGASHOT_DIR", default_value = "/var/lib/vgashot")]
-        dir: PathBuf,
+        /// Also serve the API over TCP with TLS on this address (`HOST:PORT`, `HOST` for port
+        /// 8443, or `:PORT` for every address); clients are trusted by certificate.
+        #[arg(long, env = "VGASHOT_HTTPS_ADDRESS", value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
+    /// Manage the client certificates trusted over TLS.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Trust the client certificate in a PEM file.
+    Add {
+        /// The certificate (PEM); only the certificate is copied, never a key beside it.
+        file: PathBuf,
+    },
+    /// Print the fingerprints of the trusted certificates, one a line.
+    List,
+    /// Stop trusting a certificate, named by its fingerprint or a unique prefix of it.
+    Remove {
+        /// The SHA-256 fingerprint, as `list` prints it.
+        fingerprint: String,
     },
 }
 
@@ -39,15 +78,12 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
     let outcome = match cli.command {
-        Command::Daemon { dir } => runtime.block_on(daemon(dir)),
+        Command::Daemon { listen } => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(daemon(cli.dir, listen)),
+            Err(error) => Err(format!("cannot start the async runtime: {error}")),
+        },
+        Command::Trust { command } => trust(&TrustStore::new(cli.dir.join("trust")), command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,7 +94,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn daemon(dir: PathBuf) -> Result<(), String> {
+async fn daemon(dir: PathBuf, listen: Option<String>) -> Result<(), String> {
     let paths = DriverPaths {
         state_dir: dir.clone(),
         runtime_dir: dir.join("run"),
@@ -66,15 +102,53 @@ async fn daemon(dir: PathBuf) -> Result<(), String> {
     let driver = QemuDriver::open(paths)
         .await
         .map_err(|error| vgashot_rest::describe(&error))?;
+    let https = match listen.as_deref().filter(|address| !address.is_empty()) {
+        Some(address) => {
+            let listener = HttpsListener::bind(address, &dir)
+                .await
+                .map_err(|error| vgashot_rest::describe(&error))?;
+            tracing::info!(
+                addresses = ?listener.identity().addresses,
+                fingerprint = listener.identity().certificate_fingerprint,
+                "vgashot daemon listening with TLS"
+            );
+            Some(listener)
+        }
+        None => None,
+    };
     let daemon = Daemon::new(driver.clone());
     let socket = dir.join("unix.socket");
     tracing::info!(socket = %socket.display(), "vgashot daemon listening");
     daemon
-        .serve_unix(&socket, shutdown_signal())
+        .serve(&socket, https, shutdown_signal())
         .await
         .map_err(|error| vgashot_rest::describe(&error))?;
     tracing::info!("shutting down; VMs keep running");
     driver.detach().await;
+    Ok(())
+}
+
+/// `vgashot trust ...`: results on stdout, one a line, for scripts.
+fn trust(store: &TrustStore, command: TrustCommand) -> Result<(), String> {
+    let describe = |error: vgashot_rest::trust::TrustError| vgashot_rest::describe(&error);
+    match command {
+        TrustCommand::Add { file } => match store.add(&file).map_err(describe)? {
+            Added::New(certificate) => println!("{}", certificate.fingerprint),
+            Added::AlreadyTrusted(certificate) => {
+                eprintln!("already trusted");
+                println!("{}", certificate.fingerprint);
+            }
+        },
+        TrustCommand::List => {
+            for certificate in store.list().map_err(describe)? {
+                println!("{}", certificate.fingerprint);
+            }
+        }
+        TrustCommand::Remove { fingerprint } => {
+            let removed = store.remove(&fingerprint).map_err(describe)?;
+            println!("{}", removed.fingerprint);
+        }
+    }
     Ok(())
 }
 

@@ -32,6 +32,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::definition::{DeviceConfig, InstanceDefinition, InstanceType};
 
@@ -61,8 +62,7 @@ const SNIFF_BYTES: u64 = 80;
 /// The qcow2 incompatible-feature bit for an external data file.
 const QCOW2_EXTERNAL_DATA_FILE: u64 = 1 << 2;
 
-/// The config keys this driver acts on (or, for `console.screenshot.min_interval`, that
-/// another module validates).
+/// The config keys this driver knows.
 const KNOWN_KEYS: &[&str] = &[
     keys::CPU,
     keys::MEMORY,
@@ -72,7 +72,7 @@ const KNOWN_KEYS: &[&str] = &[
     keys::INITRD,
     keys::CMDLINE,
     keys::NETWORK,
-    "console.screenshot.min_interval",
+    keys::SCREENSHOT_MIN_INTERVAL,
 ];
 /// Namespaces whose keys are stored but mean nothing to the driver.
 const FREE_FORM_PREFIXES: &[&str] = &["user.", "image.", "volatile."];
@@ -96,6 +96,37 @@ mod keys {
     pub(super) const INITRD: &str = "vgashot.boot.initrd";
     pub(super) const CMDLINE: &str = "vgashot.boot.cmdline";
     pub(super) const NETWORK: &str = "vgashot.network";
+    pub(super) const SCREENSHOT_MIN_INTERVAL: &str = "console.screenshot.min_interval";
+}
+
+/// The shortest time between two screen captures of one VM when `console.screenshot.min_interval`
+/// is not set: viewers asking more often share the last capture.
+pub const DEFAULT_SCREENSHOT_MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest `console.screenshot.min_interval` accepted: a screen older than this is no
+/// longer "live".
+pub const MAX_SCREENSHOT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The instance's `console.screenshot.min_interval` (a duration such as `250ms`, `1s`, `0` to
+/// capture on every request), or its default.
+pub fn screenshot_min_interval(definition: &InstanceDefinition) -> Result<Duration, ConfigError> {
+    let Some(value) = definition.config.get(keys::SCREENSHOT_MIN_INTERVAL) else {
+        return Ok(DEFAULT_SCREENSHOT_MIN_INTERVAL);
+    };
+    let invalid = |reason| ConfigError::InvalidValue {
+        key: keys::SCREENSHOT_MIN_INTERVAL,
+        value: value.clone(),
+        reason,
+    };
+    let interval = if value.trim() == "0" {
+        Duration::ZERO
+    } else {
+        humantime::parse_duration(value.trim())
+            .map_err(|_| invalid("is not a duration such as \"250ms\", \"1s\" or \"0\""))?
+    };
+    if interval > MAX_SCREENSHOT_MIN_INTERVAL {
+        return Err(invalid("is longer than the 60s allowed"));
+    }
+    Ok(interval)
 }
 
 /// The units `limits.memory` accepts, as Incus parses them: powers of 10 and of 2.
@@ -379,6 +410,7 @@ impl MachinePlan {
             .map(|value| boot_file(keys::INITRD, value))
             .transpose()?;
         let kernel_cmdline = get(keys::CMDLINE).map(str::to_owned);
+        screenshot_min_interval(definition)?;
         let needs_kernel = [keys::INITRD, keys::CMDLINE]
             .into_iter()
             .find(|key| config.contains_key(*key));
@@ -917,13 +949,30 @@ mod tests {
                 format!("Unknown configuration key: {key}")
             );
         }
-        for key in [
-            "user.anything",
-            "image.os",
-            "volatile.uuid",
-            "console.screenshot.min_interval",
-        ] {
+        for key in ["user.anything", "image.os", "volatile.uuid"] {
             assert!(plan(&[(key, "x")]).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn screenshot_min_interval() {
+        for (value, expected) in [("0", 0), ("250ms", 250), ("1s", 1000), ("60s", 60_000)] {
+            let definition = vm(&[("console.screenshot.min_interval", value)], &[]);
+            assert_eq!(
+                super::screenshot_min_interval(&definition).unwrap(),
+                Duration::from_millis(expected),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            super::screenshot_min_interval(&vm(&[], &[])).unwrap(),
+            DEFAULT_SCREENSHOT_MIN_INTERVAL
+        );
+        for bad in ["soon", "-1s", "61s", ""] {
+            assert!(
+                plan(&[("console.screenshot.min_interval", bad)]).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -1,12 +1,20 @@
 //! `/1.0/instances/{name}/console`: the console log, and the screenshot of the VGA console
 //! (`instance_console_screenshot`).
 
-use vgashot_instance_drivers::{Instance, ScreenshotOptions};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderValue, IF_NONE_MATCH, LAST_MODIFIED};
+use http::{HeaderMap, Response, StatusCode};
+use vgashot_instance_drivers::{Instance, QemuInstance};
 
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
 use crate::request::Query;
+use crate::screens::variant::{ImageFormat, Variant};
+use crate::screens::{ScreenKey, stream};
 
 /// What `type` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
@@ -14,7 +22,7 @@ use crate::request::Query;
 pub enum ConsoleType {
     /// The serial console's log (the default, as in Incus).
     Log,
-    /// A PNG of the VGA console.
+    /// A screenshot of the VGA console.
     Vga,
 }
 
@@ -35,8 +43,17 @@ impl ConsoleType {
 /// Get the console log or a screenshot of the VGA console
 ///
 /// `type=log` (the default) returns the serial console's log. `type=vga` returns a PNG of the
-/// VM's screen, taken without QEMU ever opening a host path. A stopped instance has no screen:
-/// that is a 400 (upstream answers an empty 200).
+/// VM's screen, taken without QEMU ever opening a host path; a stopped instance has no screen,
+/// which is a 400 (upstream answers an empty 200).
+///
+/// Screenshots are shared: requests within the instance's `console.screenshot.min_interval`
+/// (250 ms by default) get the same capture, and concurrent requests share one capture in
+/// flight. Every screenshot has a strong `ETag` derived from the pixels, `Last-Modified` (when
+/// the pixels last changed) and `Date`; `If-None-Match` answers `304 Not Modified`.
+/// `width`/`height` (one keeps the aspect ratio), `format` and `quality` render thumbnails and
+/// other formats (`instance_console_screenshot_formats`); `stream=mjpeg` streams the screen as
+/// `multipart/x-mixed-replace` JPEG frames, a frame only when the screen changed, at most `fps`
+/// per second (`instance_console_screenshot_stream`).
 #[utoipa::path(
     get,
     path = "/1.0/instances/{name}/console",
@@ -45,33 +62,144 @@ impl ConsoleType {
     params(
         ("name" = String, Path, description = "Instance name"),
         ("project" = Option<String>, Query, description = "Project name", example = "default"),
-        ("type" = Option<ConsoleType>, Query, description = "What to return: the console log (`log`, the default) or a PNG screenshot of the VGA console (`vga`)"),
+        ("type" = Option<ConsoleType>, Query, description = "What to return: the console log (`log`, the default) or a screenshot of the VGA console (`vga`)"),
+        ("device" = Option<String>, Query, description = "`vga`: the display device (`video0`); the primary console when absent"),
+        ("head" = Option<u32>, Query, description = "`vga`: the head of a multi-head display device; needs `device`"),
+        ("width" = Option<u32>, Query, description = "`vga`: thumbnail width in pixels (1-8192, no larger than the screen); with only one of width and height the aspect ratio is kept"),
+        ("height" = Option<u32>, Query, description = "`vga`: thumbnail height in pixels (1-8192, no larger than the screen)"),
+        ("format" = Option<ImageFormat>, Query, description = "`vga`: image format, `png` (default), `jpeg` or `webp`"),
+        ("quality" = Option<u8>, Query, description = "`vga`: JPEG quality, 1-100 (default 80); PNG and WebP are lossless"),
+        ("stream" = Option<StreamType>, Query, description = "`vga`: `mjpeg` streams the screen as `multipart/x-mixed-replace` JPEG frames"),
+        ("fps" = Option<u32>, Query, description = "`vga` with `stream`: at most this many frames per second, 1-30 (default 5)"),
+        ("If-None-Match" = Option<String>, Header, description = "`vga`: the `ETag` of a screenshot the client has; unchanged, the answer is 304"),
     ),
     responses(
-        (status = 200, description = "The console log, or a PNG of the screen", content(
+        (status = 200, description = "The console log, or an image of the screen, or a stream of them", content(
             (crate::envelope::Binary = "application/octet-stream"),
             (crate::envelope::Binary = "image/png"),
+            (crate::envelope::Binary = "image/jpeg"),
+            (crate::envelope::Binary = "image/webp"),
+            (crate::envelope::Binary = "multipart/x-mixed-replace"),
+        ), headers(
+            ("ETag" = String, description = "`vga`: strong, derived from the pixels and the rendering"),
+            ("Last-Modified" = String, description = "`vga`: when the screen's pixels last changed"),
         )),
-        (status = 400, description = "Bad `type`, or `vga` of an instance that is not running", body = crate::envelope::ErrorEnvelope),
+        (status = 304, description = "`vga`: the screen has not changed since `If-None-Match`"),
+        (status = 400, description = "A bad parameter, or `vga` of an instance that is not running", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
         (status = 500, description = "QEMU failed", body = crate::envelope::ErrorEnvelope),
     ),
 )]
-pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
+pub async fn get(
+    context: &Context,
+    name: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<ApiResponse, ApiError> {
     let console = ConsoleType::parse(query)?;
-    let instance = context.instance(query.project()?, name)?;
+    let project = query.project()?;
+    let instance = context.instance(project, name)?;
     match console {
         ConsoleType::Log => {
             let log = instance.console_log().await?;
             Ok(envelope::bytes("application/octet-stream", log))
         }
-        ConsoleType::Vga => {
-            let screenshot = instance
-                .console_screenshot(&ScreenshotOptions::default())
-                .await?;
-            Ok(envelope::bytes("image/png", screenshot.png))
+        ConsoleType::Vga => screenshot(context, instance, project, query, headers).await,
+    }
+}
+
+/// A screenshot, a thumbnail, a 304, or a stream.
+async fn screenshot(
+    context: &Context,
+    instance: Arc<QemuInstance>,
+    project: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<ApiResponse, ApiError> {
+    let key = ScreenKey {
+        project: project.to_owned(),
+        name: instance.name().to_owned(),
+        device: query
+            .get("device")
+            .filter(|device| !device.is_empty())
+            .map(str::to_owned),
+        head: query
+            .get("head")
+            .map(|head| {
+                head.parse::<u32>().map_err(|_| {
+                    ApiError::BadRequest(format!("Invalid value for head parameter: {head}"))
+                })
+            })
+            .transpose()?,
+    };
+    let variant = Variant::parse(query)?;
+    match query.get("stream") {
+        None | Some("") => {}
+        Some("mjpeg") => {
+            let fps = stream::parse_fps(query)?;
+            // Fail now, in the error envelope, rather than with an empty stream.
+            context.screens.capture(&instance, &key).await?;
+            return Ok(stream::mjpeg(
+                context.screens.clone(),
+                instance,
+                key,
+                variant,
+                fps,
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid value for stream parameter: {other} (mjpeg)"
+            )));
         }
     }
+    let (capture, _) = context.screens.capture(&instance, &key).await?;
+    let etag = capture.etag(&variant);
+    let validators = [
+        (ETAG, etag.clone()),
+        (LAST_MODIFIED, httpdate::fmt_http_date(capture.changed_at)),
+        (DATE, httpdate::fmt_http_date(SystemTime::now())),
+        (CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    let mut response = if if_none_match(headers, &etag) {
+        context
+            .screens
+            .instance_metrics(project, instance.name())
+            .count_not_modified();
+        Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .body(envelope::full(Bytes::new()))
+            .expect("a status and no headers make a valid response")
+    } else {
+        let image = capture.render(&variant).await?;
+        envelope::bytes(variant.format.content_type(), image)
+    };
+    for (name, value) in validators {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part, as
+/// RFC 9110 says for `If-None-Match`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// The values of the `stream` parameter, for the API documentation.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum StreamType {
+    /// `multipart/x-mixed-replace` of JPEG frames.
+    Mjpeg,
 }
 
 /// Clear the console log

@@ -6,6 +6,7 @@ pub mod events;
 pub mod instance_state;
 pub mod instances;
 pub mod lifecycle;
+pub mod metrics;
 pub mod operations;
 pub mod profiles;
 pub mod server;

@@ -5,6 +5,7 @@ use crate::envelope::{self, ApiResponse};
 use crate::extensions::API_EXTENSIONS;
 use crate::model::{Server, ServerEnvironment, ServerUntrusted};
 use crate::request::DEFAULT_PROJECT;
+use crate::trust::Caller;
 
 /// List the supported API versions
 #[utoipa::path(
@@ -20,40 +21,55 @@ pub fn root() -> ApiResponse {
 
 /// Get the server's information and API extensions
 ///
-/// The Unix socket is trusted, so it answers with the environment too. `api_extensions` lists, in
-/// order, exactly the extensions this server implements.
+/// Trusted clients (the Unix socket, and TLS clients whose certificate is in the trust store) see
+/// the environment too; untrusted TLS clients see only what incusd shows them (`auth:
+/// "untrusted"`, no environment). `api_extensions` lists, in order, exactly the extensions this
+/// server implements.
 #[utoipa::path(
     get,
     path = "/1.0",
     operation_id = "server_get",
     tag = "server",
-    responses((status = 200, description = "The server", body = crate::envelope::SyncEnvelope<Server>)),
+    responses((status = 200, description = "The server (for an untrusted client, only the fields of `ServerUntrusted`, with `auth: \"untrusted\"`)", body = crate::envelope::SyncEnvelope<Server>)),
 )]
-pub fn get(context: &Context) -> ApiResponse {
-    envelope::sync(server(context))
+pub fn get(context: &Context, caller: &Caller) -> ApiResponse {
+    let (user_name, method) = match caller {
+        Caller::Untrusted => return envelope::sync(untrusted("untrusted")),
+        // incusd names a Unix client by its user, and a TLS one by its certificate.
+        Caller::Unix => ("root".to_owned(), "unix"),
+        Caller::TrustedCertificate(fingerprint) => (fingerprint.clone(), "tls"),
+    };
+    envelope::sync(server(context, user_name, method))
 }
 
-/// The server as a trusted client (the Unix socket's) sees it.
-fn server(context: &Context) -> Server {
+/// What every client sees: `auth` is `trusted` or `untrusted`.
+fn untrusted(auth: &str) -> ServerUntrusted {
+    ServerUntrusted {
+        // incusd shows its `user.ui.*` keys here; vgashot has no server config.
+        config: Default::default(),
+        api_extensions: API_EXTENSIONS.iter().map(|name| name.to_string()).collect(),
+        api_status: "stable".into(),
+        api_version: "1.0".into(),
+        auth: auth.into(),
+        public: false,
+        auth_methods: vec!["tls".into()],
+    }
+}
+
+/// The server as a trusted client sees it.
+fn server(context: &Context, auth_user_name: String, auth_user_method: &str) -> Server {
     let identity = &context.identity;
+    // Without a TLS listener there is no certificate: empty ones are what the client accepts.
+    let network = context.network.as_deref().cloned().unwrap_or_default();
     Server {
-        untrusted: ServerUntrusted {
-            config: Default::default(),
-            api_extensions: API_EXTENSIONS.iter().map(|name| name.to_string()).collect(),
-            api_status: "stable".into(),
-            api_version: "1.0".into(),
-            auth: "trusted".into(),
-            public: false,
-            auth_methods: vec!["tls".into()],
-        },
-        auth_user_name: "root".into(),
-        auth_user_method: "unix".into(),
+        untrusted: untrusted("trusted"),
+        auth_user_name,
+        auth_user_method: auth_user_method.into(),
         environment: ServerEnvironment {
-            addresses: Vec::new(),
+            addresses: network.addresses,
             architectures: vec!["x86_64".into()],
-            // No TLS listener yet: no certificate (an empty one is what the client accepts).
-            certificate: String::new(),
-            certificate_fingerprint: String::new(),
+            certificate: network.certificate,
+            certificate_fingerprint: network.certificate_fingerprint,
             driver: "qemu".into(),
             driver_version: identity.driver_version.clone(),
             firewall: String::new(),

@@ -1,0 +1,120 @@
+//! A live stream of a screen: `multipart/x-mixed-replace` of JPEG frames (MJPEG), which an
+//! `<img>` element in any browser plays.
+//!
+//! How a stream runs:
+//! 1. A task per stream ticks at the requested frame rate and asks [`Screens`] for a capture,
+//!    so every stream and every plain request of the screen share captures (and the instance's
+//!    minimum interval).
+//! 2. A frame is sent only when the screen changed (its `ETag` differs from the last frame sent).
+//! 3. Frames go through a channel of one: a viewer that reads slower than frames come loses the
+//!    frames in between (the next tick sends the newest), and nothing queues without bound.
+//! 4. The task ends when the viewer goes away (the channel closes) or the instance stops.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use vgashot_instance_drivers::QemuInstance;
+
+use super::variant::{ImageFormat, Variant};
+use super::{ScreenKey, Screens};
+use crate::envelope::ApiResponse;
+use crate::error::ApiError;
+use crate::request::Query;
+
+/// The part boundary of the multipart stream.
+pub const BOUNDARY: &str = "vgashot-frame";
+/// Frames per second when none is asked for.
+pub const DEFAULT_FPS: u32 = 5;
+/// The most frames per second a stream may ask for.
+pub const MAX_FPS: u32 = 30;
+
+/// The `fps` parameter: 1 to [`MAX_FPS`], [`DEFAULT_FPS`] when absent.
+pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
+    match query.get("fps") {
+        None | Some("") => Ok(DEFAULT_FPS),
+        Some(value) => value
+            .parse::<u32>()
+            .ok()
+            .filter(|fps| (1..=MAX_FPS).contains(fps))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "Invalid value for fps parameter: {value} (1 to {MAX_FPS})"
+                ))
+            }),
+    }
+}
+
+/// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality.
+pub fn mjpeg(
+    screens: Arc<Screens>,
+    vm: Arc<QemuInstance>,
+    key: ScreenKey,
+    variant: Variant,
+    fps: u32,
+) -> ApiResponse {
+    let variant = Variant {
+        format: ImageFormat::Jpeg,
+        ..variant
+    };
+    let (sender, mut receiver) = mpsc::channel::<Bytes>(1);
+    let guard = screens
+        .instance_metrics(&key.project, &key.name)
+        .open_stream();
+    tokio::spawn(async move {
+        let _open = guard;
+        let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_sent = None;
+        while !sender.is_closed() {
+            ticks.tick().await;
+            let Ok((capture, _)) = screens.capture(&vm, &key).await else {
+                break; // The instance stopped (or lost its display): the stream ends.
+            };
+            let etag = capture.etag(&variant);
+            if last_sent.as_ref() == Some(&etag) {
+                continue;
+            }
+            let Ok(jpeg) = capture.render(&variant).await else {
+                break;
+            };
+            match sender.try_send(part(&jpeg)) {
+                Ok(()) => last_sent = Some(etag),
+                // The viewer has not read the last frame yet: skip this one.
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Closed(_)) => break,
+            }
+        }
+    });
+    let frames = futures_util::stream::poll_fn(move |context| {
+        receiver
+            .poll_recv(context)
+            .map(|part| part.map(|part| Ok::<_, Infallible>(hyper::body::Frame::data(part))))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+        )
+        .header(CACHE_CONTROL, "no-cache, no-store")
+        .body(StreamBody::new(frames).boxed_unsync())
+        .expect("static headers are valid")
+}
+
+/// One part of the multipart stream.
+fn part(jpeg: &[u8]) -> Bytes {
+    let mut part = format!(
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        jpeg.len()
+    )
+    .into_bytes();
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    Bytes::from(part)
+}

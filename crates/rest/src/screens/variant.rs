@@ -1,0 +1,255 @@
+//! What a screenshot request asks for besides the screen: a size, a format, a quality; and the
+//! renderings of a capture, made once each.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+use vgashot_framebuffer::{Frame, FrameError, PngCompression};
+
+use crate::error::ApiError;
+use crate::request::Query;
+
+/// The largest thumbnail side accepted: as large as any screen QEMU shows.
+pub const MAX_SIDE: u32 = 8192;
+/// JPEG quality when none is asked for.
+pub const DEFAULT_JPEG_QUALITY: u8 = 80;
+/// Renderings kept per capture; more distinct ones are rendered without being kept.
+const MAX_KEPT_VARIANTS: usize = 16;
+
+/// An image format of a screenshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// PNG, lossless (the default, and what Incus returns).
+    Png,
+    /// JPEG, lossy, with `quality`.
+    Jpeg,
+    /// WebP, lossless (smaller and faster than lossy WebP on screen content, measured).
+    Webp,
+}
+
+impl ImageFormat {
+    /// The media type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Webp => "image/webp",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpeg",
+            Self::Webp => "webp",
+        }
+    }
+}
+
+/// A rendering of a screen: size (`None` for the screen's own), format and quality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// Width asked for; with only one of width and height the aspect ratio is kept.
+    pub width: Option<u32>,
+    /// Height asked for.
+    pub height: Option<u32>,
+    /// The format.
+    pub format: ImageFormat,
+    /// JPEG quality, 1-100.
+    pub quality: Option<u8>,
+}
+
+impl Variant {
+    /// The plain PNG, byte for byte what Incus clients get.
+    pub fn plain() -> Self {
+        Self {
+            width: None,
+            height: None,
+            format: ImageFormat::Png,
+            quality: None,
+        }
+    }
+
+    /// Whether this is the plain PNG.
+    pub fn is_plain(&self) -> bool {
+        *self == Self::plain()
+    }
+
+    /// Reads `width`, `height`, `format` and `quality` from a query; anything out of range is a
+    /// 400 that says what is accepted.
+    pub fn parse(query: &Query) -> Result<Self, ApiError> {
+        let side = |name: &str| -> Result<Option<u32>, ApiError> {
+            query
+                .get(name)
+                .map(|value| {
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|side| (1..=MAX_SIDE).contains(side))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "Invalid value for {name} parameter: {value} (1 to {MAX_SIDE})"
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        let format = match query.get("format") {
+            None | Some("" | "png") => ImageFormat::Png,
+            Some("jpeg" | "jpg") => ImageFormat::Jpeg,
+            Some("webp") => ImageFormat::Webp,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "Invalid value for format parameter: {other} (png, jpeg or webp)"
+                )));
+            }
+        };
+        let quality = query
+            .get("quality")
+            .map(|value| {
+                value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|quality| (1..=100).contains(quality))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "Invalid value for quality parameter: {value} (1 to 100)"
+                        ))
+                    })
+            })
+            .transpose()?;
+        if quality.is_some() && format != ImageFormat::Jpeg {
+            return Err(ApiError::BadRequest(
+                "The quality parameter applies to jpeg only: png and webp are lossless".into(),
+            ));
+        }
+        Ok(Self {
+            width: side("width")?,
+            height: side("height")?,
+            format,
+            quality,
+        })
+    }
+
+    /// What distinguishes this rendering's `ETag` from the plain PNG's.
+    pub fn etag_suffix(&self) -> String {
+        if self.is_plain() {
+            return String::new();
+        }
+        let mut suffix = String::new();
+        if let Some(width) = self.width {
+            suffix.push_str(&format!("-w{width}"));
+        }
+        if let Some(height) = self.height {
+            suffix.push_str(&format!("-h{height}"));
+        }
+        suffix.push('-');
+        suffix.push_str(self.format.name());
+        if let Some(quality) = self.quality {
+            suffix.push_str(&format!("-q{quality}"));
+        }
+        suffix
+    }
+
+    /// Renders `frame` (off the async workers: resizing and encoding take milliseconds).
+    fn render(&self, frame: &Frame) -> Result<Vec<u8>, ApiError> {
+        let (width, height) =
+            vgashot_framebuffer::fit_within(frame.width(), frame.height(), self.width, self.height)
+                .map_err(size_error)?;
+        let resized;
+        let frame = if (width, height) == (frame.width(), frame.height()) {
+            frame
+        } else {
+            resized = frame.resize(width, height).map_err(size_error)?;
+            &resized
+        };
+        let encoded = match self.format {
+            ImageFormat::Png => frame.encode_png(PngCompression::Fastest),
+            ImageFormat::Jpeg => frame.encode_jpeg(self.quality.unwrap_or(DEFAULT_JPEG_QUALITY)),
+            ImageFormat::Webp => frame.encode_webp_lossless(),
+        };
+        encoded.map_err(|error| ApiError::Internal(format!("cannot encode the screen: {error}")))
+    }
+}
+
+/// A size the screen cannot be rendered at is the caller's mistake.
+fn size_error(error: FrameError) -> ApiError {
+    ApiError::BadRequest(error.to_string())
+}
+
+/// The renderings of one capture.
+#[derive(Debug, Default)]
+pub struct VariantCache {
+    entries: Mutex<HashMap<Variant, Arc<OnceCell<Bytes>>>>,
+}
+
+impl VariantCache {
+    /// `variant` of `frame`, rendered by the first request that asks and shared by the others.
+    pub async fn get_or_render(
+        &self,
+        frame: &Arc<Frame>,
+        variant: &Variant,
+    ) -> Result<Bytes, ApiError> {
+        let cell = {
+            let mut entries = self
+                .entries
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match entries.get(variant) {
+                Some(cell) => cell.clone(),
+                None if entries.len() < MAX_KEPT_VARIANTS => {
+                    entries.entry(*variant).or_default().clone()
+                }
+                None => Arc::new(OnceCell::new()),
+            }
+        };
+        cell.get_or_try_init(|| {
+            let frame = frame.clone();
+            let variant = *variant;
+            async move {
+                tokio::task::spawn_blocking(move || variant.render(&frame))
+                    .await
+                    .map_err(|error| ApiError::Internal(format!("rendering panicked: {error}")))?
+                    .map(Bytes::from)
+            }
+        })
+        .await
+        .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Variant, ApiError> {
+        Variant::parse(&Query::parse(Some(raw)))
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        assert!(parse("type=vga").unwrap().is_plain());
+        let thumbnail = parse("width=320&format=jpeg&quality=70").unwrap();
+        assert_eq!(thumbnail.width, Some(320));
+        assert_eq!(thumbnail.format, ImageFormat::Jpeg);
+        assert_eq!(thumbnail.etag_suffix(), "-w320-jpeg-q70");
+        for bad in [
+            "width=0",
+            "width=-1",
+            "height=99999",
+            "width=abc",
+            "format=gif",
+            "quality=0",
+            "quality=101",
+            "format=jpeg&quality=x",
+            "quality=50",
+            "format=webp&quality=50",
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Who may use the API: the Unix socket is trusted, and over TLS a client is trusted when its
+//! certificate is in the trust store, as with incusd's `incus config trust`.
+//!
+//! How a connection's caller is decided:
+//! 1. A certificate is known by its fingerprint: the SHA-256 of its DER bytes in lowercase hex,
+//!    as Incus writes it ([`fingerprint`]), so `incus config trust list` and `vgashot trust list`
+//!    name a certificate alike.
+//! 2. The trust store is a directory (`$VGASHOT_DIR/trust/`) of PEM files, one certificate each.
+//!    `vgashot trust add` writes `FINGERPRINT.crt` through a temporary file and a rename, so a
+//!    reader never sees half a certificate; a file put there by hand counts as well.
+//! 3. The store is read again for every TLS connection ([`TrustStore::caller`]) rather than
+//!    cached: it is a handful of small files (well under a millisecond), and re-reading means a
+//!    certificate added or removed counts from the next connection on, with no watcher and no
+//!    stale cache (a directory's mtime ticks too coarsely to notice two changes in a row).
+//! 4. The decision is made once per connection, as a [`Caller`] that the router receives with
+//!    every request of that connection; an open connection keeps the decision it started with.
+//!    A certificate outside its validity period is not trusted, as upstream's `CheckTrustState`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Who sent a request, decided once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A client of the Unix socket: trusted, as incusd trusts its socket (file permissions
+    /// decide who may connect).
+    Unix,
+    /// A TLS client whose certificate is in the trust store; the fingerprint names it.
+    TrustedCertificate(String),
+    /// A TLS client without a certificate, or with one the store does not hold.
+    Untrusted,
+}
+
+impl Caller {
+    /// Whether the caller may use the whole API.
+    pub fn is_trusted(&self) -> bool {
+        !matches!(self, Self::Untrusted)
+    }
+}
+
+/// Errors of reading and changing the trust store.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// A file or the store's directory could not be read or written.
+    #[error("cannot access {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no PEM `CERTIFICATE` block.
+    #[error("{} holds no PEM certificate", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds more than one certificate: the store keeps one per file, so that removing
+    /// one never removes another.
+    #[error("{} holds {count} certificates; add them one file each", path.display())]
+    SeveralCertificates {
+        /// The file.
+        path: PathBuf,
+        /// How many it holds.
+        count: usize,
+    },
+    /// The PEM block is not a well-formed X.509 certificate.
+    #[error("{} is not a valid X.509 certificate: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words.
+        reason: String,
+    },
+    /// No trusted certificate has this fingerprint (or prefix).
+    #[error("no trusted certificate has the fingerprint {0}")]
+    UnknownFingerprint(String),
+    /// More than one trusted certificate starts with this prefix.
+    #[error("the fingerprint prefix {0} matches several certificates; give more of it")]
+    AmbiguousFingerprint(String),
+}
+
+/// The SHA-256 fingerprint of a certificate's DER bytes, lowercase hex (Incus's
+/// `CertFingerprint`).
+pub fn fingerprint(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// Checks that `der` is a well-formed X.509 certificate; the parser's words otherwise.
+pub fn check_certificate(der: &[u8]) -> Result<(), String> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok(([], _)) => Ok(()),
+        Ok(_) => Err("trailing bytes after the certificate".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Whether the certificate is within its validity period now (a malformed one is not).
+fn currently_valid(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .is_ok_and(|(_, certificate)| certificate.validity().is_valid())
+}
+
+/// A certificate of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedCertificate {
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// The file that holds it.
+    pub path: PathBuf,
+}
+
+/// What [`TrustStore::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// The certificate is now trusted.
+    New(TrustedCertificate),
+    /// The store held it already; nothing changed.
+    AlreadyTrusted(TrustedCertificate),
+}
+
+/// The directory of trusted client certificates.
+#[derive(Debug, Clone)]
+pub struct TrustStore {
+    dir: PathBuf,
+}
+
+/// The largest file the store reads: a PEM certificate is a few KiB, so anything much larger is
+/// not one, and is not read at every connection.
+const MAX_FILE: u64 = 64 * 1024;
+
+impl TrustStore {
+    /// The store in `dir` (`$VGASHOT_DIR/trust`); the directory need not exist yet.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The trusted certificates, sorted by fingerprint. A missing directory is an empty store;
+    /// files that are not one certificate are skipped with a warning, so one bad file does not
+    /// lock every client out.
+    pub fn list(&self) -> Result<Vec<TrustedCertificate>, TrustError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(TrustError::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut certificates = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Temporary files of `add` start with a dot; directories are not certificates.
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                continue;
+            }
+            match read_certificate(&path) {
+                Ok(der) => certificates.push(TrustedCertificate {
+                    fingerprint: fingerprint(&der),
+                    path,
+                }),
+                Err(error) => {
+                    tracing::warn!(error = %crate::describe(&error), "trust store: skipped")
+                }
+            }
+        }
+        certificates.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        Ok(certificates)
+    }
+
+    /// Trusts the certificate in the PEM file `source`: it is checked, then copied to
+    /// `FINGERPRINT.crt` in the store through a temporary file and a rename.
+    pub fn add(&self, source: &Path) -> Result<Added, TrustError> {
+        let der = read_certificate(source)?;
+        let fingerprint = fingerprint(&der);
+        if let Some(known) = self
+            .list()?
+            .into_iter()
+            .find(|known| known.fingerprint == fingerprint)
+        {
+            return Ok(Added::AlreadyTrusted(known));
+        }
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TrustError::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let path = self.dir.join(format!("{fingerprint}.crt"));
+        let temporary = self.dir.join(format!(".{fingerprint}.crt.tmp"));
+        let pem = CertificatePem(&der).to_string();
+        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io(&temporary))?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))?;
+        Ok(Added::New(TrustedCertificate { fingerprint, path }))
+    }
+
+    /// Stops trusting the certificate whose fingerprint is `fingerprint`, or starts with it (as
+    /// `incus config trust remove` takes a prefix); returns the certificate removed.
+    pub fn remove(&self, fingerprint: &str) -> Result<TrustedCertificate, TrustError> {
+        let wanted = fingerprint.to_ascii_lowercase();
+        if wanted.is_empty() {
+            return Err(TrustError::UnknownFingerprint(String::new()));
+        }
+        let mut matching: Vec<_> = self
+            .list()?
+            .into_iter()
+            .filter(|known| known.fingerprint.starts_with(&wanted))
+            .collect();
+        let certificate = match matching.len() {
+            0 => return Err(TrustError::UnknownFingerprint(wanted)),
+            1 => matching.remove(0),
+            _ => return Err(TrustError::AmbiguousFingerprint(wanted)),
+        };
+        std::fs::remove_file(&certificate.path).map_err(|source| TrustError::Io {
+            path: certificate.path.clone(),
+            source,
+        })?;
+        Ok(certificate)
+    }
+
+    /// Decides who a TLS client is from the certificate it presented (if any), reading the
+    /// store afresh. A store that cannot be read trusts nobody.
+    pub fn caller(&self, presented: Option<&[u8]>) -> Caller {
+        let Some(der) = presented else {
+            return Caller::Untrusted;
+        };
+        let presented = fingerprint(der);
+        let trusted = match self.list() {
+            Ok(store) => store.iter().any(|known| known.fingerprint == presented),
+            Err(error) => {
+                tracing::error!(error = %crate::describe(&error), "trust store unreadable");
+                false
+            }
+        };
+        if trusted && currently_valid(der) {
+            Caller::TrustedCertificate(presented)
+        } else {
+            Caller::Untrusted
+        }
+    }
+}
+
+/// Reads the one certificate of a PEM file, checked to be well-formed.
+fn read_certificate(path: &Path) -> Result<Vec<u8>, TrustError> {
+    let io = |source| TrustError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE + 1), &mut pem)
+        .map_err(io)?;
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    let der = match certificates.as_slice() {
+        [] => {
+            return Err(TrustError::NoCertificate {
+                path: path.to_owned(),
+            });
+        }
+        [one] => one.as_ref().to_vec(),
+        several => {
+            return Err(TrustError::SeveralCertificates {
+                path: path.to_owned(),
+                count: several.len(),
+            });
+        }
+    };
+    check_certificate(&der).map_err(|reason| TrustError::Malformed {
+        path: path.to_owned(),
+        reason,
+    })?;
+    Ok(der)
+}
+
+/// A DER certificate written as PEM, 64 base64 characters a line.
+pub struct CertificatePem<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for CertificatePem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(self.0);
+        writeln!(f, "-----BEGIN CERTIFICATE-----")?;
+        for line in encoded.as_bytes().chunks(64) {
+            writeln!(f, "{}", String::from_utf8_lossy(line))?;
+        }
+        writeln!(f, "-----END CERTIFICATE-----")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate, DER and PEM.
+    fn certificate(name: &str) -> (Vec<u8>, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let certificate = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (certificate.der().to_vec(), certificate.pem())
+    }
+
+    #[test]
+    fn fingerprints_are_lowercase_hex_sha256_of_the_der() {
+        // SHA-256 test vectors (FIPS 180-2): the empty input and "abc".
+        assert_eq!(
+            fingerprint(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            fingerprint(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // A certificate's fingerprint is that of its DER bytes, whatever the PEM around them.
+        let (der, pem) = certificate("client");
+        let parsed = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        assert_eq!(fingerprint(parsed.as_ref()), fingerprint(&der));
+        assert_eq!(
+            CertificatePem(&der).to_string().replace('\n', ""),
+            pem.replace(['\n', '\r'], "")
+        );
+    }
+
+    #[test]
+    fn add_list_remove_and_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustStore::new(dir.path().join("trust"));
+        assert_eq!(store.list().unwrap(), []);
+        let (der, pem) = certificate("client");
+        let file = dir.path().join("client.crt");
+        std::fs::write(&file, &pem).unwrap();
+        assert_eq!(store.caller(Some(&der)), Caller::Untrusted);
+        assert_eq!(store.caller(None), Caller::Untrusted);
+
+        let Added::New(added) = store.add(&file).unwrap() else {
+            panic!("the certificate was new");
+        };
+        assert_eq!(added.fingerprint, fingerprint(&der));
+        assert!(matches!(
+            store.add(&file).unwrap(),
+            Added::AlreadyTrusted(_)
+        ));
+        assert_eq!(store.list().unwrap(), std::slice::from_ref(&added));
+        assert_eq!(
+            store.caller(Some(&der)),
+            Caller::TrustedCertificate(added.fingerprint.clone())
+        );
+
+        // Junk in the store is skipped, not fatal.
+        std::fs::write(store.dir().join("junk.crt"), "not a certificate").unwrap();
+        assert_eq!(store.list().unwrap(), std::slice::from_ref(&added));
+
+        assert!(matches!(
+            store.remove("zz"),
+            Err(TrustError::UnknownFingerprint(_))
+        ));
+        assert_eq!(store.remove(&added.fingerprint[..12]).unwrap(), added);
+        assert_eq!(store.caller(Some(&der)), Caller::Untrusted);
+
+        std::fs::write(&file, "nothing").unwrap();
+        assert!(matches!(
+            store.add(&file),
+            Err(TrustError::NoCertificate { .. })
+        ));
+        let (_, other) = certificate("other");
+        std::fs::write(&file, format!("{pem}{other}")).unwrap();
+        assert!(matches!(
+            store.add(&file),
+            Err(TrustError::SeveralCertificates { count: 2, .. })
+        ));
+    }
+}

@@ -1,0 +1,408 @@
+//! Screenshots for many viewers, end to end: shared captures, ETags and 304s, thumbnails and
+//! formats, the live stream, and the metrics that count them.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Daemon, decode_png, json, wait_for_picture};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vgashot_fixtures::Fixture;
+
+/// A counter of the metrics text, for instance `name`.
+async fn metric(daemon: &Daemon, family: &str, name: &str) -> u64 {
+    let reply = daemon.request("GET", "/1.0/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    let prefix = format!("{family}{{project=\"default\",name=\"{name}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn create(daemon: &Daemon, name: &str, fixture: Fixture, config: serde_json::Value) {
+    let image = daemon.image(fixture);
+    let mut config = config;
+    config["limits.memory"] = json!("64MiB");
+    let body = json!({
+        "name": name, "type": "virtual-machine", "source": {"type": "none"}, "config": config,
+        "devices": {"root": {"type": "disk", "path": "/", "source": image}}, "start": true,
+    });
+    daemon.operation("POST", "/1.0/instances", Some(body)).await;
+}
+
+#[tokio::test]
+async fn five_hundred_viewers_cost_a_handful_of_captures() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let fixture = Fixture::bars(640, 480);
+    create(&daemon, "v1", fixture, json!({})).await;
+    wait_for_picture(&daemon, "v1", fixture).await;
+    let before = metric(&daemon, "vgashot_screenshot_captures_total", "v1").await;
+
+    let daemon = std::sync::Arc::new(daemon);
+    let mut viewers = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        let daemon = daemon.clone();
+        viewers.spawn(async move {
+            daemon
+                .request("GET", "/1.0/instances/v1/console?type=vga", None)
+                .await
+        });
+    }
+    let replies = viewers.join_all().await;
+    let captures = metric(&daemon, "vgashot_screenshot_captures_total", "v1").await - before;
+    assert!(captures <= 5, "{captures} captures for 500 requests");
+    let expected = fixture.expected_rgb().unwrap();
+    let first = &replies[0];
+    assert_eq!(decode_png(&first.body).2, expected);
+    for reply in &replies {
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, first.body, "every viewer gets the same image");
+        assert_eq!(reply.headers["etag"], first.headers["etag"]);
+    }
+    let shared = metric(&daemon, "vgashot_screenshot_cache_hits_total", "v1").await
+        + metric(&daemon, "vgashot_screenshot_coalesced_total", "v1").await;
+    assert!(shared >= 495, "{shared} requests shared a capture");
+}
+
+#[tokio::test]
+async fn etags_follow_the_pixels_and_answer_304() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let fixture = Fixture::bars(640, 480);
+    create(
+        &daemon,
+        "still",
+        fixture,
+        json!({"console.screenshot.min_interval": "0"}),
+    )
+    .await;
+    create(
+        &daemon,
+        "moving",
+        Fixture::Counter,
+        json!({"console.screenshot.min_interval": "0"}),
+    )
+    .await;
+    wait_for_picture(&daemon, "still", fixture).await;
+
+    let shot = |name: &'static str, extra: &'static str| {
+        let daemon = &daemon;
+        async move {
+            daemon
+                .request(
+                    "GET",
+                    &format!("/1.0/instances/{name}/console?type=vga{extra}"),
+                    None,
+                )
+                .await
+        }
+    };
+    // An unchanged screen keeps its ETag and its Last-Modified across captures.
+    let a = shot("still", "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = shot("still", "").await;
+    assert_eq!(a.headers["etag"], b.headers["etag"]);
+    assert_eq!(a.headers["last-modified"], b.headers["last-modified"]);
+    assert!(
+        a.headers["etag"].to_str().unwrap().starts_with('"'),
+        "a strong ETag"
+    );
+    assert!(a.headers.contains_key("date"));
+    // A thumbnail of the same pixels has an ETag of its own.
+    let thumbnail = shot("still", "&width=320").await;
+    assert_ne!(thumbnail.headers["etag"], a.headers["etag"]);
+
+    // 304 for a matching If-None-Match (also weak, also in a list), 200 otherwise.
+    let etag = a.headers["etag"].to_str().unwrap().to_owned();
+    let socket = daemon.socket();
+    for (header, status) in [
+        (etag.clone(), 304),
+        (format!("W/{etag}"), 304),
+        (format!("\"nope\", {etag}"), 304),
+        ("\"nope\"".to_owned(), 200),
+    ] {
+        let reply = raw_get(
+            &socket,
+            "/1.0/instances/still/console?type=vga",
+            &[("If-None-Match", &header)],
+        )
+        .await;
+        assert_eq!(reply.status, status, "If-None-Match: {header}");
+        if status == 304 {
+            assert!(reply.body.is_empty());
+            assert_eq!(reply.etag.as_deref(), Some(etag.as_str()));
+        }
+    }
+    assert!(metric(&daemon, "vgashot_screenshot_not_modified_total", "still").await >= 3);
+
+    // A screen that changes changes its ETag.
+    let mut etags = std::collections::HashSet::new();
+    let started = Instant::now();
+    while etags.len() < 3 {
+        let reply = shot("moving", "").await;
+        if reply.status == 200 {
+            etags.insert(reply.headers["etag"].to_str().unwrap().to_owned());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the counter's ETag never changed"
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+}
+
+#[tokio::test]
+async fn thumbnails_and_formats() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let fixture = Fixture::bars(1024, 768);
+    create(&daemon, "v1", fixture, json!({})).await;
+    wait_for_picture(&daemon, "v1", fixture).await;
+    let get = |query: &'static str| {
+        let daemon = &daemon;
+        async move {
+            daemon
+                .request(
+                    "GET",
+                    &format!("/1.0/instances/v1/console?type=vga{query}"),
+                    None,
+                )
+                .await
+        }
+    };
+
+    let plain = get("").await;
+    let explicit = get("&format=png").await;
+    assert_eq!(
+        plain.body, explicit.body,
+        "PNG without parameters is the plain endpoint's"
+    );
+
+    let thumbnail = get("&width=320").await;
+    assert_eq!(thumbnail.headers["content-type"], "image/png");
+    let (width, height, rgb) = decode_png(&thumbnail.body);
+    assert_eq!((width, height), (320, 240));
+    // The middle of each bar, away from edges, keeps its colour.
+    let bar_width = 320 / 8;
+    for (bar, colour) in vgashot_fixtures::BAR_COLOURS.iter().enumerate() {
+        let x = bar as u32 * bar_width + bar_width / 2;
+        let y = 15; // inside the first band, which is not inverted
+        let offset = ((y * width + x) * 3) as usize;
+        let pixel = &rgb[offset..offset + 3];
+        let close = pixel.iter().zip(colour).all(|(a, b)| a.abs_diff(*b) <= 8);
+        assert!(close, "bar {bar}: {pixel:?} is not {colour:?}");
+    }
+    let (width, height, _) = decode_png(&get("&height=96").await.body);
+    assert_eq!((width, height), (128, 96));
+
+    let jpeg = get("&format=jpeg&quality=70&width=512").await;
+    assert_eq!(jpeg.headers["content-type"], "image/jpeg");
+    assert!(jpeg.body.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    let decoded = image::load_from_memory(&jpeg.body).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (512, 384));
+
+    let webp = get("&format=webp").await;
+    assert_eq!(webp.headers["content-type"], "image/webp");
+    let decoded = image::load_from_memory(&webp.body).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (1024, 768));
+
+    for bad in [
+        "&width=0",
+        "&width=5000",
+        "&format=gif",
+        "&quality=50",
+        "&format=jpeg&quality=0",
+        "&stream=flv",
+        "&head=x",
+    ] {
+        let reply = get(bad).await;
+        assert_eq!(reply.status, 400, "{bad}: {:?}", json(&reply));
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_changes_and_ends_with_its_viewer() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    create(
+        &daemon,
+        "v1",
+        Fixture::Counter,
+        json!({"console.screenshot.min_interval": "0"}),
+    )
+    .await;
+    let socket = daemon.socket();
+    // Wait until the counter is on screen.
+    let started = Instant::now();
+    loop {
+        let reply = daemon
+            .request("GET", "/1.0/instances/v1/console?type=vga", None)
+            .await;
+        if reply.status == 200 && decode_png(&reply.body).0 == 640 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream
+        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=320 HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut chunk = vec![0; 64 * 1024];
+    while Instant::now() < deadline {
+        let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut chunk)).await;
+        if let Ok(Ok(read)) = read {
+            received.extend_from_slice(&chunk[..read]);
+        }
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.0 200"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(text.contains("multipart/x-mixed-replace; boundary=vgashot-frame"));
+    let frames = jpeg_parts(&received);
+    assert!(frames.len() >= 3, "{} frames in 3 s", frames.len());
+    // A frame is sent only when the screen changed since the last one sent.
+    for pair in frames.windows(2) {
+        assert_ne!(pair[0], pair[1], "an unchanged screen was sent again");
+    }
+    for frame in &frames {
+        let decoded = image::load_from_memory(frame).unwrap();
+        assert_eq!(decoded.width(), 320);
+    }
+    assert_eq!(metric(&daemon, "vgashot_screenshot_streams", "v1").await, 1);
+
+    drop(stream);
+    let started = Instant::now();
+    while metric(&daemon, "vgashot_screenshot_streams", "v1").await != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stream outlived its viewer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_stream_reader_does_not_grow_memory() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    create(
+        &daemon,
+        "v1",
+        Fixture::Counter,
+        json!({"console.screenshot.min_interval": "0"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap()
+    };
+    // Full-size frames at 30 fps, never read.
+    let mut stream = tokio::net::UnixStream::connect(daemon.socket())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=30&quality=100 HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let early = rss();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let late = rss();
+    assert!(
+        late < early + 8 * 1024,
+        "the daemon grew from {early} kB to {late} kB while a viewer did not read"
+    );
+    drop(stream);
+}
+
+/// A reply read from a raw socket.
+struct RawReply {
+    status: u16,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
+/// A GET with extra headers, over a raw socket (HTTP/1.0, so the body ends with the connection).
+async fn raw_get(socket: &std::path::Path, path: &str, headers: &[(&str, &str)]) -> RawReply {
+    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    let etag = head
+        .lines()
+        .find_map(|line| line.strip_prefix("etag: "))
+        .map(str::to_owned);
+    RawReply {
+        status,
+        etag,
+        body: response[split + 4..].to_vec(),
+    }
+}
+
+/// The JPEG bodies of the multipart parts in `received` (complete parts only).
+fn jpeg_parts(received: &[u8]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    let marker = b"Content-Type: image/jpeg\r\nContent-Length: ";
+    let mut rest = received;
+    while let Some(start) = rest
+        .windows(marker.len())
+        .position(|window| window == marker)
+    {
+        let after = &rest[start + marker.len()..];
+        let Some(end_of_length) = after.windows(4).position(|window| window == b"\r\n\r\n") else {
+            break;
+        };
+        let length: usize = std::str::from_utf8(&after[..end_of_length])
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = &after[end_of_length + 4..];
+        if body.len() < length {
+            break;
+        }
+        parts.push(body[..length].to_vec());
+        rest = &body[length..];
+    }
+    parts
+}
