@@ -6,7 +6,8 @@
 //!    test that needs it can skip.
 //! 2. `demo`: the main job: the daemon in the foreground with a demo VM, its first screenshot
 //!    saved, and the commands to try; Ctrl-C stops the VM and the daemon.
-//! 3. `bench`: the benchmark (`crates/bench`, built in release), which rewrites `BENCHMARKS.md`.
+//! 3. `bench`: the benchmark (`crates/bench`, built in release, with the release daemon it
+//!    starts for the many-viewers section), which rewrites `BENCHMARKS.md`.
 //! 4. `swagger`: regenerates `swagger/rest-api.{yaml,json}` from the handlers' annotations;
 //!    `swagger --check` fails when the committed files are stale, and validates the document
 //!    with `openapi-spec-validator` (from PyPI, in a virtualenv under `target/`).
@@ -87,6 +88,9 @@ fn test() -> Result {
 
 fn bench(args: &[String]) -> Result {
     qemu::ensure_installed()?;
+    // The many-viewers section runs the real daemon binary, which `cargo run` of the bench
+    // would not build: build it first, in release as the bench.
+    cargo(&["build", "--release", "--quiet", "--package", "vgashot"])?;
     let mut command = vec![
         "run",
         "--release",

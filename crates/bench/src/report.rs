@@ -36,22 +36,98 @@ impl Row {
 pub struct Section {
     title: String,
     intro: String,
-    rows: Vec<Row>,
+    table: Table,
+}
+
+/// What a section's table holds.
+enum Table {
+    /// Latency rows: n, min, median, p95 and the ratio to the section's baseline.
+    Latency(Vec<Row>),
+    /// Cells already formatted, under headers of the section's own: for figures that are not
+    /// one latency distribution per row (throughput, CPU time, memory).
+    Custom {
+        /// The headers; the first column is left-aligned, the others (figures) right-aligned.
+        headers: Vec<String>,
+        /// One `Vec` of cells a row, as many as `headers`.
+        rows: Vec<Vec<String>>,
+    },
 }
 
 impl Section {
-    /// A section titled `title`, explained by `intro`.
+    /// A section of latency [`Row`]s titled `title`, explained by `intro`.
     pub fn new(title: impl Into<String>, intro: impl Into<String>) -> Self {
         Self {
             title: title.into(),
             intro: intro.into(),
-            rows: Vec::new(),
+            table: Table::Latency(Vec::new()),
         }
     }
 
-    /// Adds a row.
+    /// A section whose table has the columns `headers` (rows added with [`Self::push_cells`]).
+    pub fn custom(title: impl Into<String>, intro: impl Into<String>, headers: &[&str]) -> Self {
+        Self {
+            title: title.into(),
+            intro: intro.into(),
+            table: Table::Custom {
+                headers: headers.iter().map(|header| (*header).to_owned()).collect(),
+                rows: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds a latency row.
+    ///
+    /// # Panics
+    /// In a section made by [`Self::custom`]: a latency row has no place in its columns.
     pub fn push(&mut self, row: Row) {
-        self.rows.push(row);
+        match &mut self.table {
+            Table::Latency(rows) => rows.push(row),
+            Table::Custom { .. } => panic!("a latency row pushed into a custom table"),
+        }
+    }
+
+    /// Adds a row of formatted cells.
+    ///
+    /// # Panics
+    /// In a latency section, or when the number of cells is not the number of columns: either
+    /// would print a broken table.
+    pub fn push_cells(&mut self, cells: Vec<String>) {
+        match &mut self.table {
+            Table::Custom { headers, rows } => {
+                assert_eq!(cells.len(), headers.len(), "a row of the wrong width");
+                rows.push(cells);
+            }
+            Table::Latency(_) => panic!("cells pushed into a latency table"),
+        }
+    }
+
+    fn write_table(&self, out: &mut String) {
+        match &self.table {
+            Table::Latency(rows) => {
+                let _ = writeln!(out, "| path | n | min ms | median ms | p95 ms | ratio |");
+                let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+                for row in rows {
+                    let ratio = row
+                        .ratio
+                        .map_or("—".to_owned(), |ratio| format!("{ratio:.3}"));
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {:.3} | {:.3} | {:.3} | {} |",
+                        row.name, row.samples, row.min, row.median, row.p95, ratio
+                    );
+                }
+            }
+            Table::Custom { headers, rows } => {
+                let _ = writeln!(out, "| {} |", headers.join(" | "));
+                let alignments: Vec<&str> = (0..headers.len())
+                    .map(|column| if column == 0 { "---" } else { "---:" })
+                    .collect();
+                let _ = writeln!(out, "|{}|", alignments.join("|"));
+                for row in rows {
+                    let _ = writeln!(out, "| {} |", row.join(" | "));
+                }
+            }
+        }
     }
 }
 
@@ -83,7 +159,7 @@ impl Report {
         let _ = writeln!(out, "# Benchmarks\n");
         let _ = writeln!(
             out,
-            "Regenerate with `cargo xtask bench` (release build; boots a few VMs; a few minutes). \
+            "Regenerate with `cargo xtask bench` (release build; boots a few VMs and the daemon; a few minutes). \
              Every figure below comes from one run on one machine; each ratio compares medians \
              measured in that same run, with the rounds of both sides interleaved.\n"
         );
@@ -94,18 +170,7 @@ impl Report {
         let _ = writeln!(out, "- Run at: {}", now());
         for section in &self.sections {
             let _ = writeln!(out, "\n## {}\n\n{}\n", section.title, section.intro);
-            let _ = writeln!(out, "| path | n | min ms | median ms | p95 ms | ratio |");
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
-            for row in &section.rows {
-                let ratio = row
-                    .ratio
-                    .map_or("—".to_owned(), |ratio| format!("{ratio:.3}"));
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {:.3} | {:.3} | {:.3} | {} |",
-                    row.name, row.samples, row.min, row.median, row.p95, ratio
-                );
-            }
+            section.write_table(&mut out);
         }
         out
     }
