@@ -133,25 +133,17 @@ async fn screenshot(
             .transpose()?,
     };
     let variant = Variant::parse(query)?;
-    match query.get("stream") {
-        None | Some("") => {}
-        Some("mjpeg") => {
-            let fps = stream::parse_fps(query)?;
-            // Fail now, in the error envelope, rather than with an empty stream.
-            context.screens.capture(&instance, &key).await?;
-            return Ok(stream::mjpeg(
-                context.screens.clone(),
-                instance,
-                key,
-                variant,
-                fps,
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "Invalid value for stream parameter: {other} (mjpeg)"
-            )));
-        }
+    if let Some(StreamType::Mjpeg) = StreamType::parse(query)? {
+        let fps = stream::parse_fps(query)?;
+        // Fail now, in the error envelope, rather than with an empty stream.
+        context.screens.capture(&instance, &key).await?;
+        return Ok(stream::mjpeg(
+            context.screens.clone(),
+            instance,
+            key,
+            variant,
+            fps,
+        ));
     }
     let (capture, _) = context.screens.capture(&instance, &key).await?;
     let etag = capture.etag(&variant);
@@ -184,7 +176,7 @@ async fn screenshot(
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part, as
 /// RFC 9110 says for `If-None-Match`.
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(IF_NONE_MATCH)
         .iter()
@@ -194,12 +186,25 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag == etag)
 }
 
-/// The values of the `stream` parameter, for the API documentation.
-#[derive(utoipa::ToSchema)]
+/// The values of the `stream` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum StreamType {
     /// `multipart/x-mixed-replace` of JPEG frames.
     Mjpeg,
+}
+
+impl StreamType {
+    /// Parses `stream`: absent or empty for a single image, `mjpeg` for a stream.
+    fn parse(query: &Query) -> Result<Option<Self>, ApiError> {
+        match query.get("stream") {
+            None | Some("") => Ok(None),
+            Some("mjpeg") => Ok(Some(Self::Mjpeg)),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "Invalid value for stream parameter: {other} (mjpeg)"
+            ))),
+        }
+    }
 }
 
 /// Clear the console log
