@@ -6,12 +6,16 @@
 //!    so every stream and every plain request of the screen share captures (and the instance's
 //!    minimum interval).
 //! 2. A frame is sent only when the screen changed (its `ETag` differs from the last frame sent).
-//! 3. Frames go through a channel of one: a viewer that reads slower than frames come loses the
+//! 3. Each part ends with the next boundary, not the part after it: browsers show a part only
+//!    once they see the boundary that closes it, and on a still screen the next frame may be
+//!    minutes away.
+//! 4. Frames go through a channel of one: a viewer that reads slower than frames come loses the
 //!    frames in between (the next tick sends the newest), and nothing queues without bound.
-//! 4. The task ends when the viewer goes away (the channel closes) or the instance stops.
+//! 5. The task ends when the viewer goes away (the channel closes) or the instance stops.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,6 +67,8 @@ pub fn mjpeg(
         ..variant
     };
     let (sender, mut receiver) = mpsc::channel::<Bytes>(1);
+    let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
+    let mut opened = false;
     let guard = screens
         .instance_metrics(&key.project, &key.name)
         .open_stream();
@@ -92,6 +98,10 @@ pub fn mjpeg(
         }
     });
     let frames = futures_util::stream::poll_fn(move |context| {
+        if !opened {
+            opened = true;
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(opening.clone()))));
+        }
         receiver
             .poll_recv(context)
             .map(|part| part.map(|part| Ok::<_, Infallible>(hyper::body::Frame::data(part))))
@@ -107,14 +117,14 @@ pub fn mjpeg(
         .expect("static headers are valid")
 }
 
-/// One part of the multipart stream.
+/// One part of the multipart stream, closed by the boundary of the next.
 fn part(jpeg: &[u8]) -> Bytes {
     let mut part = format!(
-        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
         jpeg.len()
     )
     .into_bytes();
     part.extend_from_slice(jpeg);
-    part.extend_from_slice(b"\r\n");
+    part.extend_from_slice(format!("\r\n--{BOUNDARY}\r\n").as_bytes());
     Bytes::from(part)
 }
