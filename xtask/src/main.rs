@@ -3,7 +3,9 @@
 //! 1. `test`: every check CI runs. Makes sure QEMU is installed (installing Debian's
 //!    `qemu-system-x86` when running as root), then `cargo fmt --check`,
 //!    `cargo clippy --all-targets -- -D warnings` and the whole test suite, with QEMU required so no
-//!    test that needs it can skip.
+//!    test that needs it can skip. It also installs Debian's `chromium` (and `nodejs`/`npm` if
+//!    missing) as root and runs `npm ci` in `tests/ui`, for the web page test, which must then
+//!    run (`VGASHOT_REQUIRE_UI`).
 //! 2. `demo`: the main job: the daemon in the foreground with a demo VM, its first screenshot
 //!    saved, and the commands to try; Ctrl-C stops the VM and the daemon.
 //! 3. `bench`: the benchmark (`crates/bench`, built in release, with the release daemon it
@@ -53,6 +55,7 @@ fn cargo(args: &[&str]) -> Result {
         .current_dir(workspace_root())
         .env("VGASHOT_REQUIRE_QEMU", "1")
         .envs(qemu::incus_requirement())
+        .envs(qemu::ui_requirement())
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
     if status.success() {
@@ -73,6 +76,7 @@ fn workspace_root() -> std::path::PathBuf {
 fn test() -> Result {
     qemu::ensure_installed()?;
     qemu::ensure_incus_client()?;
+    qemu::ensure_ui_tools()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",

@@ -1,6 +1,7 @@
-//! Making sure QEMU (and, for the end-to-end test, the `incus` client) is there before anything
-//! needs it.
+//! Making sure QEMU (and, for the end-to-end tests, the `incus` client, and Chromium, node and
+//! `playwright-core` for the web page) is there before anything needs it.
 
+use std::path::Path;
 use std::process::Command;
 
 use vgashot_qemu_process::find_qemu;
@@ -86,6 +87,79 @@ pub fn incus_requirement() -> Vec<(&'static str, &'static str)> {
 }
 
 fn find_incus() -> bool {
+    find_in_path("incus")
+}
+
+/// Where the web page test finds its browser: Debian's `chromium` package.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The web page test's npm project (`playwright-core`, pinned by its `package-lock.json`).
+const UI_TESTS: &str = "tests/ui";
+
+/// Makes sure the web page test (`tests/ui.rs`) can run: Debian's `chromium`, and `nodejs` and
+/// `npm` if missing, installed with apt-get as root (one-off: later runs find them), then
+/// `npm ci` in `tests/ui`. Without root it says what is missing, and that test skips.
+pub fn ensure_ui_tools() -> Result {
+    let missing: Vec<&str> = [
+        ("chromium", Path::new(CHROMIUM).is_file()),
+        ("nodejs", find_in_path("node")),
+        ("npm", find_in_path("npm")),
+    ]
+    .into_iter()
+    .filter_map(|(package, present)| (!present).then_some(package))
+    .collect();
+    if !missing.is_empty() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "xtask: the web page test will be skipped: install {} (`sudo apt-get install`)",
+                missing.join(" ")
+            );
+            return Ok(());
+        }
+        eprintln!(
+            "xtask: installing {} for the web page test",
+            missing.join(" ")
+        );
+        apt_get(&["update", "-q"])?;
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(&missing);
+        apt_get(&args)?;
+    }
+    // `npm ci` installs exactly the locked packages (no browser: Chromium is Debian's); with the
+    // npm cache warm it needs no network.
+    let dir = crate::workspace_root().join(UI_TESTS);
+    eprintln!("xtask: npm ci in {UI_TESTS}");
+    let status = Command::new("npm")
+        .args([
+            "ci",
+            "--prefer-offline",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+        ])
+        .current_dir(&dir)
+        .status()
+        .map_err(|error| format!("cannot run npm: {error}"))?;
+    if !status.success() {
+        return Err(format!("`npm ci` in {UI_TESTS} failed ({status})"));
+    }
+    Ok(())
+}
+
+/// `VGASHOT_REQUIRE_UI=1` when the browser, node and the npm packages are all there, so the web
+/// page test cannot skip.
+pub fn ui_requirement() -> Vec<(&'static str, &'static str)> {
+    let packages = crate::workspace_root()
+        .join(UI_TESTS)
+        .join("node_modules/playwright-core/package.json");
+    if Path::new(CHROMIUM).is_file() && find_in_path("node") && packages.is_file() {
+        vec![("VGASHOT_REQUIRE_UI", "1")]
+    } else {
+        Vec::new()
+    }
+}
+
+fn find_in_path(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| dir.join("incus").is_file())
+    std::env::split_paths(&path).any(|dir| dir.join(name).is_file())
 }

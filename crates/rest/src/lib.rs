@@ -17,7 +17,9 @@
 //!    their HTTP status, and every error leaves as Incus's error envelope.
 //! 5. Screenshots go through [`screens`]: one capture serves every viewer of a screen for a
 //!    while, with strong `ETag`s, thumbnails, other formats and a live stream.
-//! 6. [`openapi::ApiDoc`] gathers the handlers' annotations into the OpenAPI document that
+//! 6. [`api::ui`] serves the web page at `/ui/` (three files compiled in), which drives this same
+//!    API from a browser and so obeys the same certificate trust.
+//! 7. [`openapi::ApiDoc`] gathers the handlers' annotations into the OpenAPI document that
 //!    `cargo xtask swagger` writes to `swagger/`.
 
 pub mod api;

@@ -38,6 +38,7 @@ use crate::api;
         api::profiles::list,
         api::profiles::get,
         api::metrics::get,
+        api::ui::get,
     ),
     // Types that appear only as parameters are not collected by themselves.
     components(schemas(
@@ -52,6 +53,7 @@ use crate::api;
         (name = "events", description = "Operation and life-cycle events over a websocket"),
         (name = "profiles", description = "Profiles (only `default`)"),
         (name = "metrics", description = "Screenshot metrics in OpenMetrics text"),
+        (name = "ui", description = "The web page that shows every VM's screen"),
     ),
 )]
 pub struct ApiDoc;

@@ -43,6 +43,9 @@ pub enum Route {
     Profile(String),
     /// `/1.0/metrics`.
     Metrics,
+    /// `/ui`, `/ui/` and `/ui/{asset}`: the web page ([`api::ui`]), which finds its asset in the
+    /// raw path itself, as it must tell `/ui` (a redirect) from `/ui/`.
+    Ui,
 }
 
 impl Route {
@@ -73,6 +76,7 @@ impl Route {
             ["1.0", "metrics"] => Self::Metrics,
             ["1.0", "profiles"] => Self::Profiles,
             ["1.0", "profiles", profile] => Self::Profile(name(profile)?),
+            ["ui"] | ["ui", _] => Self::Ui,
             _ => return None,
         })
     }
@@ -173,6 +177,7 @@ async fn dispatch(
         (Method::GET, Route::Profiles) => api::profiles::list(&query),
         (Method::GET, Route::Profile(name)) => api::profiles::get(&name, &query),
         (Method::GET, Route::Metrics) => Ok(api::metrics::get(context)),
+        (Method::GET, Route::Ui) => api::ui::get(request.uri(), request.headers()),
         _ => Err(ApiError::MethodNotAllowed),
     }
 }
@@ -202,6 +207,9 @@ mod tests {
             Route::parse("/1.0/instances/a+b"),
             Some(Route::Instance("a+b".into()))
         );
+        for page in ["/ui", "/ui/", "/ui/app.js"] {
+            assert_eq!(Route::parse(page), Some(Route::Ui), "{page}");
+        }
         for unknown in [
             "/2.0",
             "/1.0/nope",
@@ -210,6 +218,7 @@ mod tests {
             "1.0",
             "/1.0/instances/%zz",
             "/1.0/instances/%ff",
+            "/ui/a/b",
         ] {
             assert_eq!(Route::parse(unknown), None, "{unknown}");
         }
@@ -222,5 +231,7 @@ mod tests {
         assert!(!Route::Server.allows_untrusted(&Method::PATCH));
         assert!(!Route::Instances.allows_untrusted(&Method::GET));
         assert!(!Route::Events.allows_untrusted(&Method::GET));
+        // The web page obeys the same certificate trust as the API it drives.
+        assert!(!Route::Ui.allows_untrusted(&Method::GET));
     }
 }

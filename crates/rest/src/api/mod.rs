@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod operations;
 pub mod profiles;
 pub mod server;
+pub mod ui;

@@ -1,0 +1,475 @@
+// vgashot's web page: every instance of a project as a card with a live thumbnail of its screen,
+// Start and Stop buttons, and a large live view. It uses only the public API of the daemon that
+// serves it, with the browser's own client certificate; no framework, no build step.
+//
+// Keeping it cheap: a thumbnail is refreshed about once a second and only while its card is on
+// screen (IntersectionObserver) and the tab is visible, with `If-None-Match`, so an unchanged
+// screen costs a 304 and no image decoding. The list follows `/1.0/events` (lifecycle and
+// operation events) over a websocket, so a change made by anyone through the API shows at once;
+// a slow poll backs it up, and a faster one takes over while the websocket is down.
+
+'use strict';
+
+const THUMB_WIDTH = 320;
+const THUMB_INTERVAL_MS = 1000;
+const THUMB_RETRY_MS = 5000;
+const POLL_WITH_EVENTS_MS = 30000;
+const POLL_WITHOUT_EVENTS_MS = 3000;
+const EVENTS_RETRY_MS = 5000;
+const OPERATION_DEADLINE_MS = 120000;
+const LIVE_INTERVAL_MS = 250;
+const LIVE_QUALITY = 90;
+
+const project = new URLSearchParams(location.search).get('project') || 'default';
+
+const list = document.getElementById('instances');
+const template = document.getElementById('card-template');
+const notice = document.getElementById('notice');
+const empty = document.getElementById('empty');
+const connection = document.getElementById('connection');
+const viewer = document.getElementById('viewer');
+const viewerTitle = document.getElementById('viewer-title');
+const viewerImage = document.getElementById('viewer-image');
+const viewerError = document.getElementById('viewer-error');
+
+/** The cards by instance name. */
+const cards = new Map();
+/** The card whose screen the large view shows, if it is open. */
+let viewerCard = null;
+/** Whether the events websocket is open (the poll then only backs it up). */
+let eventsOpen = false;
+
+/** `path` with `params` and the page's project as its query string. */
+function url(path, params = {}) {
+  return `${path}?${new URLSearchParams({ ...params, project })}`;
+}
+
+/** The path of instance `name`, plus `rest`. */
+function instancePath(name, rest = '') {
+  return `/1.0/instances/${encodeURIComponent(name)}${rest}`;
+}
+
+/** Sends a request and returns its envelope; an error envelope becomes an Error with its text. */
+async function api(method, path, body) {
+  const init = { method, cache: 'no-store', headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    throw new Error(`cannot reach the daemon (${error.message})`);
+  }
+  const envelope = await response.json().catch(() => null);
+  if (!response.ok || !envelope || envelope.type === 'error') {
+    throw new Error(envelope?.error || `${response.status} ${response.statusText}`);
+  }
+  return envelope;
+}
+
+/** Sends a request that may start an operation, and waits until the operation ends. */
+async function runOperation(method, path, body) {
+  const envelope = await api(method, path, body);
+  if (envelope.type !== 'async') {
+    return envelope.metadata;
+  }
+  let operation = envelope.metadata;
+  const deadline = Date.now() + OPERATION_DEADLINE_MS;
+  while (operation.status_code < 200) {
+    if (Date.now() > deadline) {
+      throw new Error(`${operation.description}: not done after two minutes`);
+    }
+    operation = (await api('GET', `${envelope.operation}/wait?timeout=30`)).metadata;
+  }
+  if (operation.status_code !== 200) {
+    throw new Error(operation.err || operation.status);
+  }
+  return operation;
+}
+
+/** Reads the error text of a failed image response (an Incus error envelope). */
+async function errorText(response) {
+  const envelope = await response.json().catch(() => null);
+  return envelope?.error || `${response.status} ${response.statusText}`;
+}
+
+function show(element, text) {
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+// Cards -------------------------------------------------------------------------------------
+
+const observer = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const card = cards.get(entry.target.dataset.name);
+    if (!card) continue;
+    card.visible = entry.isIntersecting;
+    if (card.visible) refreshThumb(card);
+  }
+});
+
+function makeCard(name) {
+  const node = template.content.firstElementChild.cloneNode(true);
+  node.dataset.name = name;
+  const card = {
+    name,
+    node,
+    status: '',
+    hasScreen: false,
+    busy: false,
+    visible: false,
+    inFlight: false,
+    etag: null,
+    objectUrl: null,
+    retryAt: 0,
+    el: {
+      name: node.querySelector('.name'),
+      status: node.querySelector('.status'),
+      screen: node.querySelector('.screen'),
+      thumb: node.querySelector('.thumb'),
+      placeholder: node.querySelector('.placeholder'),
+      start: node.querySelector('.start'),
+      stop: node.querySelector('.stop'),
+      forceStop: node.querySelector('.force-stop'),
+      error: node.querySelector('.error'),
+    },
+  };
+  card.el.name.textContent = name;
+  card.el.thumb.alt = `Screen of ${name}`;
+  card.el.screen.setAttribute('aria-label', `Open the live screen of ${name}`);
+  card.el.start.setAttribute('aria-label', `Start ${name}`);
+  card.el.stop.setAttribute('aria-label', `Stop ${name}`);
+  card.el.forceStop.setAttribute('aria-label', `Force stop ${name}`);
+  card.el.screen.addEventListener('click', () => openViewer(card));
+  card.el.start.addEventListener('click', () => act(card, 'Start', { action: 'start' }));
+  // A clean shutdown (ACPI), stopped by force after 30 s by the daemon if the guest ignores it.
+  card.el.stop.addEventListener('click', () => act(card, 'Stop', { action: 'stop', timeout: 30 }));
+  card.el.forceStop.addEventListener('click', () =>
+    act(card, 'Force stop', { action: 'stop', force: true }));
+  observer.observe(node);
+  return card;
+}
+
+function dropCard(card) {
+  observer.unobserve(card.node);
+  clearThumb(card);
+  card.node.remove();
+  cards.delete(card.name);
+  if (viewerCard === card) viewer.close();
+}
+
+function clearThumb(card) {
+  if (card.objectUrl) URL.revokeObjectURL(card.objectUrl);
+  card.objectUrl = null;
+  card.etag = null;
+  card.el.thumb.removeAttribute('src');
+  card.el.thumb.hidden = true;
+  card.el.placeholder.hidden = false;
+}
+
+/** Brings a card up to date with the instance as the list reported it. */
+function updateCard(card, instance) {
+  const status = instance.status;
+  const hadScreen = card.hasScreen;
+  card.status = status;
+  card.hasScreen = status === 'Running' || status === 'Frozen';
+  card.node.dataset.status = status;
+  card.el.status.textContent = status;
+  card.el.status.dataset.status = status;
+  card.el.screen.disabled = !card.hasScreen;
+  if (!card.hasScreen) {
+    clearThumb(card);
+    card.el.placeholder.textContent = `${status}: no screen`;
+  } else if (!hadScreen) {
+    card.el.placeholder.textContent = 'Loading the screen…';
+    card.retryAt = 0;
+    refreshThumb(card);
+  }
+  updateButtons(card);
+}
+
+function updateButtons(card) {
+  const stopped = card.status === 'Stopped' || card.status === 'Error';
+  card.el.start.disabled = card.busy || !stopped;
+  card.el.stop.disabled = card.busy || stopped;
+  card.el.forceStop.disabled = card.busy || stopped;
+  card.node.setAttribute('aria-busy', String(card.busy));
+}
+
+/** Starts or stops an instance, follows the operation, and shows its error on the card. */
+async function act(card, label, body) {
+  card.busy = true;
+  show(card.el.error, '');
+  updateButtons(card);
+  try {
+    await runOperation('PUT', url(instancePath(card.name, '/state')), body);
+  } catch (error) {
+    show(card.el.error, `${label} failed: ${error.message}`);
+  } finally {
+    card.busy = false;
+    updateButtons(card);
+    await loadList();
+  }
+}
+
+/** Fetches the card's thumbnail unless the screen is unchanged (a 304 for the known ETag). */
+async function refreshThumb(card) {
+  if (card.inFlight || !card.hasScreen || document.hidden || Date.now() < card.retryAt) return;
+  card.inFlight = true;
+  try {
+    const headers = card.etag ? { 'If-None-Match': card.etag } : {};
+    const path = url(instancePath(card.name, '/console'), {
+      type: 'vga',
+      width: THUMB_WIDTH,
+      format: 'jpeg',
+    });
+    const response = await fetch(path, { cache: 'no-store', headers });
+    if (response.status === 304) return;
+    if (!response.ok) {
+      // Most likely the instance stopped meanwhile: the list says so; retry later otherwise.
+      card.retryAt = Date.now() + THUMB_RETRY_MS;
+      if (card.hasScreen && !card.objectUrl) {
+        card.el.placeholder.textContent = `No screen: ${await errorText(response)}`;
+      }
+      scheduleList();
+      return;
+    }
+    const blob = await response.blob();
+    if (!card.hasScreen) return;
+    const previous = card.objectUrl;
+    card.objectUrl = URL.createObjectURL(blob);
+    card.etag = response.headers.get('ETag');
+    card.el.thumb.src = card.objectUrl;
+    card.el.thumb.hidden = false;
+    card.el.placeholder.hidden = true;
+    if (previous) URL.revokeObjectURL(previous);
+  } catch {
+    // The connection dropped: the next tick tries again.
+  } finally {
+    card.inFlight = false;
+  }
+}
+
+function tickThumbs() {
+  if (!document.hidden) {
+    for (const card of cards.values()) {
+      if (card.visible) refreshThumb(card);
+    }
+  }
+  setTimeout(tickThumbs, THUMB_INTERVAL_MS);
+}
+
+// The list ----------------------------------------------------------------------------------
+
+let listInFlight = false;
+let listAgain = false;
+let listTimer = null;
+
+/** Reads the instances and brings the cards up to date, keeping their nodes (and focus). */
+async function loadList() {
+  if (listInFlight) {
+    listAgain = true;
+    return;
+  }
+  listInFlight = true;
+  try {
+    const envelope = await api('GET', url('/1.0/instances', { recursion: 1 }));
+    render(envelope.metadata || []);
+    show(notice, '');
+  } catch (error) {
+    show(notice, `Cannot list the instances: ${error.message}`);
+  } finally {
+    listInFlight = false;
+    if (listAgain) {
+      listAgain = false;
+      loadList();
+    }
+  }
+}
+
+/** Loads the list soon, once for a burst of events. */
+function scheduleList(delay = 100) {
+  clearTimeout(listTimer);
+  listTimer = setTimeout(loadList, delay);
+}
+
+function render(instances) {
+  instances.sort((a, b) => a.name.localeCompare(b.name));
+  const names = new Set(instances.map((instance) => instance.name));
+  for (const card of [...cards.values()]) {
+    if (!names.has(card.name)) dropCard(card);
+  }
+  instances.forEach((instance, index) => {
+    let card = cards.get(instance.name);
+    if (!card) {
+      card = makeCard(instance.name);
+      cards.set(instance.name, card);
+    }
+    // Moving a node that holds the focus would drop it: move only what is out of place.
+    if (list.children[index] !== card.node) {
+      list.insertBefore(card.node, list.children[index] || null);
+    }
+    updateCard(card, instance);
+  });
+  empty.hidden = instances.length > 0;
+}
+
+function pollList() {
+  if (!document.hidden) loadList();
+  setTimeout(pollList, eventsOpen ? POLL_WITH_EVENTS_MS : POLL_WITHOUT_EVENTS_MS);
+}
+
+/** Follows `/1.0/events`; any lifecycle or operation event reloads the list. */
+function listen() {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const path = url('/1.0/events', { type: 'lifecycle,operation' });
+  let socket;
+  try {
+    socket = new WebSocket(`${scheme}//${location.host}${path}`);
+  } catch {
+    setTimeout(listen, EVENTS_RETRY_MS);
+    return;
+  }
+  socket.addEventListener('open', () => {
+    eventsOpen = true;
+    connection.textContent = 'Live';
+    scheduleList(0);
+  });
+  socket.addEventListener('message', () => scheduleList());
+  socket.addEventListener('close', () => {
+    eventsOpen = false;
+    connection.textContent = `Updating every ${POLL_WITHOUT_EVENTS_MS / 1000} s`;
+    setTimeout(listen, EVENTS_RETRY_MS);
+  });
+}
+
+// The large view ----------------------------------------------------------------------------
+
+function openViewer(card) {
+  if (!card.hasScreen) return;
+  viewerCard = card;
+  viewerTitle.textContent = `${card.name}: live screen`;
+  viewerImage.alt = `Live screen of ${card.name}`;
+  show(viewerError, '');
+  clearLive();
+  startStream();
+  viewer.showModal();
+}
+
+/**
+ * The live view is the thumbnail's loop at full size and a faster pace: a conditional GET every
+ * quarter second (the daemon's shortest capture interval), so a static screen costs 304s. An
+ * `<img>` of `stream=mjpeg` would be simpler, but in Chromium it stayed blank for a static
+ * screen: the daemon sends a frame only when the screen changes, and Chromium seems to show a
+ * multipart part only once the next boundary arrives.
+ */
+const live = { etag: null, objectUrl: null, timer: null, inFlight: false };
+
+function startStream() {
+  if (!viewerCard || live.timer) return;
+  refreshLive();
+  live.timer = setInterval(refreshLive, LIVE_INTERVAL_MS);
+}
+
+function stopStream() {
+  clearInterval(live.timer);
+  live.timer = null;
+}
+
+function clearLive() {
+  stopStream();
+  if (live.objectUrl) URL.revokeObjectURL(live.objectUrl);
+  live.objectUrl = null;
+  live.etag = null;
+  viewerImage.removeAttribute('src');
+}
+
+async function refreshLive() {
+  const card = viewerCard;
+  if (!card || live.inFlight || document.hidden) return;
+  live.inFlight = true;
+  try {
+    const headers = live.etag ? { 'If-None-Match': live.etag } : {};
+    const path = url(instancePath(card.name, '/console'), {
+      type: 'vga',
+      format: 'jpeg',
+      quality: LIVE_QUALITY,
+    });
+    const response = await fetch(path, { cache: 'no-store', headers });
+    if (response.status === 304 || viewerCard !== card) return;
+    if (!response.ok) {
+      show(viewerError, `No screen: ${await errorText(response)}`);
+      return;
+    }
+    const blob = await response.blob();
+    if (viewerCard !== card) return;
+    const previous = live.objectUrl;
+    live.objectUrl = URL.createObjectURL(blob);
+    live.etag = response.headers.get('ETag');
+    viewerImage.src = live.objectUrl;
+    show(viewerError, '');
+    if (previous) URL.revokeObjectURL(previous);
+  } catch {
+    // The connection dropped: the next tick tries again.
+  } finally {
+    live.inFlight = false;
+  }
+}
+
+viewer.addEventListener('close', () => {
+  clearLive();
+  viewerCard = null;
+});
+
+document.getElementById('viewer-close').addEventListener('click', () => viewer.close());
+
+/** A timestamp for file names: `20250102T030405Z`. */
+function stamp(date) {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+}
+
+document.getElementById('viewer-save').addEventListener('click', async () => {
+  if (!viewerCard) return;
+  const name = viewerCard.name;
+  show(viewerError, '');
+  try {
+    const response = await fetch(url(instancePath(name, '/console'), { type: 'vga' }), {
+      cache: 'no-store',
+    });
+    if (!response.ok) throw new Error(await errorText(response));
+    const href = URL.createObjectURL(await response.blob());
+    const link = document.createElement('a');
+    link.href = href;
+    link.download = `${name}-${stamp(new Date())}.png`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
+  } catch (error) {
+    show(viewerError, `Cannot save the screen: ${error.message}`);
+  }
+});
+
+// Start -------------------------------------------------------------------------------------
+
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) {
+    stopStream();
+  } else {
+    startStream();
+    loadList();
+    for (const card of cards.values()) {
+      if (card.visible) refreshThumb(card);
+    }
+  }
+});
+
+document.getElementById('project-name').textContent = project;
+document.title = `vgashot: ${project}`;
+loadList();
+listen();
+tickThumbs();
+setTimeout(pollList, POLL_WITHOUT_EVENTS_MS);

@@ -1,0 +1,111 @@
+//! `vgashot daemon` and `vgashot trust`:
+//! 1. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run);
+//! 2. with `--listen` (or `VGASHOT_HTTPS_ADDRESS`, as Incus's `core.https_address`), bind the
+//!    TLS listener with the certificate of `$VGASHOT_DIR` (made on first use) before serving, so
+//!    a bad address fails the start rather than a later request;
+//! 3. serve the REST API on `$VGASHOT_DIR/unix.socket` (and the TLS listener) until SIGTERM or
+//!    SIGINT, which stop both;
+//! 4. let go of the VMs without stopping them, so a restarted daemon finds them again.
+//!
+//! `vgashot trust add|list|remove` edit the trust store `$VGASHOT_DIR/trust/` directly; a running
+//! daemon reads it at every new TLS connection, so no restart is needed.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use vgashot_instance_drivers::{DriverPaths, QemuDriver};
+use vgashot_rest::trust::Added;
+use vgashot_rest::{Daemon, HttpsListener, TrustStore};
+
+/// `vgashot trust ...`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust the client certificate in a PEM file.
+    Add {
+        /// The certificate (PEM); only the certificate is copied, never a key beside it.
+        file: PathBuf,
+    },
+    /// Print the fingerprints of the trusted certificates, one a line.
+    List,
+    /// Stop trusting a certificate, named by its fingerprint or a unique prefix of it.
+    Remove {
+        /// The SHA-256 fingerprint, as `list` prints it.
+        fingerprint: String,
+    },
+}
+
+/// Runs the daemon over `dir` until SIGTERM or SIGINT.
+pub async fn daemon(dir: PathBuf, listen: Option<String>) -> Result<(), String> {
+    let paths = DriverPaths {
+        state_dir: dir.clone(),
+        runtime_dir: dir.join("run"),
+    };
+    let driver = QemuDriver::open(paths)
+        .await
+        .map_err(|error| vgashot_rest::describe(&error))?;
+    let https = match listen.as_deref().filter(|address| !address.is_empty()) {
+        Some(address) => {
+            let listener = HttpsListener::bind(address, &dir)
+                .await
+                .map_err(|error| vgashot_rest::describe(&error))?;
+            tracing::info!(
+                addresses = ?listener.identity().addresses,
+                fingerprint = listener.identity().certificate_fingerprint,
+                "vgashot daemon listening with TLS"
+            );
+            Some(listener)
+        }
+        None => None,
+    };
+    let daemon = Daemon::new(driver.clone());
+    let socket = dir.join("unix.socket");
+    tracing::info!(socket = %socket.display(), "vgashot daemon listening");
+    daemon
+        .serve(&socket, https, shutdown_signal())
+        .await
+        .map_err(|error| vgashot_rest::describe(&error))?;
+    tracing::info!("shutting down; VMs keep running");
+    driver.detach().await;
+    Ok(())
+}
+
+/// `vgashot trust ...` over `dir/trust`: results on stdout, one a line, for scripts.
+pub fn trust(dir: &Path, command: TrustCommand) -> Result<(), String> {
+    let store = TrustStore::new(dir.join("trust"));
+    let describe = |error: vgashot_rest::trust::TrustError| vgashot_rest::describe(&error);
+    match command {
+        TrustCommand::Add { file } => match store.add(&file).map_err(describe)? {
+            Added::New(certificate) => println!("{}", certificate.fingerprint),
+            Added::AlreadyTrusted(certificate) => {
+                eprintln!("already trusted");
+                println!("{}", certificate.fingerprint);
+            }
+        },
+        TrustCommand::List => {
+            for certificate in store.list().map_err(describe)? {
+                println!("{}", certificate.fingerprint);
+            }
+        }
+        TrustCommand::Remove { fingerprint } => {
+            let removed = store.remove(&fingerprint).map_err(describe)?;
+            println!("{}", removed.fingerprint);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

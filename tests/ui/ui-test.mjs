@@ -1,0 +1,244 @@
+// Drives vgashot's web page in Debian's headless Chromium with playwright-core (no browser
+// download). `tests/ui.rs` starts the daemon with a TLS listener, a running VM that shows colour
+// bars and a stopped one, trusts a client certificate it made, and runs this script with:
+//
+//   VGASHOT_UI_URL        https://127.0.0.1:PORT
+//   VGASHOT_UI_CERT/KEY   the trusted client certificate and its key (PEM), which Chromium
+//                         presents through Playwright's `clientCertificates`
+//   VGASHOT_UI_RUNNING    the running VM's name; VGASHOT_UI_STOPPED the stopped one's
+//   VGASHOT_UI_BARS       JSON: the fixture's bar colours (vgashot_fixtures::BAR_COLOURS)
+//   VGASHOT_UI_SCREEN     the running VM's screen size, `640x480`
+//   VGASHOT_CHROMIUM      the browser (default /usr/bin/chromium)
+//   VGASHOT_UI_SCREENSHOT optional: where to save a screenshot of the page (docs/ui.png)
+//
+// It exits 0 when every check passed, and prints one JSON line of timings.
+
+import { chromium } from 'playwright-core';
+import { readFile } from 'node:fs/promises';
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+
+const base = env('VGASHOT_UI_URL');
+const running = env('VGASHOT_UI_RUNNING');
+const stopped = env('VGASHOT_UI_STOPPED');
+const bars = JSON.parse(env('VGASHOT_UI_BARS'));
+const [screenWidth, screenHeight] = env('VGASHOT_UI_SCREEN').split('x').map(Number);
+const screenshot = process.env.VGASHOT_UI_SCREENSHOT;
+
+/** How far a JPEG thumbnail's pixel may be from the exact colour, per channel. */
+const TOLERANCE = 40;
+
+const timings = {};
+const started = Date.now();
+let mark = started;
+function step(name) {
+  const now = Date.now();
+  timings[name] = now - mark;
+  mark = now;
+  console.error(`ui-test: ${name} (${timings[name]} ms)`);
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** Polls `probe` until it returns a truthy value; the last value or error explains a timeout. */
+async function until(what, probe, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await probe();
+      if (last && !last.failure) return last;
+    } catch (error) {
+      last = error.message;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: not after ${timeoutMs} ms (${JSON.stringify(last)})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: env('VGASHOT_CHROMIUM', '/usr/bin/chromium'),
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+step('launch');
+
+const problems = [];
+try {
+  const context = await browser.newContext({
+    clientCertificates: [
+      { origin: base, certPath: env('VGASHOT_UI_CERT'), keyPath: env('VGASHOT_UI_KEY') },
+    ],
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
+    viewport: { width: 1000, height: 560 },
+  });
+  const page = await context.newPage();
+  // Any script error, or anything the Content-Security-Policy blocked, fails the test.
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) {
+      problems.push(`CSP: ${message.text()}`);
+    }
+  });
+  const thumbStatuses = [];
+  page.on('response', (response) => {
+    if (/\/console\?.*width=320/.test(response.url())) thumbStatuses.push(response.status());
+  });
+
+  // The page: `/ui` redirects to `/ui/`, which comes with a strict policy.
+  const response = await page.goto(`${base}/ui`);
+  check(response.ok(), `GET /ui/: ${response.status()}`);
+  check(new URL(response.url()).pathname === '/ui/', `redirected to ${response.url()}`);
+  const headers = response.headers();
+  check(headers['content-type'] === 'text/html; charset=utf-8', headers['content-type']);
+  check(/default-src 'none'/.test(headers['content-security-policy']), 'no CSP');
+  step('page loaded');
+
+  const card = (name) => page.locator(`li.card[data-name="${name}"]`);
+  const statusOf = (name) => card(name).locator('.status').textContent();
+  await until(`${running} Running`, async () => (await statusOf(running)) === 'Running');
+  await until(`${stopped} Stopped`, async () => (await statusOf(stopped)) === 'Stopped');
+  check(await card(stopped).locator('.screen').isDisabled(), 'a stopped VM has no screen');
+  check(await card(stopped).locator('.thumb').isHidden(), 'a stopped VM shows a placeholder');
+  step('cards listed');
+
+  // The thumbnail shows the bars: read its pixels through a canvas (a blob: URL of this origin,
+  // so the canvas is not tainted) in the middle of each bar, in the first two bands (the second
+  // one inverted).
+  const expected = [];
+  for (let band = 0; band < 2; band += 1) {
+    bars.forEach((colour, bar) => {
+      const rgb = band % 2 === 1 ? colour.map((value) => 255 - value) : colour;
+      expected.push({ bar, band, rgb });
+    });
+  }
+  const pixelsOf = (name) =>
+    card(name)
+      .locator('.thumb')
+      .evaluate((img, samples) => {
+        if (!img.complete || img.naturalWidth === 0 || img.hidden) return { failure: 'no image' };
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        const context2d = canvas.getContext('2d');
+        context2d.drawImage(img, 0, 0);
+        const pixels = samples.map(({ bar, band }) => {
+          const x = Math.floor(((bar + 0.5) * canvas.width) / 8);
+          const y = Math.floor(((band + 0.5) * canvas.height) / 8);
+          return Array.from(context2d.getImageData(x, y, 1, 1).data.slice(0, 3));
+        });
+        return { width: img.naturalWidth, height: img.naturalHeight, src: img.src, pixels };
+      }, expected);
+  const showsBars = async (name) => {
+    const seen = await pixelsOf(name);
+    if (seen.failure) return seen;
+    const wrong = expected.filter((sample, index) =>
+      sample.rgb.some((value, channel) => Math.abs(value - seen.pixels[index][channel]) > TOLERANCE),
+    );
+    if (wrong.length > 0) return { failure: 'colours differ', seen, wrong };
+    return seen;
+  };
+  const thumb = await until(`${running}'s thumbnail shows the bars`, () => showsBars(running));
+  check(thumb.width === 320, `thumbnail width ${thumb.width}`);
+  check(thumb.height === Math.round((320 * screenHeight) / screenWidth), `height ${thumb.height}`);
+  check(thumb.src.startsWith('blob:'), `thumbnail src ${thumb.src}`);
+  step('thumbnail shows the bars');
+
+  // The screen is static: the refreshes that follow are conditional GETs answered 304.
+  await until('thumbnail refreshes answered 304', async () =>
+    thumbStatuses.filter((status) => status === 304).length >= 2, 10000);
+  step('thumbnail refreshes are 304s');
+
+  if (screenshot) {
+    await page.screenshot({ path: screenshot });
+    step('screenshot saved');
+  }
+
+  // The large view, by keyboard: the thumbnail is a button; Enter opens the live view.
+  const open = page.getByRole('button', { name: `Open the live screen of ${running}` });
+  await open.focus();
+  await page.keyboard.press('Enter');
+  const viewer = page.locator('#viewer');
+  await until('the viewer opens', () => viewer.evaluate((dialog) => dialog.open));
+  await until('the live view shows the screen at full size', () =>
+    page.locator('#viewer-image').evaluate((img) =>
+      img.naturalWidth === 640 && img.src.startsWith('blob:')));
+  step('live view open');
+
+  // "Save PNG" downloads the plain PNG as NAME-TIMESTAMP.png.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Save PNG' }).click(),
+  ]);
+  const file = download.suggestedFilename();
+  check(new RegExp(`^${running}-\\d{8}T\\d{6}Z\\.png$`).test(file), `download named ${file}`);
+  const png = await readFile(await download.path());
+  check(png.subarray(1, 4).toString() === 'PNG', 'the download is a PNG');
+  check(png.readUInt32BE(16) === screenWidth && png.readUInt32BE(20) === screenHeight,
+    `PNG of ${png.readUInt32BE(16)}x${png.readUInt32BE(20)}`);
+  await page.keyboard.press('Escape');
+  await until('the viewer closes', () => viewer.evaluate((dialog) => !dialog.open));
+  check(await page.locator('#viewer-image').getAttribute('src') === null, 'the stream stopped');
+  step('PNG saved');
+
+  // Stopped through the API (by another client, as far as the page knows): the card follows.
+  const stop = await page.evaluate(async (name) => {
+    const reply = await fetch(`/1.0/instances/${name}/state?project=default`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ action: 'stop', force: true }),
+    });
+    const envelope = await reply.json();
+    const done = await fetch(`${envelope.operation}/wait?timeout=30`).then((r) => r.json());
+    return done.metadata.status;
+  }, running);
+  check(stop === 'Success', `stop: ${stop}`);
+  await until(`${running}'s card shows Stopped`, async () =>
+    (await statusOf(running)) === 'Stopped', 15000);
+  check(await card(running).locator('.thumb').isHidden(), 'the stopped VM lost its thumbnail');
+  step('card shows Stopped');
+
+  // An error from the API shows on the card in the daemon's words: the page's Start request is
+  // made stateful on its way, which the daemon refuses with a 400 error envelope.
+  const statePath = `**/1.0/instances/${running}/state?*`;
+  await page.route(statePath, (route) =>
+    route.continue({ postData: JSON.stringify({ action: 'start', stateful: true }) }));
+  await page.getByRole('button', { name: `Start ${running}` }).click();
+  await until('the error envelope shows on the card', async () =>
+    (await card(running).locator('.error').textContent()) ===
+      'Start failed: Stateful start and stop are not supported', 15000);
+  await page.unroute(statePath);
+  step('errors shown');
+
+  // The Start button starts it again, and the bars come back.
+  await page.getByRole('button', { name: `Start ${running}` }).click();
+  await until(`${running}'s card shows Running`, async () =>
+    (await statusOf(running)) === 'Running', 30000);
+  check(!(await card(running).locator('.error').isVisible()), 'the old error is gone');
+  await until(`${running}'s thumbnail shows the bars again`, () => showsBars(running), 60000);
+  step('Start button started it');
+
+  check(problems.length === 0, problems.join('\n'));
+  await context.close();
+} finally {
+  await browser.close();
+}
+timings.total = Date.now() - started;
+console.log(JSON.stringify({ ok: true, timings }));
