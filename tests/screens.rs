@@ -45,6 +45,7 @@ async fn five_hundred_viewers_cost_a_handful_of_captures() {
     let before = metric(&daemon, "vgashot_screenshot_captures_total", "v1").await;
 
     let daemon = std::sync::Arc::new(daemon);
+    let burst = Instant::now();
     let mut viewers = tokio::task::JoinSet::new();
     for _ in 0..500 {
         let daemon = daemon.clone();
@@ -55,8 +56,15 @@ async fn five_hundred_viewers_cost_a_handful_of_captures() {
         });
     }
     let replies = viewers.join_all().await;
+    let elapsed = burst.elapsed();
     let captures = metric(&daemon, "vgashot_screenshot_captures_total", "v1").await - before;
-    assert!(captures <= 5, "{captures} captures for 500 requests");
+    // One capture per 250 ms interval at most, however many requests: a handful for a burst that
+    // a loaded CI machine may stretch beyond a second.
+    let intervals = u64::try_from(elapsed.as_millis() / 250).unwrap() + 1;
+    assert!(
+        captures <= intervals.max(5),
+        "{captures} captures for 500 requests in {elapsed:?}"
+    );
     let expected = fixture.expected_rgb().unwrap();
     let first = &replies[0];
     assert_eq!(decode_png(&first.body).2, expected);
@@ -67,7 +75,10 @@ async fn five_hundred_viewers_cost_a_handful_of_captures() {
     }
     let shared = metric(&daemon, "vgashot_screenshot_cache_hits_total", "v1").await
         + metric(&daemon, "vgashot_screenshot_coalesced_total", "v1").await;
-    assert!(shared >= 495, "{shared} requests shared a capture");
+    assert!(
+        shared + captures >= 500,
+        "{shared} requests shared a capture, {captures} took one"
+    );
 }
 
 #[tokio::test]
