@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use vgashot_rest::client::Client;
 
 use super::connection::{self, ConnectionArgs};
-use super::screenshot::screenshot_query;
+use super::screenshot::ScreenArgs;
 use super::{CliError, instance_path, picture};
 
 /// Screens probed at once by `--screens`.
@@ -128,7 +128,12 @@ async fn screens(client: &Client, project: &str, rows: &mut [Row]) {
         let path = instance_path(
             &row.name,
             "/console",
-            &screenshot_query(project, None, None, Vec::new()),
+            &ScreenArgs {
+                device: None,
+                head: None,
+                project: project.to_owned(),
+            }
+            .query(Vec::new()),
         );
         let (client, permits) = (client.clone(), permits.clone());
         probes.spawn(async move {

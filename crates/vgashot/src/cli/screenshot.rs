@@ -33,15 +33,8 @@ pub struct ScreenshotArgs {
     /// JPEG quality, 1-100 (the daemon's default is 80); PNG and WebP are lossless.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: Option<u8>,
-    /// The display device (`video0` is the instance's own) [default: the primary console].
-    #[arg(long, value_name = "DEVICE")]
-    pub device: Option<String>,
-    /// The head of a multi-head display device (`vgashot.vga.heads`), from 0.
-    #[arg(long, value_name = "N", requires = "device")]
-    pub head: Option<u32>,
-    /// The project of the instance.
-    #[arg(long, default_value = "default")]
-    pub project: String,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -106,26 +99,37 @@ pub enum ScreenshotError {
     Stdout(#[source] std::io::Error),
 }
 
-/// The query of a screenshot request: `type=vga`, the screen, then `extra` (size, format,
-/// stream...), in the API's words.
-pub fn screenshot_query<'a>(
-    project: &str,
-    device: Option<&str>,
-    head: Option<u32>,
-    extra: Vec<(&'a str, String)>,
-) -> Vec<(&'a str, String)> {
-    let mut pairs = vec![("type", "vga".to_owned())];
-    if project != "default" {
-        pairs.push(("project", project.to_owned()));
+/// Which screen: the options `screenshot` and `watch` share.
+#[derive(Debug, Args)]
+pub struct ScreenArgs {
+    /// The display device (`video0` is the instance's own) [default: the primary console].
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// The head of a multi-head display device (`vgashot.vga.heads`), from 0.
+    #[arg(long, value_name = "N", requires = "device")]
+    pub head: Option<u32>,
+    /// The project of the instance.
+    #[arg(long, default_value = "default")]
+    pub project: String,
+}
+
+impl ScreenArgs {
+    /// The query of a screenshot request: `type=vga`, this screen, then `extra` (size, format,
+    /// stream...), in the API's words.
+    pub fn query<'a>(&self, extra: Vec<(&'a str, String)>) -> Vec<(&'a str, String)> {
+        let mut pairs = vec![("type", "vga".to_owned())];
+        if self.project != "default" {
+            pairs.push(("project", self.project.clone()));
+        }
+        if let Some(device) = &self.device {
+            pairs.push(("device", device.clone()));
+        }
+        if let Some(head) = self.head {
+            pairs.push(("head", head.to_string()));
+        }
+        pairs.extend(extra);
+        pairs
     }
-    if let Some(device) = device {
-        pairs.push(("device", device.to_owned()));
-    }
-    if let Some(head) = head {
-        pairs.push(("head", head.to_string()));
-    }
-    pairs.extend(extra);
-    pairs
 }
 
 /// Takes the screenshot and saves it.
@@ -153,7 +157,7 @@ pub async fn run(dir: &Path, args: ScreenshotArgs) -> Result<(), CliError> {
     if let Some(quality) = args.quality {
         extra.push(("quality", quality.to_string()));
     }
-    let query = screenshot_query(&args.project, args.device.as_deref(), args.head, extra);
+    let query = args.screen.query(extra);
     let client = connection::connect(dir, &args.connection).await?;
     let reply = client
         .request("GET", &instance_path(&args.name, "/console", &query), None)

@@ -21,7 +21,7 @@ use vgashot_framebuffer::Frame;
 use vgashot_rest::client::{Client, ClientError};
 
 use super::connection::{self, ConnectionArgs};
-use super::screenshot::screenshot_query;
+use super::screenshot::ScreenArgs;
 use super::terminal::{self, Graphics, Placement, Protocol, WindowSize};
 use super::{CliError, instance_path, picture};
 
@@ -38,15 +38,8 @@ pub struct WatchArgs {
     /// stream is.
     #[arg(long, value_enum, default_value_t = Graphics::Auto, env = "VGASHOT_GRAPHICS")]
     pub graphics: Graphics,
-    /// The display device (`video0` is the instance's own) [default: the primary console].
-    #[arg(long, value_name = "DEVICE")]
-    pub device: Option<String>,
-    /// The head of a multi-head display device, from 0.
-    #[arg(long, value_name = "N", requires = "device")]
-    pub head: Option<u32>,
-    /// The project of the instance.
-    #[arg(long, default_value = "default")]
-    pub project: String,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -69,8 +62,8 @@ pub enum WatchError {
 pub async fn run(dir: &Path, args: WatchArgs) -> Result<(), CliError> {
     let client = connection::connect(dir, &args.connection).await?;
     let mut project = Vec::new();
-    if args.project != "default" {
-        project.push(("project", args.project.clone()));
+    if args.screen.project != "default" {
+        project.push(("project", args.screen.project.clone()));
     }
     let instance = client
         .call("GET", &instance_path(&args.name, "", &project), None)
@@ -91,11 +84,7 @@ pub async fn run(dir: &Path, args: WatchArgs) -> Result<(), CliError> {
         print!("{}", stream_help(dir, &args)?);
         return Ok(());
     };
-    let path = instance_path(
-        &args.name,
-        "/console",
-        &screenshot_query(&args.project, args.device.as_deref(), args.head, Vec::new()),
-    );
+    let path = instance_path(&args.name, "/console", &args.screen.query(Vec::new()));
     let mut screen = Screen::enter(protocol).map_err(WatchError::Terminal)?;
     let outcome = watch(&client, &path, &args, &mut screen).await;
     drop(screen);
@@ -161,11 +150,7 @@ fn stream_help(dir: &Path, args: &WatchArgs) -> Result<String, CliError> {
         ("stream", "mjpeg".to_owned()),
         ("fps", args.fps.to_string()),
     ];
-    let path = instance_path(
-        &args.name,
-        "/console",
-        &screenshot_query(&args.project, args.device.as_deref(), args.head, extra),
-    );
+    let path = instance_path(&args.name, "/console", &args.screen.query(extra));
     let file = format!("{}.mjpeg", args.name);
     let (place, url, curl) = match connection::curl_options(dir, &args.connection)? {
         connection::Curl::Unix { socket, options } => (
