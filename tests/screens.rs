@@ -267,7 +267,7 @@ async fn the_live_stream_sends_changes_and_ends_with_its_viewer() {
 
     let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
     stream
-        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=320 HTTP/1.0\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=320&quality=60 HTTP/1.0\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     let mut received = Vec::new();

@@ -132,8 +132,14 @@ async fn screenshot(
             })
             .transpose()?,
     };
-    let variant = Variant::parse(query)?;
     if let Some(StreamType::Mjpeg) = StreamType::parse(query)? {
+        let variant = Variant::parse(query, ImageFormat::Jpeg)?;
+        if variant.format != ImageFormat::Jpeg {
+            return Err(ApiError::BadRequest(
+                "The mjpeg stream is made of JPEG frames: leave format out, or set it to jpeg"
+                    .into(),
+            ));
+        }
         let fps = stream::parse_fps(query)?;
         // Fail now, in the error envelope, rather than with an empty stream.
         context.screens.capture(&instance, &key).await?;
@@ -145,6 +151,7 @@ async fn screenshot(
             fps,
         ));
     }
+    let variant = Variant::parse(query, ImageFormat::Png)?;
     let (capture, _) = context.screens.capture(&instance, &key).await?;
     let etag = capture.etag(&variant);
     let validators = [

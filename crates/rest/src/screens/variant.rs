@@ -78,9 +78,10 @@ impl Variant {
         *self == Self::plain()
     }
 
-    /// Reads `width`, `height`, `format` and `quality` from a query; anything out of range is a
-    /// 400 that says what is accepted.
-    pub fn parse(query: &Query) -> Result<Self, ApiError> {
+    /// Reads `width`, `height`, `format` and `quality` from a query, with `format` defaulting to
+    /// `default_format` (PNG for a screenshot, JPEG for a stream); anything out of range is a 400
+    /// that says what is accepted.
+    pub fn parse(query: &Query, default_format: ImageFormat) -> Result<Self, ApiError> {
         let side = |name: &str| -> Result<Option<u32>, ApiError> {
             query
                 .get(name)
@@ -98,7 +99,8 @@ impl Variant {
                 .transpose()
         };
         let format = match query.get("format") {
-            None | Some("" | "png") => ImageFormat::Png,
+            None | Some("") => default_format,
+            Some("png") => ImageFormat::Png,
             Some("jpeg" | "jpg") => ImageFormat::Jpeg,
             Some("webp") => ImageFormat::Webp,
             Some(other) => {
@@ -226,7 +228,15 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Result<Variant, ApiError> {
-        Variant::parse(&Query::parse(Some(raw)))
+        Variant::parse(&Query::parse(Some(raw)), ImageFormat::Png)
+    }
+
+    #[test]
+    fn a_stream_defaults_to_jpeg_and_takes_a_quality() {
+        let query = Query::parse(Some("stream=mjpeg&quality=70"));
+        let variant = Variant::parse(&query, ImageFormat::Jpeg).unwrap();
+        assert_eq!(variant.format, ImageFormat::Jpeg);
+        assert_eq!(variant.quality, Some(70));
     }
 
     #[test]
