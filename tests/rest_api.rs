@@ -248,6 +248,14 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
         .json()
         .unwrap();
     assert_eq!(stopped["metadata"]["status"], "Stopped");
+    // Straight after the stop, within the capture interval: no screen, not a stale one.
+    assert_error(
+        &daemon
+            .request("GET", "/1.0/instances/v1/console?type=vga", None)
+            .await,
+        400,
+        "Instance is not running",
+    );
     daemon.operation("DELETE", "/1.0/instances/v1", None).await;
     let empty = daemon
         .request("GET", "/1.0/instances", None)

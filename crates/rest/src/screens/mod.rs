@@ -148,6 +148,10 @@ impl Screens {
         vm: &Arc<QemuInstance>,
         key: &ScreenKey,
     ) -> Result<(Arc<Capture>, Served), ApiError> {
+        // A recent capture must not outlive the VM: a stopped VM has no screen.
+        if vm.state().pid.is_none() {
+            return Err(DriverError::NotRunning.into());
+        }
         let min_interval =
             screenshot_min_interval(&vm.definition()).map_err(DriverError::Config)?;
         let metrics = self.instance_metrics(&key.project, &key.name);
