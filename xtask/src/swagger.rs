@@ -53,6 +53,7 @@ fn validate(document: &Path) -> Result {
     }
     let installed = Command::new(&python)
         .args(["-c", "import openapi_spec_validator"])
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
     if !installed {
