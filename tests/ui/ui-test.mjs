@@ -179,7 +179,7 @@ try {
   await until('the viewer opens', () => viewer.evaluate((dialog) => dialog.open));
   await until('the live view shows the screen at full size', () =>
     page.locator('#viewer-image').evaluate((img) =>
-      img.naturalWidth === 640 && img.src.startsWith('blob:')));
+      img.naturalWidth === 640 && img.src.includes('stream=mjpeg')));
   step('live view open');
 
   // "Save PNG" downloads the plain PNG as NAME-TIMESTAMP.png.

@@ -17,7 +17,7 @@ const POLL_WITH_EVENTS_MS = 30000;
 const POLL_WITHOUT_EVENTS_MS = 3000;
 const EVENTS_RETRY_MS = 5000;
 const OPERATION_DEADLINE_MS = 120000;
-const LIVE_INTERVAL_MS = 250;
+const LIVE_FPS = 10;
 const LIVE_QUALITY = 90;
 
 const project = new URLSearchParams(location.search).get('project') || 'default';
@@ -354,73 +354,38 @@ function openViewer(card) {
   viewerTitle.textContent = `${card.name}: live screen`;
   viewerImage.alt = `Live screen of ${card.name}`;
   show(viewerError, '');
-  clearLive();
+  stopStream();
   startStream();
   viewer.showModal();
 }
 
 /**
- * The live view is the thumbnail's loop at full size and a faster pace: a conditional GET every
- * quarter second (the daemon's shortest capture interval), so a static screen costs 304s. An
- * `<img>` of `stream=mjpeg` would be simpler, but in Chromium it stayed blank for a static
- * screen: the daemon sends a frame only when the screen changes, and Chromium seems to show a
- * multipart part only once the next boundary arrives.
+ * The live view is an `<img>` of the MJPEG stream: the daemon sends a frame when the screen
+ * changes, at most `LIVE_FPS` a second, from the captures every other viewer shares. The stream
+ * is closed (by dropping the `src`) when the view closes or the tab is hidden.
  */
-const live = { etag: null, objectUrl: null, timer: null, inFlight: false };
-
 function startStream() {
-  if (!viewerCard || live.timer) return;
-  refreshLive();
-  live.timer = setInterval(refreshLive, LIVE_INTERVAL_MS);
+  if (!viewerCard || document.hidden) return;
+  viewerImage.src = url(instancePath(viewerCard.name, '/console'), {
+    type: 'vga',
+    stream: 'mjpeg',
+    fps: LIVE_FPS,
+    quality: LIVE_QUALITY,
+  });
 }
 
 function stopStream() {
-  clearInterval(live.timer);
-  live.timer = null;
-}
-
-function clearLive() {
-  stopStream();
-  if (live.objectUrl) URL.revokeObjectURL(live.objectUrl);
-  live.objectUrl = null;
-  live.etag = null;
   viewerImage.removeAttribute('src');
 }
 
-async function refreshLive() {
-  const card = viewerCard;
-  if (!card || live.inFlight || document.hidden) return;
-  live.inFlight = true;
-  try {
-    const headers = live.etag ? { 'If-None-Match': live.etag } : {};
-    const path = url(instancePath(card.name, '/console'), {
-      type: 'vga',
-      format: 'jpeg',
-      quality: LIVE_QUALITY,
-    });
-    const response = await fetch(path, { cache: 'no-store', headers });
-    if (response.status === 304 || viewerCard !== card) return;
-    if (!response.ok) {
-      show(viewerError, `No screen: ${await errorText(response)}`);
-      return;
-    }
-    const blob = await response.blob();
-    if (viewerCard !== card) return;
-    const previous = live.objectUrl;
-    live.objectUrl = URL.createObjectURL(blob);
-    live.etag = response.headers.get('ETag');
-    viewerImage.src = live.objectUrl;
-    show(viewerError, '');
-    if (previous) URL.revokeObjectURL(previous);
-  } catch {
-    // The connection dropped: the next tick tries again.
-  } finally {
-    live.inFlight = false;
+viewerImage.addEventListener('error', () => {
+  if (viewerCard && viewerImage.getAttribute('src')) {
+    show(viewerError, 'The screen stream ended (is the instance still running?)');
   }
-}
+});
 
 viewer.addEventListener('close', () => {
-  clearLive();
+  stopStream();
   viewerCard = null;
 });
 

@@ -5,9 +5,11 @@
 //! 1. A task per stream ticks at the requested frame rate and asks [`Screens`] for a capture,
 //!    so every stream and every plain request of the screen share captures (and the instance's
 //!    minimum interval).
-//! 2. A frame is sent only when the screen changed (its `ETag` differs from the last frame sent).
-//! 3. Each part ends with the next boundary, not the part after it: browsers show a part only
-//!    once they see the boundary that closes it, and on a still screen the next frame may be
+//! 2. A frame is sent only when the screen changed (its `ETag` differs from the last frame sent),
+//!    but for the one repeat of step 3.
+//! 3. Each part ends with the next boundary, and a frame that the screen keeps is sent once
+//!    more at the next tick: Chromium shows a part only once the part after it begins (measured:
+//!    a still screen stayed blank until then), and on a still screen the next change may be
 //!    minutes away.
 //! 4. Frames go through a channel of one: a viewer that reads slower than frames come loses the
 //!    frames in between (the next tick sends the newest), and nothing queues without bound.
@@ -77,20 +79,25 @@ pub fn mjpeg(
         let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_sent = None;
+        let mut repeat_owed = false;
         while !sender.is_closed() {
             ticks.tick().await;
             let Ok((capture, _)) = screens.capture(&vm, &key).await else {
                 break; // The instance stopped (or lost its display): the stream ends.
             };
             let etag = capture.etag(&variant);
-            if last_sent.as_ref() == Some(&etag) {
+            let unchanged = last_sent.as_ref() == Some(&etag);
+            if unchanged && !repeat_owed {
                 continue;
             }
             let Ok(jpeg) = capture.render(&variant).await else {
                 break;
             };
             match sender.try_send(part(&jpeg)) {
-                Ok(()) => last_sent = Some(etag),
+                Ok(()) => {
+                    repeat_owed = !unchanged;
+                    last_sent = Some(etag);
+                }
                 // The viewer has not read the last frame yet: skip this one.
                 Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Closed(_)) => break,
