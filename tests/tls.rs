@@ -7,24 +7,17 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{Value, json};
 use support::Daemon;
+use vgashot_rest::client::{Client, ClientIdentity, RemoteAddress, ServerPin};
 use vgashot_rest::trust::fingerprint;
 
 /// A client certificate and its key, made here.
 struct Identity {
     certificate: CertificateDer<'static>,
-    key_der: Vec<u8>,
     pem: String,
     key_pem: String,
 }
@@ -41,7 +34,6 @@ impl Identity {
         let certificate = params.self_signed(&key).unwrap();
         Self {
             certificate: certificate.der().clone(),
-            key_der: key.serialize_der(),
             pem: certificate.pem(),
             key_pem: key.serialize_pem(),
         }
@@ -51,60 +43,21 @@ impl Identity {
         fingerprint(&self.certificate)
     }
 
+    /// The identity as the project's client presents it (read from PEM files, as `--cert` and
+    /// `--key` are).
+    fn client_identity(&self) -> ClientIdentity {
+        let dir = tempfile::tempdir().unwrap();
+        let (certificate, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+        std::fs::write(&certificate, &self.pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        ClientIdentity::load(&certificate, &key).unwrap()
+    }
+
     /// Writes the certificate to `dir/NAME.crt` and returns the path.
     fn write(&self, dir: &Path, name: &str) -> std::path::PathBuf {
         let path = dir.join(format!("{name}.crt"));
         std::fs::write(&path, &self.pem).unwrap();
         path
-    }
-}
-
-/// Trusts exactly one server certificate, the one `GET /1.0` reported: what the `incus` client
-/// does with the certificate it accepted.
-#[derive(Debug)]
-struct Pinned {
-    certificate: CertificateDer<'static>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.certificate.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, certificate, signature, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, certificate, signature, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
@@ -130,48 +83,18 @@ async fn server(daemon: &Daemon) -> Server {
     }
 }
 
-/// One request over a new TLS connection, presenting `identity` if given; the status and JSON.
+/// One request over a new TLS connection with the project's own client, trusting exactly the
+/// server certificate `GET /1.0` reported (as the `incus` client does with the one it accepted)
+/// and presenting `identity` if given; the status and JSON.
 async fn get(server: &Server, identity: Option<&Identity>, path: &str) -> (u16, Value) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let pinned = Pinned {
-        certificate: CertificateDer::from_pem_slice(server.certificate_pem.as_bytes()).unwrap(),
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(pinned));
-    let config = match identity {
-        Some(identity) => builder
-            .with_client_auth_cert(
-                vec![identity.certificate.clone()],
-                PrivateKeyDer::Pkcs8(identity.key_der.clone().into()),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = tokio::net::TcpStream::connect(server.address)
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header("host", server.address.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&body)
-        .unwrap_or_else(|error| panic!("GET {path}: not JSON ({error}): {body:?}"));
-    (status, json)
+    let remote = RemoteAddress::parse(&format!("https://{}", server.address)).unwrap();
+    let pin = ServerPin::Fingerprint(server.fingerprint.clone());
+    let client = Client::tls(remote, identity.map(Identity::client_identity), pin).unwrap();
+    let reply = client.request("GET", path, None).await.unwrap();
+    let json = reply
+        .json()
+        .unwrap_or_else(|error| panic!("GET {path}: not JSON ({error}): {:?}", reply.body));
+    (reply.status, json)
 }
 
 /// Runs `vgashot trust ARGS` over the daemon's directory; its standard output, trimmed.
