@@ -195,7 +195,9 @@ try {
     `PNG of ${png.readUInt32BE(16)}x${png.readUInt32BE(20)}`);
   await page.keyboard.press('Escape');
   await until('the viewer closes', () => viewer.evaluate((dialog) => !dialog.open));
-  check(await page.locator('#viewer-image').getAttribute('src') === null, 'the stream stopped');
+  // The dialog's close event comes a moment after `open` turns false.
+  await until('the stream stops', () =>
+    page.locator('#viewer-image').evaluate((img) => img.getAttribute('src') === null));
   step('PNG saved');
 
   // Stopped through the API (by another client, as far as the page knows): the card follows.
