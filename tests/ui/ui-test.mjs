@@ -214,7 +214,7 @@ try {
   check(stop === 'Success', `stop: ${stop}`);
   await until(`${running}'s card shows Stopped`, async () =>
     (await statusOf(running)) === 'Stopped', 15000);
-  check(await card(running).locator('.thumb').isHidden(), 'the stopped VM lost its thumbnail');
+  await until('the stopped VM lost its thumbnail', () => card(running).locator('.thumb').isHidden());
   step('card shows Stopped');
 
   // An error from the API shows on the card in the daemon's words: the page's Start request is
@@ -233,7 +233,8 @@ try {
   await page.getByRole('button', { name: `Start ${running}` }).click();
   await until(`${running}'s card shows Running`, async () =>
     (await statusOf(running)) === 'Running', 30000);
-  check(!(await card(running).locator('.error').isVisible()), 'the old error is gone');
+  await until('the old error is gone', async () =>
+    !(await card(running).locator('.error').isVisible()));
   await until(`${running}'s thumbnail shows the bars again`, () => showsBars(running), 60000);
   step('Start button started it');
 
