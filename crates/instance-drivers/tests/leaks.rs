@@ -56,8 +56,13 @@ async fn two_hundred_screenshots_leak_no_descriptors() {
             assert!(shot.unwrap() > 0);
         }
     }
-    // Surplus files are removed from QEMU in the background; give that a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Surplus files are removed from QEMU in the background: wait (bounded) until that is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while vgashot_qemu_process::testing::open_descriptors(qemu) != qemu_before
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         vgashot_qemu_process::testing::open_descriptors(qemu),
         qemu_before,

@@ -50,9 +50,14 @@ async fn two_hundred_screenshots_leak_nothing() {
         );
     }
 
-    // Surplus capture files are removed in the background; let that finish.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     vm.qmp.release_capture_files().await.unwrap();
+    // Surplus capture files are removed in the background: wait (bounded) until that is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while vm.qmp.query_fdsets().await.unwrap() != fdsets_before
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(vm.qmp.query_fdsets().await.unwrap(), fdsets_before);
     assert_eq!(
         vgashot_qemu_process::testing::open_descriptors(vm.process.pid()),

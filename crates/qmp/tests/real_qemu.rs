@@ -188,8 +188,9 @@ async fn killing_qemu_fails_pending_and_later_calls_at_once() {
     vm.process.kill().await.unwrap();
     let error = pending.await.unwrap().unwrap_err();
     let waited = killed.elapsed();
+    // Well before the 5 s command timeout: it failed because QEMU went, not because it timed out.
     assert!(
-        waited < Duration::from_secs(1),
+        waited < Duration::from_secs(2),
         "the pending call took {waited:?} to fail"
     );
     let Error::Disconnected(reason) = &error else {
@@ -207,7 +208,10 @@ async fn killing_qemu_fails_pending_and_later_calls_at_once() {
 
     let later = Instant::now();
     assert!(vm.qmp.query_version().await.unwrap_err().is_disconnected());
-    assert!(later.elapsed() < Duration::from_millis(100));
+    assert!(
+        later.elapsed() < Duration::from_secs(1),
+        "a later call waited"
+    );
 }
 
 fn reason_of(error: &Error) -> &Arc<ConnectionLost> {
