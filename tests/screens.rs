@@ -232,6 +232,9 @@ async fn thumbnails_and_formats() {
         "&quality=50",
         "&format=jpeg&quality=0",
         "&stream=flv",
+        "&device=nope",
+        "&device=video0&head=99",
+        "&head=1",
         "&head=x",
     ] {
         let reply = get(bad).await;

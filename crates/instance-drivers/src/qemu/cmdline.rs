@@ -50,7 +50,7 @@ const DEFAULT_MEMORY_BYTES: u64 = GIB;
 /// Less than this and SeaBIOS plus any guest kernel has no room.
 const MIN_MEMORY_BYTES: u64 = 32 * MIB;
 /// The most heads `vgashot.vga.heads` accepts: virtio-gpu's limit (QEMU refuses more).
-const MAX_HEADS: u32 = 16;
+pub const MAX_HEADS: u32 = 16;
 /// One mebibyte, QEMU's `-m` unit.
 const MIB: u64 = 1 << 20;
 /// One gibibyte.

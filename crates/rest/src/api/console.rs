@@ -7,7 +7,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderValue, IF_NONE_MATCH, LAST_MODIFIED};
 use http::{HeaderMap, Response, StatusCode};
-use vgashot_instance_drivers::{Instance, QemuInstance};
+use vgashot_instance_drivers::qemu::cmdline::{DISPLAY_DEVICE_ID, MAX_HEADS};
+use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
 
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
@@ -116,22 +117,7 @@ async fn screenshot(
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let key = ScreenKey {
-        project: project.to_owned(),
-        name: instance.name().to_owned(),
-        device: query
-            .get("device")
-            .filter(|device| !device.is_empty())
-            .map(str::to_owned),
-        head: query
-            .get("head")
-            .map(|head| {
-                head.parse::<u32>().map_err(|_| {
-                    ApiError::BadRequest(format!("Invalid value for head parameter: {head}"))
-                })
-            })
-            .transpose()?,
-    };
+    let key = screen_key(project, instance.name(), query)?;
     if let Some(StreamType::Mjpeg) = StreamType::parse(query)? {
         let variant = Variant::parse(query, ImageFormat::Jpeg)?;
         if variant.format != ImageFormat::Jpeg {
@@ -179,6 +165,46 @@ async fn screenshot(
         }
     }
     Ok(response)
+}
+
+/// Which screen a request asks for. Only screens that can exist are named, so a client cannot
+/// make the daemon keep state for any number of made-up devices or heads: the display device is
+/// the instance's own (`video0`), and heads go up to the most a device can have.
+fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, ApiError> {
+    let device = query
+        .get("device")
+        .filter(|device| !device.is_empty())
+        .map(str::to_owned);
+    if let Some(device) = device
+        .as_ref()
+        .filter(|device| *device != DISPLAY_DEVICE_ID)
+    {
+        return Err(DriverError::DisplayNotFound {
+            device: device.clone(),
+        }
+        .into());
+    }
+    let head = query
+        .get("head")
+        .map(|head| {
+            head.parse::<u32>().map_err(|_| {
+                ApiError::BadRequest(format!("Invalid value for head parameter: {head}"))
+            })
+        })
+        .transpose()?;
+    if let (Some(head @ MAX_HEADS..), Some(device)) = (head, &device) {
+        return Err(DriverError::HeadNotFound {
+            device: device.clone(),
+            head,
+        }
+        .into());
+    }
+    Ok(ScreenKey {
+        project: project.to_owned(),
+        name: name.to_owned(),
+        device,
+        head,
+    })
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part, as
