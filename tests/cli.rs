@@ -78,25 +78,16 @@ fn fails(output: &Output) -> String {
     stderr(output)
 }
 
-/// Creates `name` booting `fixture`, started or not.
-async fn create(daemon: &Daemon, name: &str, fixture: Fixture, start: bool) {
-    let image = daemon.image(fixture);
-    let body = json!({
-        "name": name, "type": "virtual-machine", "source": {"type": "none"},
-        "config": {"limits.memory": "64MiB"},
-        "devices": {"root": {"type": "disk", "path": "/", "source": image}}, "start": start,
-    });
-    daemon.operation("POST", "/1.0/instances", Some(body)).await;
-}
-
 #[tokio::test]
 async fn screenshots_lists_and_watch_over_the_socket() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
     let fixture = Fixture::bars(640, 480);
-    create(&daemon, "v1", fixture, true).await;
-    create(&daemon, "v2", fixture, false).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
+    daemon
+        .create_vm("v2", Some(fixture), json!({}), false)
+        .await;
     wait_for_picture(&daemon, "v1", fixture).await;
     let expected = fixture.expected_rgb().unwrap();
     let cwd = tempfile::tempdir().unwrap();
@@ -322,7 +313,7 @@ async fn remotes_over_tls_with_pinned_certificates() {
         return;
     };
     let fixture = Fixture::bars(640, 480);
-    create(&daemon, "v1", fixture, true).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     let (address, certificate, fingerprint) = tls_server(&daemon).await;
     let url = format!("https://{address}");
     let cwd = tempfile::tempdir().unwrap();

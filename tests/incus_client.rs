@@ -3,31 +3,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use serde_json::json;
 use support::{Daemon, decode_png, wait_for_picture};
 use vgashot_fixtures::Fixture;
-
-/// The `incus` binary, or `None` (with a note) where the test may be skipped. `cargo xtask test`
-/// installs the client and sets `VGASHOT_REQUIRE_INCUS`, and CI sets `CI`: there it must exist.
-fn incus() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join("incus"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        let required = ["CI", "VGASHOT_REQUIRE_INCUS"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-        assert!(
-            !required,
-            "the incus client is missing: run ../shared/tools/install-incus-client.sh"
-        );
-        eprintln!("skipped: no incus client on this machine");
-    }
-    found
-}
 
 /// Runs `incus ARGS` against the daemon with a private configuration, and returns its output.
 fn run(incus: &Path, daemon: &Daemon, args: &[&str]) -> Output {
@@ -61,13 +42,14 @@ fn ok(incus: &Path, daemon: &Daemon, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn the_incus_client_drives_the_daemon() {
-    let Some(incus) = incus() else { return };
+    let Some(incus) = support::incus() else {
+        return;
+    };
     let Some(daemon) = Daemon::start().await else {
         return;
     };
     let fixture = Fixture::bars(640, 480);
-    let image = daemon.image(fixture);
-    daemon.create_vm("v1", Some(&image)).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     wait_for_picture(&daemon, "v1", fixture).await;
 
     let list = ok(

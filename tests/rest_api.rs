@@ -166,8 +166,7 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
         return;
     };
     let fixture = Fixture::bars(1024, 768);
-    let image = daemon.image(fixture);
-    let created = daemon.create_vm("v1", Some(&image)).await;
+    let created = daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     assert_eq!(
         created["resources"]["instances"],
         json!(["/1.0/instances/v1"])
@@ -271,8 +270,7 @@ async fn fifty_concurrent_screenshots_of_one_vm_are_all_valid() {
         return;
     };
     let fixture = Fixture::bars(640, 480);
-    let image = daemon.image(fixture);
-    daemon.create_vm("v1", Some(&image)).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     wait_for_picture(&daemon, "v1", fixture).await;
 
     let daemon = std::sync::Arc::new(daemon);
@@ -299,8 +297,7 @@ async fn a_restarted_daemon_still_serves_its_running_vm() {
         return;
     };
     let fixture = Fixture::Mode13;
-    let image = daemon.image(fixture);
-    daemon.create_vm("v1", Some(&image)).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     let pid = |daemon_state: Value| daemon_state["metadata"]["pid"].as_i64().unwrap();
     let before = pid(daemon
         .request("GET", "/1.0/instances/v1/state", None)

@@ -23,24 +23,13 @@ async fn metric(daemon: &Daemon, family: &str, name: &str) -> u64 {
         .unwrap()
 }
 
-async fn create(daemon: &Daemon, name: &str, fixture: Fixture, config: serde_json::Value) {
-    let image = daemon.image(fixture);
-    let mut config = config;
-    config["limits.memory"] = json!("64MiB");
-    let body = json!({
-        "name": name, "type": "virtual-machine", "source": {"type": "none"}, "config": config,
-        "devices": {"root": {"type": "disk", "path": "/", "source": image}}, "start": true,
-    });
-    daemon.operation("POST", "/1.0/instances", Some(body)).await;
-}
-
 #[tokio::test]
 async fn five_hundred_viewers_cost_a_handful_of_captures() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
     let fixture = Fixture::bars(640, 480);
-    create(&daemon, "v1", fixture, json!({})).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     wait_for_picture(&daemon, "v1", fixture).await;
     let before = metric(&daemon, "vgashot_screenshot_captures_total", "v1").await;
 
@@ -87,20 +76,22 @@ async fn etags_follow_the_pixels_and_answer_304() {
         return;
     };
     let fixture = Fixture::bars(640, 480);
-    create(
-        &daemon,
-        "still",
-        fixture,
-        json!({"console.screenshot.min_interval": "0"}),
-    )
-    .await;
-    create(
-        &daemon,
-        "moving",
-        Fixture::Counter,
-        json!({"console.screenshot.min_interval": "0"}),
-    )
-    .await;
+    daemon
+        .create_vm(
+            "still",
+            Some(fixture),
+            json!({"console.screenshot.min_interval": "0"}),
+            true,
+        )
+        .await;
+    daemon
+        .create_vm(
+            "moving",
+            Some(Fixture::Counter),
+            json!({"console.screenshot.min_interval": "0"}),
+            true,
+        )
+        .await;
     wait_for_picture(&daemon, "still", fixture).await;
 
     let shot = |name: &'static str, extra: &'static str| {
@@ -175,7 +166,7 @@ async fn thumbnails_and_formats() {
         return;
     };
     let fixture = Fixture::bars(1024, 768);
-    create(&daemon, "v1", fixture, json!({})).await;
+    daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     wait_for_picture(&daemon, "v1", fixture).await;
     let get = |query: &'static str| {
         let daemon = &daemon;
@@ -247,13 +238,14 @@ async fn the_live_stream_sends_changes_and_ends_with_its_viewer() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    create(
-        &daemon,
-        "v1",
-        Fixture::Counter,
-        json!({"console.screenshot.min_interval": "0"}),
-    )
-    .await;
+    daemon
+        .create_vm(
+            "v1",
+            Some(Fixture::Counter),
+            json!({"console.screenshot.min_interval": "0"}),
+            true,
+        )
+        .await;
     let socket = daemon.socket();
     // Wait until the counter is on screen.
     let started = Instant::now();
@@ -321,13 +313,14 @@ async fn a_slow_stream_reader_does_not_grow_memory() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    create(
-        &daemon,
-        "v1",
-        Fixture::Counter,
-        json!({"console.screenshot.min_interval": "0"}),
-    )
-    .await;
+    daemon
+        .create_vm(
+            "v1",
+            Some(Fixture::Counter),
+            json!({"console.screenshot.min_interval": "0"}),
+            true,
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();

@@ -252,7 +252,9 @@ async fn the_unix_socket_sees_the_listener() {
 /// the daemon already trusts, then `list` and `info` through the remote.
 #[tokio::test]
 async fn the_incus_client_connects_over_tls() {
-    let Some(incus) = incus() else { return };
+    let Some(incus) = support::incus() else {
+        return;
+    };
     let Some(daemon) = Daemon::start_listening("127.0.0.1:0").await else {
         return;
     };
@@ -296,24 +298,4 @@ async fn the_incus_client_connects_over_tls() {
     let info = run(&["info", "vg:"]);
     assert!(info.contains("auth: trusted"), "{info}");
     assert!(info.contains(&tls.fingerprint), "{info}");
-}
-
-/// The `incus` binary, or `None` where the test may be skipped (as in `tests/incus_client.rs`:
-/// `cargo xtask test` and CI require it).
-fn incus() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join("incus"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        let required = ["CI", "VGASHOT_REQUIRE_INCUS"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-        assert!(
-            !required,
-            "the incus client is missing: run ../shared/tools/install-incus-client.sh"
-        );
-        eprintln!("skipped: no incus client on this machine");
-    }
-    found
 }

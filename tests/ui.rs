@@ -41,10 +41,7 @@ fn tools() -> Option<Tools> {
     let chromium = std::env::var_os("VGASHOT_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let node = std::env::split_paths(&path)
-        .map(|dir| dir.join("node"))
-        .find(|candidate| candidate.is_file());
+    let node = support::on_path("node");
     let ui = workspace_root().join("tests/ui");
     let mut missing = Vec::new();
     if !chromium.is_file() {
@@ -66,15 +63,13 @@ fn tools() -> Option<Tools> {
             script: ui.join("ui-test.mjs"),
         });
     }
-    let required = ["CI", "VGASHOT_REQUIRE_UI"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-    assert!(
-        !required,
-        "missing for the web page test: {} (`cargo xtask test` installs them as root)",
-        missing.join(", ")
+    support::skip_unless_required(
+        "VGASHOT_REQUIRE_UI",
+        &format!(
+            "{} (`cargo xtask test` installs them as root)",
+            missing.join(", ")
+        ),
     );
-    eprintln!("skipped: missing {}", missing.join(", "));
     None
 }
 
@@ -98,14 +93,11 @@ async fn the_page_shows_and_drives_the_vms() {
     };
     let started = Instant::now();
     let fixture = Fixture::bars(640, 480);
-    let image = daemon.image(fixture);
-    daemon.create_vm("bars", Some(&image)).await;
+    daemon
+        .create_vm("bars", Some(fixture), json!({}), true)
+        .await;
     // A second VM that stays stopped: its card shows the placeholder.
-    let idle = json!({
-        "name": "idle", "type": "virtual-machine", "source": {"type": "none"},
-        "config": {"limits.memory": "64MiB"}, "devices": {}, "start": false,
-    });
-    daemon.operation("POST", "/1.0/instances", Some(idle)).await;
+    daemon.create_vm("idle", None, json!({}), false).await;
     support::wait_for_picture(&daemon, "bars", fixture).await;
     let vm_ready = started.elapsed();
 

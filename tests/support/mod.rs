@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -140,19 +140,28 @@ impl Daemon {
         done["metadata"].clone()
     }
 
-    /// Creates a VM that boots `image` (or nothing), and starts it.
-    pub async fn create_vm(&self, name: &str, image: Option<&Path>) -> Value {
+    /// Creates a VM with 64 MiB and `config` that boots `fixture` (or nothing), started or not;
+    /// returns the finished operation.
+    pub async fn create_vm(
+        &self,
+        name: &str,
+        fixture: Option<vgashot_fixtures::Fixture>,
+        mut config: Value,
+        start: bool,
+    ) -> Value {
         let mut devices = json!({});
-        if let Some(image) = image {
+        if let Some(fixture) = fixture {
+            let image = self.image(fixture);
             devices["root"] = json!({"type": "disk", "path": "/", "source": image});
         }
+        config["limits.memory"] = json!("64MiB");
         let body = json!({
             "name": name,
             "type": "virtual-machine",
             "source": {"type": "none"},
-            "config": {"limits.memory": "64MiB"},
+            "config": config,
             "devices": devices,
-            "start": true,
+            "start": start,
         });
         self.operation("POST", "/1.0/instances", Some(body)).await
     }
@@ -202,4 +211,35 @@ pub async fn wait_for_picture(daemon: &Daemon, name: &str, fixture: vgashot_fixt
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An executable of that name on `PATH`.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Says that `missing` keeps a test from running: it fails where the test must run (`CI`, or
+/// `requirement`, which `cargo xtask test` sets after installing it), and is skipped, with a
+/// note, elsewhere.
+pub fn skip_unless_required(requirement: &str, missing: &str) {
+    let required = ["CI", requirement]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    assert!(!required, "missing: {missing}");
+    eprintln!("skipped: missing {missing}");
+}
+
+/// The `incus` client, or `None` where its test may be skipped.
+pub fn incus() -> Option<PathBuf> {
+    let found = on_path("incus");
+    if found.is_none() {
+        skip_unless_required(
+            "VGASHOT_REQUIRE_INCUS",
+            "the incus client (run ../shared/tools/install-incus-client.sh)",
+        );
+    }
+    found
 }

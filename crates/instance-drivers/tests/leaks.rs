@@ -14,12 +14,7 @@ async fn two_hundred_screenshots_leak_no_descriptors() {
     let Some(harness) = Harness::new().await else {
         return;
     };
-    let vm = harness
-        .driver
-        .create(harness.definition("v1", &[]))
-        .await
-        .unwrap();
-    vm.start().await.unwrap();
+    let vm = harness.started("v1", &[]).await;
     let qemu = vm.state().pid.unwrap();
 
     let burst = |count: usize, encoder: PngEncoder| {

@@ -109,12 +109,7 @@ async fn a_vm_killed_from_outside_becomes_stopped_with_a_reason() {
     let Some(harness) = Harness::new().await else {
         return;
     };
-    let vm = harness
-        .driver
-        .create(harness.definition("v1", &[]))
-        .await
-        .unwrap();
-    vm.start().await.unwrap();
+    let vm = harness.started("v1", &[]).await;
     let pid = vm.state().pid.unwrap();
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     wait_for_status(&*vm, InstanceStatus::Stopped).await;
@@ -145,12 +140,7 @@ async fn a_new_driver_reattaches_to_running_vms() {
     let Some(harness) = Harness::new().await else {
         return;
     };
-    let vm = harness
-        .driver
-        .create(harness.definition("v1", &[]))
-        .await
-        .unwrap();
-    vm.start().await.unwrap();
+    let vm = harness.started("v1", &[]).await;
     let pid = vm.state().pid.unwrap();
     harness
         .driver

@@ -92,12 +92,7 @@ async fn display_devices_and_heads_are_checked() {
     let Some(harness) = Harness::new().await else {
         return;
     };
-    let vm = harness
-        .driver
-        .create(harness.definition("std", &[]))
-        .await
-        .unwrap();
-    vm.start().await.unwrap();
+    let vm = harness.started("std", &[]).await;
 
     let named = vm
         .console_screenshot(&ScreenshotOptions {
@@ -139,11 +134,8 @@ async fn display_devices_and_heads_are_checked() {
     vm.stop(true, Duration::ZERO).await.unwrap();
 
     let headless = harness
-        .driver
-        .create(harness.definition("headless", &[("vgashot.vga", "none")]))
-        .await
-        .unwrap();
-    headless.start().await.unwrap();
+        .started("headless", &[("vgashot.vga", "none")])
+        .await;
     let none = headless
         .console_screenshot(&ScreenshotOptions::default())
         .await;
@@ -157,14 +149,11 @@ async fn virtio_vga_heads_are_separate_screens() {
         return;
     };
     let vm = harness
-        .driver
-        .create(harness.definition(
+        .started(
             "virtio",
             &[("vgashot.vga", "virtio"), ("vgashot.vga.heads", "2")],
-        ))
-        .await
-        .unwrap();
-    vm.start().await.unwrap();
+        )
+        .await;
     for head in [0, 1] {
         let shot = vm
             .console_screenshot(&ScreenshotOptions {

@@ -4,12 +4,15 @@
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use vgashot_fixtures::Fixture;
+
 use vgashot_instance_drivers::{
     DriverPaths, Instance, InstanceDefinition, InstanceStatus, InstanceType, QemuDriver,
+    QemuInstance,
 };
 
 /// The memory every test VM gets: plenty for a boot sector, small for CI.
@@ -54,6 +57,17 @@ impl Harness {
             created_at: "2026-11-29T00:00:00Z".into(),
             last_used_at: String::new(),
         }
+    }
+
+    /// Creates and starts a VM with `extra` config.
+    pub async fn started(&self, name: &str, extra: &[(&str, &str)]) -> Arc<QemuInstance> {
+        let vm = self
+            .driver
+            .create(self.definition(name, extra))
+            .await
+            .unwrap();
+        vm.start().await.unwrap();
+        vm
     }
 
     /// A VM definition that boots `fixture` from its root disk.
