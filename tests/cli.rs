@@ -16,7 +16,7 @@ use vgashot_fixtures::Fixture;
 /// `vgashot ARGS` run in `cwd`, for the daemon of `daemon` (`VGASHOT_DIR`), with the client's
 /// configuration in `conf`, and none of the variables that describe an image-capable terminal.
 fn command(daemon: &Daemon, cwd: &Path, conf: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vgashot"));
+    let mut command = Command::new(support::daemon_binary());
     command
         .args(args)
         .current_dir(cwd)

@@ -99,7 +99,7 @@ async fn get(server: &Server, identity: Option<&Identity>, path: &str) -> (u16, 
 
 /// Runs `vgashot trust ARGS` over the daemon's directory; its standard output, trimmed.
 fn vgashot_trust(daemon: &Daemon, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_vgashot"))
+    let output = Command::new(support::daemon_binary())
         .arg("trust")
         .args(args)
         .env("VGASHOT_DIR", daemon.dir.path())

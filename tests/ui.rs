@@ -107,7 +107,7 @@ async fn the_page_shows_and_drives_the_vms() {
     let key_path = daemon.dir.path().join("browser.key");
     std::fs::write(&cert_path, certificate).unwrap();
     std::fs::write(&key_path, key).unwrap();
-    let trusted = Command::new(env!("CARGO_BIN_EXE_vgashot"))
+    let trusted = Command::new(support::daemon_binary())
         .args(["trust", "add"])
         .arg(&cert_path)
         .env("VGASHOT_DIR", daemon.dir.path())

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod bystander;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,7 +62,7 @@ impl Daemon {
 
     /// Starts (again) the daemon process over the same directory.
     pub async fn spawn(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vgashot"));
+        let mut command = Command::new(daemon_binary());
         command.arg("daemon");
         if let Some(address) = &self.listen {
             command.args(["--listen", address]);
@@ -180,6 +182,15 @@ impl Drop for Daemon {
         }
         vgashot_qemu_process::testing::kill_detached_under(&self.dir.path().join("run"));
     }
+}
+
+/// The `vgashot` binary under test: `VGASHOT_TEST_BINARY` when set (`cargo xtask test` points
+/// the attack suite at the release build with it), else the one cargo built for this test.
+pub fn daemon_binary() -> PathBuf {
+    std::env::var_os("VGASHOT_TEST_BINARY")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vgashot")))
 }
 
 /// Decodes a PNG into (width, height, RGB).

@@ -48,6 +48,11 @@ fn main() -> ExitCode {
 
 /// Runs `cargo` with `args` in the workspace root, failing when it fails.
 fn cargo(args: &[&str]) -> Result {
+    cargo_with(args, &[])
+}
+
+/// Runs `cargo` with `args` and the environment variables `envs` in the workspace root.
+fn cargo_with(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Result {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(cargo)
@@ -56,6 +61,7 @@ fn cargo(args: &[&str]) -> Result {
         .env("VGASHOT_REQUIRE_QEMU", "1")
         .envs(qemu::incus_requirement())
         .envs(qemu::ui_requirement())
+        .envs(envs.iter().copied())
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
     if status.success() {
@@ -86,7 +92,14 @@ fn test() -> Result {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])?;
+    // The end-to-end tests (the attack suite among them) drive the release daemon, the build
+    // people run next to their VMs.
+    cargo(&["build", "--release", "--package", "vgashot"])?;
+    let release = workspace_root().join("target/release/vgashot");
+    cargo_with(
+        &["test", "--workspace"],
+        &[("VGASHOT_TEST_BINARY", release.as_os_str())],
+    )?;
     swagger::run(true)
 }
 

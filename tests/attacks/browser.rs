@@ -1,0 +1,1 @@
+//! Attacks: browser (being written).

@@ -1,0 +1,1 @@
+//! Attacks: confinement (being written).

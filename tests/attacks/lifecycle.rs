@@ -1,0 +1,1 @@
+//! Attacks: lifecycle (being written).
