@@ -18,9 +18,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::capture_pool::CapturePool;
 use crate::error::{ConnectionLost, Error, ProtocolError, Result};
 use crate::message::{self, Event, Greeting, Incoming};
-use crate::screenshot::CapturePool;
 use crate::{Config, fdpass};
 
 /// What a waiting caller receives: QEMU's result, or its error object.

@@ -175,6 +175,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A descriptor could not be made ready to pass (duplicated), or its registration could not
+    /// run to its end because the runtime is stopping.
+    #[error("cannot pass a descriptor to QEMU: cannot {operation}")]
+    PassDescriptor {
+        /// What was being done.
+        operation: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The memory file that receives a screendump could not be created, read or reset.
     #[error("screendump memory file: cannot {operation}")]
     CaptureFile {
@@ -198,6 +208,14 @@ impl Error {
     /// Whether the connection is gone (QEMU exited, the socket broke, or the peer misbehaved).
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Self::Disconnected(_))
+    }
+
+    /// A registration task ended before its round trip did: the runtime is shutting down.
+    pub(crate) fn runtime_stopping() -> Self {
+        Self::PassDescriptor {
+            operation: "finish registering it (the runtime is stopping)",
+            source: io::ErrorKind::Interrupted.into(),
+        }
     }
 }
 

@@ -7,16 +7,23 @@
 //! keeps an fd set listed in `query-fdsets` after its last descriptor is removed one by one.
 //!
 //! A guard holds a clone of the connection, so it keeps the connection open while it lives.
+//!
+//! Every pass is undone even when the caller's future is dropped midway (cancelled, or timed out
+//! by the caller): the `getfd` guard is armed before the round trip (we chose the name, so its
+//! `closefd` can follow at once), and `add-fd`, whose set number only QEMU's reply tells, runs in a
+//! task of its own ([`register_detached`]) that removes the set when nobody waits for it any more.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use tokio::sync::oneshot;
 
 use crate::client::Qmp;
 use crate::commands::AddFdInfo;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Runs `undo` on the current runtime, if there is one; without one the process is exiting
 /// and QEMU closes what this connection passed when the socket closes.
-fn spawn_undo<F>(undo: F)
+pub(crate) fn spawn_undo<F>(undo: F)
 where
     F: Future<Output = Result<()>> + Send + 'static,
 {
@@ -27,6 +34,25 @@ where
             }
         });
     }
+}
+
+/// Runs `register` (a round trip that makes QEMU hold something of ours) in a task of its own, so
+/// that it completes even when the caller stops waiting, and returns what it registered. When the
+/// caller is gone by then, what was registered goes to `orphaned`, which undoes it or keeps it
+/// for reuse. `None` when the task could not finish (the runtime is shutting down).
+pub(crate) async fn register_detached<T, R, O>(register: R, orphaned: O) -> Option<Result<T>>
+where
+    T: Send + 'static,
+    R: Future<Output = Result<T>> + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    let (sender, receiver) = oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(Ok(registered)) = sender.send(register.await) {
+            orphaned(registered);
+        }
+    });
+    receiver.await.ok()
 }
 
 /// A descriptor QEMU holds under a name (`getfd`); `closefd` when released or dropped.
@@ -110,11 +136,23 @@ impl Drop for FdSetEntry {
 impl Qmp {
     /// Passes `fd` to QEMU under `name` (`getfd`); the guard closes it again.
     pub async fn pass_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<PassedFd> {
-        self.getfd(name, fd).await?;
-        Ok(PassedFd {
+        // Armed before the round trip: if this future is dropped midway, the guard's `closefd`
+        // reaches QEMU after the `getfd` (commands run in order), or fails harmlessly when the
+        // `getfd` was never sent.
+        let mut guard = PassedFd {
             qmp: self.clone(),
             name: Some(name.to_owned()),
-        })
+        };
+        match self.getfd(name, fd).await {
+            Ok(()) => Ok(guard),
+            // QEMU refused: it holds nothing under the name.
+            Err(error @ Error::Command { .. }) => {
+                guard.name = None;
+                Err(error)
+            }
+            // Timed out or disconnected: QEMU may still take the descriptor; the guard closes it.
+            Err(error) => Err(error),
+        }
     }
 
     /// Adds `fd` to a new fd set (`add-fd`); the guard removes the set again.
@@ -123,11 +161,25 @@ impl Qmp {
         fd: BorrowedFd<'_>,
         opaque: Option<&str>,
     ) -> Result<FdSetEntry> {
-        let info = self.add_fd(fd, None, opaque).await?;
-        Ok(FdSetEntry {
-            qmp: self.clone(),
-            info,
-            released: false,
-        })
+        let owned = fd
+            .try_clone_to_owned()
+            .map_err(|source| Error::PassDescriptor {
+                operation: "duplicate it",
+                source,
+            })?;
+        let (qmp, opaque) = (self.clone(), opaque.map(str::to_owned));
+        let register = async move {
+            qmp.add_fd(owned.as_fd(), None, opaque.as_deref())
+                .await
+                .map(|info| FdSetEntry {
+                    qmp,
+                    info,
+                    released: false,
+                })
+        };
+        // An entry nobody waits for is dropped, and its drop removes the set.
+        register_detached(register, drop)
+            .await
+            .unwrap_or_else(|| Err(Error::runtime_stopping()))
     }
 }

@@ -34,6 +34,7 @@
 
 use std::time::Duration;
 
+mod capture_pool;
 mod client;
 mod commands;
 mod error;

@@ -23,21 +23,27 @@
 //! [`MAX_IDLE_CAPTURE_FILES`] registered files per connection; concurrent captures beyond that
 //! get files of their own, released after use. [`Qmp::release_capture_files`] empties the pool, so
 //! a caller can leave QEMU exactly as it found it.
+//!
+//! Why a capture can be cancelled at any point without leaving anything in QEMU: a file taken from
+//! the pool is lent to one capture ([`Loan`]); a loan dropped before it is settled (the caller's
+//! future was dropped while QEMU may be writing) removes the file from QEMU in the background
+//! instead of returning it. A new file is registered in a task of its own
+//! ([`crate::fds::register_detached`]), so a capture cancelled during `add-fd` cannot leave a set
+//! in QEMU that nobody knows of: the task puts such a file into the pool.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::{Mutex, MutexGuard};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
+use crate::capture_pool::CaptureFile;
+pub use crate::capture_pool::MAX_IDLE_CAPTURE_FILES;
 use crate::client::Qmp;
-use crate::commands::{AddFdInfo, Screendump, ScreendumpFormat};
+use crate::commands::{Screendump, ScreendumpFormat};
 use crate::error::{Error, Result};
-
-/// How many registered capture files a connection keeps for reuse.
-pub const MAX_IDLE_CAPTURE_FILES: usize = 4;
+use crate::fds::{register_detached, spawn_undo};
 
 /// What to capture, and in which format QEMU should write it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,13 +55,6 @@ pub struct ScreenshotRequest {
     /// The format QEMU writes. PPM is sent without a `format` argument, so it works on every
     /// QEMU, including those older than 7.1, which do not know the argument.
     pub format: ScreendumpFormat,
-}
-
-/// A memfd registered in QEMU with `add-fd`.
-#[derive(Debug)]
-struct CaptureFile {
-    memfd: File,
-    info: AddFdInfo,
 }
 
 impl CaptureFile {
@@ -80,18 +79,39 @@ impl CaptureFile {
     }
 }
 
-/// The idle capture files of one connection.
-#[derive(Debug, Default)]
-pub(crate) struct CapturePool {
-    idle: Mutex<Vec<CaptureFile>>,
+/// A capture file lent to one capture. Settled with [`Loan::give_back`] (the file is fit for the
+/// next capture) or [`Loan::discard`]; dropped unsettled, when the capture's future is dropped
+/// midway, it removes the file from QEMU in the background, since QEMU may still write into it.
+struct Loan<'a> {
+    qmp: &'a Qmp,
+    file: Option<CaptureFile>,
 }
 
-impl CapturePool {
-    fn idle(&self) -> MutexGuard<'_, Vec<CaptureFile>> {
-        // Every operation on the list is a single push or pop, so a poisoned lock is consistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Loan<'_> {
+    fn file(&self) -> &CaptureFile {
+        self.file
+            .as_ref()
+            .expect("a loan holds its file until settled")
+    }
+
+    /// Returns the file to the pool, or removes it from QEMU when the pool is full.
+    fn give_back(mut self) {
+        if let Some(file) = self.file.take() {
+            self.qmp.return_capture_file(file);
+        }
+    }
+
+    /// Removes the file from QEMU; it is never reused.
+    fn discard(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            self.qmp.discard_capture_file(file);
+        }
     }
 }
 
@@ -113,9 +133,9 @@ impl Qmp {
     /// # Ok(()) }
     /// ```
     pub async fn screenshot(&self, request: &ScreenshotRequest) -> Result<Vec<u8>> {
-        let file = self.take_capture_file().await?;
+        let loan = self.take_capture_file().await?;
         let arguments = Screendump {
-            filename: format!("/proc/self/fd/{}", file.info.fd),
+            filename: format!("/proc/self/fd/{}", loan.file().qemu_fd),
             device: request.device.clone(),
             head: request.head,
             format: match request.format {
@@ -125,19 +145,19 @@ impl Qmp {
         };
         match self.screendump(&arguments).await {
             Ok(()) => {
-                let image = file.take_image();
-                self.return_capture_file(file);
+                let image = loan.file().take_image();
+                loan.give_back();
                 image
             }
             // QEMU refused before or while writing; the file is still ours and registered, and
             // the next capture truncates it on open.
             Err(error @ Error::Command { .. }) => {
-                self.return_capture_file(file);
+                loan.give_back();
                 Err(error)
             }
             // After a timeout QEMU may still write into the file later: never reuse it.
             Err(error) => {
-                self.discard_capture_file(file);
+                loan.discard();
                 Err(error)
             }
         }
@@ -145,18 +165,22 @@ impl Qmp {
 
     /// Removes every idle capture file from QEMU, so it holds no descriptor of ours.
     pub async fn release_capture_files(&self) -> Result<()> {
-        let files = std::mem::take(&mut *self.captures().idle());
         let mut outcome = Ok(());
-        for file in files {
-            let removed = self.remove_fd(file.info.fdset_id, None).await;
+        for file in self.captures().drain() {
+            let removed = self.remove_fd(file.fdset_id, None).await;
             outcome = outcome.and(removed);
         }
         outcome
     }
 
-    async fn take_capture_file(&self) -> Result<CaptureFile> {
-        if let Some(file) = self.captures().idle().pop() {
-            return Ok(file);
+    /// Lends a file from the pool, or registers a new one.
+    async fn take_capture_file(&self) -> Result<Loan<'_>> {
+        let lend = |file| Loan {
+            qmp: self,
+            file: Some(file),
+        };
+        if let Some(file) = self.captures().take() {
+            return Ok(lend(file));
         }
         let memfd =
             memfd_create(c"vgashot-screendump", MFdFlags::MFD_CLOEXEC).map_err(|errno| {
@@ -165,32 +189,39 @@ impl Qmp {
                     source: errno.into(),
                 }
             })?;
-        let info = self
-            .add_fd(memfd.as_fd(), None, Some("vgashot screendump"))
-            .await?;
-        Ok(CaptureFile {
-            memfd: File::from(memfd),
-            info,
+        let qmp = self.clone();
+        let register = async move {
+            let info = qmp
+                .add_fd(memfd.as_fd(), None, Some("vgashot screendump"))
+                .await?;
+            Ok(CaptureFile {
+                memfd: File::from(memfd),
+                fdset_id: info.fdset_id,
+                qemu_fd: info.fd,
+            })
+        };
+        let orphan_owner = self.clone();
+        let registered = register_detached(register, move |file| {
+            orphan_owner.return_capture_file(file);
         })
+        .await
+        .unwrap_or_else(|| Err(Error::runtime_stopping()))?;
+        Ok(lend(registered))
     }
 
     fn return_capture_file(&self, file: CaptureFile) {
-        let mut idle = self.captures().idle();
-        if idle.len() < MAX_IDLE_CAPTURE_FILES {
-            idle.push(file);
-        } else {
-            drop(idle);
-            self.discard_capture_file(file);
+        if let Some(surplus) = self.captures().put(file) {
+            self.discard_capture_file(surplus);
         }
     }
 
     /// Removes the file from QEMU in the background; our end closes when `file` drops.
     fn discard_capture_file(&self, file: CaptureFile) {
         let qmp = self.clone();
-        tokio::spawn(async move {
-            if let Err(error) = qmp.remove_fd(file.info.fdset_id, None).await {
-                tracing::debug!(%error, fdset = file.info.fdset_id, "could not remove a capture file");
-            }
+        spawn_undo(async move {
+            let removed = qmp.remove_fd(file.fdset_id, None).await;
+            drop(file);
+            removed
         });
     }
 }
