@@ -273,7 +273,15 @@ async fn screenshots_lists_and_watch_over_the_socket() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A few more looks at the unchanged screen: 304s, nothing drawn.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let not_modified = || support::metric(&daemon, "vgashot_screenshot_not_modified_total", "v1");
+    let looked = not_modified().await;
+    while not_modified().await < looked + 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "watch stopped looking at the screen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -6,22 +6,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Daemon, decode_png, json, wait_for_picture};
+use support::{Daemon, decode_png, json, metric, wait_for_picture};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vgashot_fixtures::Fixture;
-
-/// A counter of the metrics text, for instance `name`.
-async fn metric(daemon: &Daemon, family: &str, name: &str) -> u64 {
-    let reply = daemon.request("GET", "/1.0/metrics", None).await;
-    assert_eq!(reply.status, 200);
-    let text = String::from_utf8(reply.body.to_vec()).unwrap();
-    let prefix = format!("{family}{{project=\"default\",name=\"{name}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-        .parse()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn five_hundred_viewers_cost_a_handful_of_captures() {
@@ -32,6 +19,8 @@ async fn five_hundred_viewers_cost_a_handful_of_captures() {
     daemon.create_vm("v1", Some(fixture), json!({}), true).await;
     wait_for_picture(&daemon, "v1", fixture).await;
     let before = metric(&daemon, "vgashot_screenshot_captures_total", "v1").await;
+    let shared_before = metric(&daemon, "vgashot_screenshot_cache_hits_total", "v1").await
+        + metric(&daemon, "vgashot_screenshot_coalesced_total", "v1").await;
 
     let daemon = std::sync::Arc::new(daemon);
     let burst = Instant::now();
@@ -63,9 +52,12 @@ async fn five_hundred_viewers_cost_a_handful_of_captures() {
         assert_eq!(reply.headers["etag"], first.headers["etag"]);
     }
     let shared = metric(&daemon, "vgashot_screenshot_cache_hits_total", "v1").await
-        + metric(&daemon, "vgashot_screenshot_coalesced_total", "v1").await;
-    assert!(
-        shared + captures >= 500,
+        + metric(&daemon, "vgashot_screenshot_coalesced_total", "v1").await
+        - shared_before;
+    // Each request either started a capture or shared one: the accounts add up exactly.
+    assert_eq!(
+        shared + captures,
+        500,
         "{shared} requests shared a capture, {captures} took one"
     );
 }
@@ -265,10 +257,16 @@ async fn the_live_stream_sends_changes_and_ends_with_its_viewer() {
         .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=320&quality=60 HTTP/1.0\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    // Read until a few frames of the changing screen came (bounded: a loaded machine is slow).
     let mut received = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut chunk = vec![0; 64 * 1024];
-    while Instant::now() < deadline {
+    while jpeg_parts(&received).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "{} frames in 30 s",
+            jpeg_parts(&received).len()
+        );
         let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut chunk)).await;
         if let Ok(Ok(read)) = read {
             received.extend_from_slice(&chunk[..read]);
@@ -282,7 +280,6 @@ async fn the_live_stream_sends_changes_and_ends_with_its_viewer() {
     );
     assert!(text.contains("multipart/x-mixed-replace; boundary=vgashot-frame"));
     let frames = jpeg_parts(&received);
-    assert!(frames.len() >= 3, "{} frames in 3 s", frames.len());
     // A frame is sent only when the screen changed, but for one repeat (browsers show a part
     // once the next begins): never three times in a row.
     for run in frames.windows(3) {
@@ -321,7 +318,6 @@ async fn a_slow_stream_reader_does_not_grow_memory() {
             true,
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
         status
@@ -337,7 +333,9 @@ async fn a_slow_stream_reader_does_not_grow_memory() {
             })
             .unwrap()
     };
-    // Full-size frames at 30 fps, never read.
+    let captures = || metric(&daemon, "vgashot_screenshot_captures_total", "v1");
+    // Full-size frames at 30 fps, never read: the stream captures a changing screen at each
+    // tick, and every frame the viewer does not take replaces the one before.
     let mut stream = tokio::net::UnixStream::connect(daemon.socket())
         .await
         .unwrap();
@@ -345,15 +343,98 @@ async fn a_slow_stream_reader_does_not_grow_memory() {
         .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=30&quality=100 HTTP/1.0\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once the socket's buffers are full (a few frames), memory must stay flat however many
+    // frames are made and dropped. The bound is half of what the frames would take if kept.
+    const FRAMES: u64 = 150;
+    let frame_kb = daemon
+        .request(
+            "GET",
+            "/1.0/instances/v1/console?type=vga&format=jpeg&quality=100",
+            None,
+        )
+        .await
+        .body
+        .len() as u64
+        / 1024;
+    wait_for_count(captures, 30).await;
     let early = rss();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let made = captures().await;
+    wait_for_count(captures, made + FRAMES).await;
     let late = rss();
     assert!(
-        late < early + 8 * 1024,
-        "the daemon grew from {early} kB to {late} kB while a viewer did not read"
+        late < early + FRAMES * frame_kb / 2,
+        "the daemon grew from {early} kB to {late} kB while a viewer did not read \
+         {FRAMES} frames of {frame_kb} kB"
     );
     drop(stream);
+}
+
+/// Waits (bounded) until `count` reaches `target`.
+async fn wait_for_count<F, C>(count: C, target: u64)
+where
+    C: Fn() -> F,
+    F: Future<Output = u64>,
+{
+    let started = Instant::now();
+    loop {
+        let now = count().await;
+        if now >= target {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "stuck at {now}, waiting for {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_still_screen_is_streamed_once_and_repeated_once() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let fixture = Fixture::bars(640, 480);
+    daemon
+        .create_vm(
+            "v1",
+            Some(fixture),
+            json!({"console.screenshot.min_interval": "0"}),
+            true,
+        )
+        .await;
+    wait_for_picture(&daemon, "v1", fixture).await;
+    let captures = || metric(&daemon, "vgashot_screenshot_captures_total", "v1");
+
+    let stream = tokio::net::UnixStream::connect(daemon.socket())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=320 HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reading = tokio::spawn({
+        let received = received.clone();
+        async move {
+            let mut chunk = vec![0; 64 * 1024];
+            while let Ok(read @ 1..) = reader.read(&mut chunk).await {
+                received.lock().unwrap().extend_from_slice(&chunk[..read]);
+            }
+        }
+    });
+    // Twenty ticks of the stream (each one a capture of the unchanged screen)...
+    let before = captures().await;
+    wait_for_count(captures, before + 20).await;
+    // ... sent the picture once, and once again so browsers show it (a part is shown when the
+    // next begins), and nothing else.
+    let frames = jpeg_parts(&received.lock().unwrap());
+    assert_eq!(frames.len(), 2, "frames of a still screen");
+    assert_eq!(frames[0], frames[1]);
+    let decoded = image::load_from_memory(&frames[0]).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (320, 240));
+    reading.abort();
 }
 
 /// A reply read from a raw socket.

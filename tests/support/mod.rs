@@ -199,6 +199,19 @@ pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     (frame.width(), frame.height(), frame.rgb().to_vec())
 }
 
+/// A counter of the metrics text, for instance `name`.
+pub async fn metric(daemon: &Daemon, family: &str, name: &str) -> u64 {
+    let reply = daemon.request("GET", "/1.0/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    let prefix = format!("{family}{{project=\"default\",name=\"{name}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// Polls `GET .../console?type=vga` until the screen shows `fixture`'s whole picture.
 pub async fn wait_for_picture(daemon: &Daemon, name: &str, fixture: vgashot_fixtures::Fixture) {
     let expected = fixture.expected_rgb().unwrap();
