@@ -67,11 +67,11 @@ impl Daemon {
         let events = events::EventHub::new();
         Self {
             context: Arc::new(Context {
+                screens: Arc::new(screens::Screens::new(driver.clone())),
                 driver,
                 operations: operations::Operations::new(events.clone()),
                 events,
                 identity: Arc::new(ServerIdentity::gather()),
-                screens: Arc::default(),
                 network: None,
             }),
         }
