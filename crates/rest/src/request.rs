@@ -80,7 +80,7 @@ pub fn check_body_type<B: Body>(request: &Request<B>) -> Result<(), ApiError> {
     };
     match types.as_slice() {
         [value] if media_type(value) => Ok(()),
-        [] => Err(ApiError::NotJson("a body without Content-Type".into())),
+        [] => Err(ApiError::NotJson("one without a Content-Type".into())),
         values => Err(ApiError::NotJson(
             values
                 .iter()
@@ -167,7 +167,7 @@ mod tests {
                 &["application/json", "text/plain"],
                 "application/json, text/plain",
             ),
-            (&[], "a body without Content-Type"),
+            (&[], "one without a Content-Type"),
         ] {
             assert_eq!(
                 with_body(types),

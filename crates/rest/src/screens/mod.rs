@@ -272,7 +272,7 @@ impl Screens {
         let mut instances = self.instances();
         let head = (key.device.clone(), key.head);
         let known = instances
-            .get(&(key.project.clone(), key.name.clone()))
+            .get(&(vm.project().to_owned(), vm.name().to_owned()))
             .is_some_and(|screens| screens.belong_to(vm) && screens.screens.contains_key(&head));
         if !known {
             self.forget_gone(&mut instances);
