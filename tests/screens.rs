@@ -10,6 +10,102 @@ use support::{Daemon, decode_png, json, metric, wait_for_picture};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vgashot_fixtures::Fixture;
 
+/// Every line of the metrics text about instance `name`.
+async fn metric_lines(daemon: &Daemon, name: &str) -> Vec<String> {
+    let reply = daemon.request("GET", "/1.0/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    let label = format!("project=\"default\",name=\"{name}\"");
+    String::from_utf8(reply.body.to_vec())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(&label))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls until the daemon no longer has instance `name`.
+async fn wait_until_gone(daemon: &Daemon, name: &str) {
+    let started = Instant::now();
+    while daemon
+        .request("GET", &format!("/1.0/instances/{name}"), None)
+        .await
+        .status
+        != 404
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A head without a device is refused before it makes any state; a deleted instance's screens
+/// and metrics go with it, whether the API deleted it or the driver did (an ephemeral instance
+/// that stopped).
+#[tokio::test]
+async fn screens_and_metrics_go_with_their_instance() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let fixture = Fixture::bars(640, 480);
+    daemon
+        .create_vm("kept", Some(fixture), json!({}), true)
+        .await;
+    wait_for_picture(&daemon, "kept", fixture).await;
+    let body = json!({
+        "name": "brief", "type": "virtual-machine", "source": {"type": "none"},
+        "config": {"limits.memory": "64MiB"}, "ephemeral": true, "start": true,
+    });
+    daemon.operation("POST", "/1.0/instances", Some(body)).await;
+    let head = daemon
+        .request("GET", "/1.0/instances/brief/console?type=vga&head=1", None)
+        .await;
+    assert_eq!(head.status, 400);
+    assert_eq!(
+        json(&head)["error"],
+        "A screenshot head needs a display device"
+    );
+    assert_eq!(metric_lines(&daemon, "brief").await, Vec::<String>::new());
+
+    let shot = daemon
+        .request("GET", "/1.0/instances/brief/console?type=vga", None)
+        .await;
+    assert_eq!(shot.status, 200);
+    let lines = metric_lines(&daemon, "brief").await;
+    let label = "{project=\"default\",name=\"brief\"}";
+    for line in [
+        format!("vgashot_screenshot_captures_total{label} 1"),
+        format!("vgashot_screenshot_errors_total{label} 0"),
+        format!("vgashot_screenshot_streams{label} 0"),
+        format!("vgashot_screenshot_capture_duration_seconds_count{label} 1"),
+    ] {
+        assert!(lines.contains(&line), "no {line} in {lines:#?}");
+    }
+    // Five counters, a gauge, and a histogram of 12 buckets, a count and a sum.
+    assert_eq!(lines.len(), 20, "{lines:#?}");
+    assert_eq!(metric_lines(&daemon, "kept").await.len(), 20);
+
+    // The driver deletes an ephemeral instance when it stops.
+    let stop = json!({"action": "stop", "force": true});
+    daemon
+        .operation("PUT", "/1.0/instances/brief/state", Some(stop.clone()))
+        .await;
+    wait_until_gone(&daemon, "brief").await;
+    assert_eq!(metric_lines(&daemon, "brief").await, Vec::<String>::new());
+
+    daemon
+        .operation("PUT", "/1.0/instances/kept/state", Some(stop))
+        .await;
+    daemon
+        .operation("DELETE", "/1.0/instances/kept", None)
+        .await;
+    assert_eq!(metric_lines(&daemon, "kept").await, Vec::<String>::new());
+    let reply = daemon.request("GET", "/1.0/metrics", None).await;
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    assert!(!text.contains("name=\""), "{text}");
+}
+
 #[tokio::test]
 async fn five_hundred_viewers_cost_a_handful_of_captures() {
     let Some(daemon) = Daemon::start().await else {

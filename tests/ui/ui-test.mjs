@@ -1,6 +1,7 @@
 // Drives vgashot's web page in Debian's headless Chromium with playwright-core (no browser
-// download). `tests/ui.rs` starts the daemon with a TLS listener, a running VM that shows colour
-// bars and a stopped one, trusts a client certificate it made, and runs this script with:
+// download; the set-up is browser.mjs's). `tests/ui.rs` starts the daemon with a TLS listener,
+// a running VM that shows colour bars and a stopped one, trusts a client certificate it made,
+// and runs this script with:
 //
 //   VGASHOT_UI_URL        https://127.0.0.1:PORT
 //   VGASHOT_UI_CERT/KEY   the trusted client certificate and its key (PEM), which Chromium
@@ -13,14 +14,8 @@
 //
 // It exits 0 when every check passed, and prints one JSON line of timings.
 
-import { chromium } from 'playwright-core';
 import { readFile } from 'node:fs/promises';
-
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
+import { check, env, stopwatch, until, withChromium } from './browser.mjs';
 
 const base = env('VGASHOT_UI_URL');
 const running = env('VGASHOT_UI_RUNNING');
@@ -32,60 +27,13 @@ const screenshot = process.env.VGASHOT_UI_SCREENSHOT;
 /** How far a JPEG thumbnail's pixel may be from the exact colour, per channel. */
 const TOLERANCE = 40;
 
-const timings = {};
-const started = Date.now();
-let mark = started;
-function step(name) {
-  const now = Date.now();
-  timings[name] = now - mark;
-  mark = now;
-  console.error(`ui-test: ${name} (${timings[name]} ms)`);
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-/** Polls `probe` until it returns a truthy value; the last value or error explains a timeout. */
-async function until(what, probe, timeoutMs = 30000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await probe();
-      if (last && !last.failure) return last;
-    } catch (error) {
-      last = error.message;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not after ${timeoutMs} ms (${JSON.stringify(last)})`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: env('VGASHOT_CHROMIUM', '/usr/bin/chromium'),
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-step('launch');
+const { step, total } = stopwatch();
 
 const problems = [];
-try {
+await withChromium(async (browser, certified) => {
+  step('launch');
   const context = await browser.newContext({
-    clientCertificates: [
-      { origin: base, certPath: env('VGASHOT_UI_CERT'), keyPath: env('VGASHOT_UI_KEY') },
-    ],
-    ignoreHTTPSErrors: true,
+    ...certified,
     acceptDownloads: true,
     viewport: { width: 1000, height: 560 },
   });
@@ -240,8 +188,5 @@ try {
 
   check(problems.length === 0, problems.join('\n'));
   await context.close();
-} finally {
-  await browser.close();
-}
-timings.total = Date.now() - started;
-console.log(JSON.stringify({ ok: true, timings }));
+});
+console.log(JSON.stringify({ ok: true, timings: total() }));

@@ -527,8 +527,12 @@ impl Client {
             .method(method)
             .uri(path)
             .header(http::header::HOST, self.host());
-        if body.is_some() {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        // Bodies are JSON, unless the caller names another type (tests of the refusal do).
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name == http::header::CONTENT_TYPE);
+        if body.is_some() && !typed {
+            request = request.header(http::header::CONTENT_TYPE, crate::request::JSON);
         }
         for (name, value) in headers {
             request = request.header(name, *value);

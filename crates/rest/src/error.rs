@@ -20,6 +20,10 @@ pub enum ApiError {
     /// `response.Forbidden(nil)`, which is also what incusd answers there).
     #[error("not authorized")]
     Forbidden,
+    /// A browser sent the request on behalf of a page of another origin
+    /// ([`crate::same_origin`]); the text says what gave it away.
+    #[error("Cross-origin request refused: {0}")]
+    CrossOrigin(String),
     /// The instance does not exist in the project (Incus's wording).
     #[error("Failed to fetch instance \"{name}\" in project \"{project}\": Instance not found")]
     InstanceNotFound {
@@ -49,6 +53,10 @@ pub enum ApiError {
         /// The bound.
         limit: usize,
     },
+    /// The request carries a body that is not JSON (the text names what it is instead), the
+    /// only kind this API reads ([`crate::request::check_body_type`]).
+    #[error("A request body must be application/json, not {0}")]
+    NotJson(String),
     /// Reading the request failed.
     #[error("cannot read the request body")]
     Body(#[source] hyper::Error),
@@ -73,7 +81,8 @@ impl ApiError {
             | Self::ProfileNotFound
             | Self::OperationNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            Self::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadRequest(_) | Self::BadJson(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Driver(error) => driver_status(error),

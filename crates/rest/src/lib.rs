@@ -5,9 +5,11 @@
 //!    trusted, as incusd's) and, when asked, on TCP with TLS ([`tls`]), where the client's
 //!    certificate decides once per connection whether it is trusted ([`trust::Caller`]); each
 //!    connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`).
-//! 2. [`router::Route::parse`] turns the path into a typed route, with names percent-decoded;
-//!    an untrusted caller gets only `GET /` and `GET /1.0` and a 403 for any other route; the
-//!    method then picks the handler in [`api`], one small module per resource.
+//! 2. A request a browser sent on behalf of another web site is refused first
+//!    ([`same_origin`]). [`router::Route::parse`] turns the path into a typed route, with names
+//!    percent-decoded; an untrusted caller gets only `GET /` and `GET /1.0` and a 403 for any
+//!    other route; a body that is not `application/json` is a 415; the method then picks the
+//!    handler in [`api`], one small module per resource.
 //! 3. Handlers parse the query ([`request::Query`]: `project`, `recursion`, `type`) and JSON
 //!    bodies ([`request::json_body`]: bounded, unknown fields refused) into typed values, act
 //!    through the driver, and answer with an Incus envelope ([`envelope`]). Long actions (create,
@@ -35,6 +37,7 @@ pub mod openapi;
 pub mod operations;
 pub mod request;
 pub mod router;
+pub mod same_origin;
 pub mod screens;
 pub mod server;
 pub mod tls;
@@ -64,11 +67,11 @@ impl Daemon {
         let events = events::EventHub::new();
         Self {
             context: Arc::new(Context {
+                screens: Arc::new(screens::Screens::new(driver.clone())),
                 driver,
                 operations: operations::Operations::new(events.clone()),
                 events,
                 identity: Arc::new(ServerIdentity::gather()),
-                screens: Arc::default(),
                 network: None,
             }),
         }

@@ -1,5 +1,12 @@
-//! From a request to its handler: the path is parsed into a typed [`Route`] first, then the
-//! method picks the handler, so every handler receives names already decoded and checked.
+//! From a request to its handler, in this order:
+//! 1. A request a browser sent on behalf of another origin is refused, whatever it asks for
+//!    ([`same_origin::check`]).
+//! 2. The path is parsed into a typed [`Route`] (an unknown one is a 404 for anyone), so every
+//!    handler receives names already decoded and checked.
+//! 3. An untrusted caller gets a 403 for any route not open to it.
+//! 4. A request with a body that is not `application/json` is refused with a 415
+//!    ([`request::check_body_type`]), for every endpoint at once.
+//! 5. The method picks the handler.
 
 use std::time::Instant;
 
@@ -11,7 +18,8 @@ use crate::api;
 use crate::context::Context;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
-use crate::request::Query;
+use crate::request::{self, Query};
+use crate::same_origin;
 use crate::trust::Caller;
 
 /// The resources of the API.
@@ -131,6 +139,7 @@ async fn dispatch(
     caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<ApiResponse, ApiError> {
+    same_origin::check(caller, request.uri(), request.headers())?;
     let route = Route::parse(request.uri().path()).ok_or(ApiError::UnknownPath)?;
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
@@ -139,6 +148,7 @@ async fn dispatch(
     if !caller.is_trusted() && !route.allows_untrusted(&method) {
         return Err(ApiError::Forbidden);
     }
+    request::check_body_type(&request)?;
     match (method, route) {
         (Method::GET, Route::Root) => Ok(api::server::root()),
         (Method::GET, Route::Server) => Ok(api::server::get(context, caller)),

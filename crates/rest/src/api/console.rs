@@ -169,7 +169,7 @@ async fn screenshot(
 
 /// Which screen a request asks for. Only screens that can exist are named, so a client cannot
 /// make the daemon keep state for any number of made-up devices or heads: the display device is
-/// the instance's own (`video0`), and heads go up to the most a device can have.
+/// the instance's own (`video0`), and heads, which need it, go up to the most a device can have.
 fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, ApiError> {
     let device = query
         .get("device")
@@ -192,12 +192,18 @@ fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, Api
             })
         })
         .transpose()?;
-    if let (Some(head @ MAX_HEADS..), Some(device)) = (head, &device) {
-        return Err(DriverError::HeadNotFound {
-            device: device.clone(),
-            head,
+    match (head, &device) {
+        // Refused here, before any state: the driver would refuse it too, but only after a
+        // screen (and its counters) had been made for it.
+        (Some(_), None) => return Err(DriverError::HeadWithoutDevice.into()),
+        (Some(head @ MAX_HEADS..), Some(device)) => {
+            return Err(DriverError::HeadNotFound {
+                device: device.clone(),
+                head,
+            }
+            .into());
         }
-        .into());
+        _ => {}
     }
     Ok(ScreenKey {
         project: project.to_owned(),
@@ -275,5 +281,40 @@ mod tests {
         let bogus = parse("type=bogus").unwrap_err();
         assert_eq!(bogus.to_string(), "Invalid value for type parameter: bogus");
         assert_eq!(bogus.status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn only_screens_that_can_exist_are_named() {
+        let key = |raw| screen_key("default", "v1", &Query::parse(Some(raw)));
+        let refused = |raw| {
+            let error = key(raw).unwrap_err();
+            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{raw}");
+            error.to_string()
+        };
+        assert_eq!(key("type=vga").unwrap().head, None);
+        let head = key("type=vga&device=video0&head=3").unwrap();
+        assert_eq!(
+            (head.device.as_deref(), head.head),
+            (Some("video0"), Some(3))
+        );
+        for raw in [
+            "type=vga&head=0",
+            "type=vga&head=3",
+            "type=vga&head=99&device=",
+        ] {
+            assert_eq!(
+                refused(raw),
+                "A screenshot head needs a display device",
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            refused("type=vga&device=video0&head=16"),
+            "Display device \"video0\" has no head 16"
+        );
+        assert_eq!(
+            refused("type=vga&device=video1"),
+            "Display device \"video1\" not found"
+        );
     }
 }

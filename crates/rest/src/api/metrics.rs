@@ -18,5 +18,5 @@ use crate::screens::metrics::CONTENT_TYPE;
     responses((status = 200, description = "The metrics", content((crate::envelope::Binary = "application/openmetrics-text")))),
 )]
 pub fn get(context: &Context) -> ApiResponse {
-    envelope::bytes(CONTENT_TYPE, context.screens.metrics().render())
+    envelope::bytes(CONTENT_TYPE, context.screens.render_metrics())
 }

@@ -5,10 +5,9 @@
 //! histogram of capture latency (QMP, decode, encode). All are lock-free atomics, so counting
 //! costs nothing on the request path.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::Served;
@@ -98,124 +97,92 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Every instance's counters.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    instances: Mutex<BTreeMap<(String, String), Arc<ScreenMetrics>>>,
-}
-
 /// Reads one counter of an instance.
 type Counter = fn(&ScreenMetrics) -> u64;
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-impl Metrics {
-    fn instances(&self) -> MutexGuard<'_, BTreeMap<(String, String), Arc<ScreenMetrics>>> {
-        self.instances
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The counters of instance `name` in `project`.
-    pub fn instance(&self, project: &str, name: &str) -> Arc<ScreenMetrics> {
-        self.instances()
-            .entry((project.to_owned(), name.to_owned()))
-            .or_default()
-            .clone()
-    }
-
-    /// Drops the counters of a deleted instance.
-    pub fn forget(&self, project: &str, name: &str) {
-        self.instances()
-            .remove(&(project.to_owned(), name.to_owned()));
-    }
-
-    /// The counters as OpenMetrics text, ending with `# EOF`.
-    pub fn render(&self) -> String {
-        let instances: Vec<_> = self
-            .instances()
-            .iter()
-            .map(|((project, name), metrics)| (project.clone(), name.clone(), metrics.clone()))
-            .collect();
-        let mut out = String::new();
-        let counters: [(&str, &str, Counter); 5] = [
-            ("captures", "Screen captures taken from QEMU.", |m| {
-                m.captures.load(Ordering::Relaxed)
-            }),
-            (
-                "cache_hits",
-                "Screenshot requests served from a recent capture.",
-                |m| m.cached.load(Ordering::Relaxed),
-            ),
-            (
-                "coalesced",
-                "Screenshot requests that joined a capture in flight.",
-                |m| m.coalesced.load(Ordering::Relaxed),
-            ),
-            (
-                "not_modified",
-                "Screenshot requests answered 304 Not Modified.",
-                |m| m.not_modified.load(Ordering::Relaxed),
-            ),
-            ("errors", "Screen captures that failed.", |m| {
-                m.errors.load(Ordering::Relaxed)
-            }),
-        ];
-        for (name, help, value) in counters {
-            let family = format!("vgashot_screenshot_{name}");
-            let _ = writeln!(out, "# TYPE {family} counter\n# HELP {family} {help}");
-            for (project, instance, metrics) in &instances {
-                let _ = writeln!(
-                    out,
-                    "{family}_total{{project=\"{}\",name=\"{}\"}} {}",
-                    escape(project),
-                    escape(instance),
-                    value(metrics)
-                );
-            }
-        }
-        let family = "vgashot_screenshot_streams";
-        let _ = writeln!(
-            out,
-            "# TYPE {family} gauge\n# HELP {family} Live screen streams open."
-        );
-        for (project, instance, metrics) in &instances {
+/// The counters of `instances` (project, name, counters; in this order) as OpenMetrics text,
+/// ending with `# EOF`.
+pub fn render(instances: &[(String, String, Arc<ScreenMetrics>)]) -> String {
+    let mut out = String::new();
+    let counters: [(&str, &str, Counter); 5] = [
+        ("captures", "Screen captures taken from QEMU.", |m| {
+            m.captures.load(Ordering::Relaxed)
+        }),
+        (
+            "cache_hits",
+            "Screenshot requests served from a recent capture.",
+            |m| m.cached.load(Ordering::Relaxed),
+        ),
+        (
+            "coalesced",
+            "Screenshot requests that joined a capture in flight.",
+            |m| m.coalesced.load(Ordering::Relaxed),
+        ),
+        (
+            "not_modified",
+            "Screenshot requests answered 304 Not Modified.",
+            |m| m.not_modified.load(Ordering::Relaxed),
+        ),
+        ("errors", "Screen captures that failed.", |m| {
+            m.errors.load(Ordering::Relaxed)
+        }),
+    ];
+    for (name, help, value) in counters {
+        let family = format!("vgashot_screenshot_{name}");
+        let _ = writeln!(out, "# TYPE {family} counter\n# HELP {family} {help}");
+        for (project, instance, metrics) in instances {
             let _ = writeln!(
                 out,
-                "{family}{{project=\"{}\",name=\"{}\"}} {}",
+                "{family}_total{{project=\"{}\",name=\"{}\"}} {}",
                 escape(project),
                 escape(instance),
-                metrics.streams.load(Ordering::Relaxed)
+                value(metrics)
             );
         }
-        let family = "vgashot_screenshot_capture_duration_seconds";
+    }
+    let family = "vgashot_screenshot_streams";
+    let _ = writeln!(
+        out,
+        "# TYPE {family} gauge\n# HELP {family} Live screen streams open."
+    );
+    for (project, instance, metrics) in instances {
         let _ = writeln!(
             out,
-            "# TYPE {family} histogram\n# HELP {family} Time to capture a screen: QMP, decode, encode.\n# UNIT {family} seconds"
+            "{family}{{project=\"{}\",name=\"{}\"}} {}",
+            escape(project),
+            escape(instance),
+            metrics.streams.load(Ordering::Relaxed)
         );
-        for (project, instance, metrics) in &instances {
-            let labels = format!(
-                "project=\"{}\",name=\"{}\"",
-                escape(project),
-                escape(instance)
-            );
-            for (bucket, bound) in metrics.buckets.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "{family}_bucket{{{labels},le=\"{bound}\"}} {}",
-                    bucket.load(Ordering::Relaxed)
-                );
-            }
-            let count = metrics.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{family}_bucket{{{labels},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "{family}_count{{{labels}}} {count}");
-            let sum = metrics.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "{family}_sum{{{labels}}} {sum}");
-        }
-        out.push_str("# EOF\n");
-        out
     }
+    let family = "vgashot_screenshot_capture_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# TYPE {family} histogram\n# HELP {family} Time to capture a screen: QMP, decode, encode.\n# UNIT {family} seconds"
+    );
+    for (project, instance, metrics) in instances {
+        let labels = format!(
+            "project=\"{}\",name=\"{}\"",
+            escape(project),
+            escape(instance)
+        );
+        for (bucket, bound) in metrics.buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(
+                out,
+                "{family}_bucket{{{labels},le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = metrics.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{family}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{family}_count{{{labels}}} {count}");
+        let sum = metrics.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{family}_sum{{{labels}}} {sum}");
+    }
+    out.push_str("# EOF\n");
+    out
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -232,15 +199,15 @@ mod tests {
 
     #[test]
     fn counters_and_histogram_render_as_openmetrics() {
-        let metrics = Metrics::default();
-        let v1 = metrics.instance("default", "v1");
+        let v1 = Arc::new(ScreenMetrics::default());
         v1.observe_capture(Duration::from_millis(3));
         v1.observe_capture(Duration::from_millis(30));
         v1.count(Served::Cached);
         v1.count(Served::Coalesced);
         v1.count_not_modified();
         let stream = v1.open_stream();
-        let text = metrics.render();
+        let instances = [("default".to_owned(), "v1".to_owned(), v1.clone())];
+        let text = render(&instances);
         assert!(text.ends_with("# EOF\n"));
         for line in [
             "vgashot_screenshot_captures_total{project=\"default\",name=\"v1\"} 2",
@@ -257,11 +224,9 @@ mod tests {
         }
         drop(stream);
         assert!(
-            metrics
-                .render()
+            render(&instances)
                 .contains("vgashot_screenshot_streams{project=\"default\",name=\"v1\"} 0")
         );
-        metrics.forget("default", "v1");
-        assert!(!metrics.render().contains("name=\"v1\""));
+        assert!(!render(&[]).contains("name=\"v1\""));
     }
 }

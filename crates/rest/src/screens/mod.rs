@@ -15,20 +15,29 @@
 //!    `changed_at` (`Last-Modified`), so a page polling an unchanged screen with
 //!    `If-None-Match` gets 304s and no body.
 //! 5. Every outcome is counted per instance ([`metrics`]) for `GET /1.0/metrics`.
+//! 6. An instance's screens and counters are kept for one instance, not for a name: they
+//!    remember the instance they were made for, and go as soon as the driver no longer has that
+//!    very instance, however it went (deleted by a request, or by the driver itself, as an
+//!    ephemeral instance that stopped), with no hook on any delete path. They are swept when the
+//!    metrics are rendered (so a deleted instance has no lines there) and whenever a new screen
+//!    is made (so the map holds no more than the live instances' screens and the ones made
+//!    since), and an instance created again under a deleted one's name starts afresh.
 
 pub mod metrics;
 pub mod stream;
 pub mod variant;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use vgashot_framebuffer::Frame;
 use vgashot_instance_drivers::qemu::cmdline::screenshot_min_interval;
-use vgashot_instance_drivers::{DriverError, Instance, QemuInstance, ScreenshotOptions};
+use vgashot_instance_drivers::{
+    DriverError, Instance, QemuDriver, QemuInstance, ScreenshotOptions,
+};
 
 use crate::error::ApiError;
 use metrics::ScreenMetrics;
@@ -107,11 +116,41 @@ impl Screen {
     }
 }
 
-/// Every screen of every instance, and their metrics.
-#[derive(Default)]
+/// An instance, by project and name.
+type InstanceKey = (String, String);
+
+/// The screens and counters of one instance.
+struct InstanceScreens {
+    /// The instance they were made for: they go with it, and a later instance of the same name
+    /// gets its own.
+    instance: Weak<QemuInstance>,
+    /// Its counters.
+    metrics: Arc<ScreenMetrics>,
+    /// Its screens, by device and head.
+    screens: HashMap<(Option<String>, Option<u32>), Arc<Screen>>,
+}
+
+impl InstanceScreens {
+    fn new(instance: &Arc<QemuInstance>) -> Self {
+        Self {
+            instance: Arc::downgrade(instance),
+            metrics: Arc::default(),
+            screens: HashMap::new(),
+        }
+    }
+
+    /// Whether these are `instance`'s (the weak pointer keeps the allocation, so an address is
+    /// never another instance's).
+    fn belong_to(&self, instance: &Arc<QemuInstance>) -> bool {
+        std::ptr::eq(self.instance.as_ptr(), Arc::as_ptr(instance))
+    }
+}
+
+/// Every screen of every instance the driver has, and their metrics.
 pub struct Screens {
-    screens: Mutex<HashMap<ScreenKey, Arc<Screen>>>,
-    metrics: metrics::Metrics,
+    /// The instances, to tell which screens belong to one that is gone.
+    driver: QemuDriver,
+    instances: Mutex<BTreeMap<InstanceKey, InstanceScreens>>,
 }
 
 impl std::fmt::Debug for Screens {
@@ -132,14 +171,39 @@ pub enum Served {
 }
 
 impl Screens {
-    /// The metrics of every instance.
-    pub fn metrics(&self) -> &metrics::Metrics {
-        &self.metrics
+    /// The screens of the instances of `driver`.
+    pub fn new(driver: QemuDriver) -> Self {
+        Self {
+            driver,
+            instances: Mutex::default(),
+        }
     }
 
-    /// The metrics of one instance.
+    /// The metrics of every instance the driver has, as OpenMetrics text.
+    pub fn render_metrics(&self) -> String {
+        let instances: Vec<_> = {
+            let mut instances = self.instances();
+            self.forget_gone(&mut instances);
+            instances
+                .iter()
+                .map(|((project, name), screens)| {
+                    (project.clone(), name.clone(), screens.metrics.clone())
+                })
+                .collect()
+        };
+        metrics::render(&instances)
+    }
+
+    /// The metrics of one instance; counters of an instance the driver no longer has count
+    /// nowhere.
     pub fn instance_metrics(&self, project: &str, name: &str) -> Arc<ScreenMetrics> {
-        self.metrics.instance(project, name)
+        match self.driver.get(project, name) {
+            Ok(instance) => self
+                .of_instance(&mut self.instances(), &instance)
+                .metrics
+                .clone(),
+            Err(_) => Arc::default(),
+        }
     }
 
     /// A capture of `key`'s screen on `vm` no older than the instance's minimum interval.
@@ -154,8 +218,7 @@ impl Screens {
         }
         let min_interval =
             screenshot_min_interval(&vm.definition()).map_err(DriverError::Config)?;
-        let metrics = self.instance_metrics(&key.project, &key.name);
-        let screen = self.screen(key);
+        let (metrics, screen) = self.screen(vm, key);
         let (mut waiting, served) = {
             let mut state = screen.state();
             let fresh = state
@@ -198,22 +261,51 @@ impl Screens {
             .map_err(ApiError::Shared)
     }
 
-    /// Forgets the screens of an instance (it was deleted).
-    pub fn forget(&self, project: &str, name: &str) {
-        self.screens
+    fn instances(&self) -> MutexGuard<'_, BTreeMap<InstanceKey, InstanceScreens>> {
+        self.instances
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .retain(|key, _| key.project != project || key.name != name);
-        self.metrics.forget(project, name);
     }
 
-    fn screen(&self, key: &ScreenKey) -> Arc<Screen> {
-        self.screens
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone()
+    /// `key`'s screen of `vm` and `vm`'s counters, made if new.
+    fn screen(&self, vm: &Arc<QemuInstance>, key: &ScreenKey) -> (Arc<ScreenMetrics>, Arc<Screen>) {
+        let mut instances = self.instances();
+        let head = (key.device.clone(), key.head);
+        let known = instances
+            .get(&(vm.project().to_owned(), vm.name().to_owned()))
+            .is_some_and(|screens| screens.belong_to(vm) && screens.screens.contains_key(&head));
+        if !known {
+            self.forget_gone(&mut instances);
+        }
+        let screens = self.of_instance(&mut instances, vm);
+        let screen = screens.screens.entry(head).or_default().clone();
+        (screens.metrics.clone(), screen)
+    }
+
+    /// `vm`'s screens, made afresh when there are none or they are of an earlier instance of
+    /// the same name.
+    fn of_instance<'a>(
+        &self,
+        instances: &'a mut BTreeMap<InstanceKey, InstanceScreens>,
+        vm: &Arc<QemuInstance>,
+    ) -> &'a mut InstanceScreens {
+        let key = (vm.project().to_owned(), vm.name().to_owned());
+        let screens = instances
+            .entry(key)
+            .or_insert_with(|| InstanceScreens::new(vm));
+        if !screens.belong_to(vm) {
+            *screens = InstanceScreens::new(vm);
+        }
+        screens
+    }
+
+    /// Drops the screens and counters of every instance the driver no longer has.
+    fn forget_gone(&self, instances: &mut BTreeMap<InstanceKey, InstanceScreens>) {
+        instances.retain(|(project, name), screens| {
+            self.driver
+                .get(project, name)
+                .is_ok_and(|live| screens.belong_to(&live))
+        });
     }
 }
 
@@ -270,4 +362,80 @@ async fn run_capture(
         state.in_flight = None;
     }
     sender.send_replace(Some(outcome));
+}
+
+#[cfg(test)]
+mod tests {
+    use vgashot_instance_drivers::{DriverPaths, InstanceDefinition, InstanceType};
+
+    use super::*;
+
+    fn definition(name: &str) -> InstanceDefinition {
+        InstanceDefinition {
+            name: name.into(),
+            project: "default".into(),
+            instance_type: InstanceType::VirtualMachine,
+            description: String::new(),
+            config: Default::default(),
+            devices: Default::default(),
+            profiles: Vec::new(),
+            ephemeral: false,
+            created_at: "2026-12-01T00:00:00Z".into(),
+            last_used_at: String::new(),
+        }
+    }
+
+    /// The `not_modified` line of `name` in the metrics, if it has one.
+    fn not_modified(screens: &Screens, name: &str) -> Option<String> {
+        let prefix =
+            format!("vgashot_screenshot_not_modified_total{{project=\"default\",name=\"{name}\"}}");
+        screens
+            .render_metrics()
+            .lines()
+            .find(|line| line.starts_with(&prefix))
+            .map(str::to_owned)
+    }
+
+    /// Counters go with their instance, whoever deleted it, and a new instance of the same name
+    /// starts from zero; no VM runs, as none is needed to count.
+    #[tokio::test]
+    async fn counters_go_with_their_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = QemuDriver::open(DriverPaths {
+            state_dir: dir.path().join("state"),
+            runtime_dir: dir.path().join("run"),
+        })
+        .await
+        .unwrap();
+        let screens = Screens::new(driver.clone());
+        for name in ["v1", "v2"] {
+            driver.create(definition(name)).await.unwrap();
+            screens
+                .instance_metrics("default", name)
+                .count_not_modified();
+        }
+        let line = |name: &str, count| {
+            format!(
+                "vgashot_screenshot_not_modified_total{{project=\"default\",name=\"{name}\"}} {count}"
+            )
+        };
+        assert_eq!(not_modified(&screens, "v1"), Some(line("v1", 1)));
+        // A name the driver does not have is counted nowhere.
+        screens
+            .instance_metrics("default", "nope")
+            .count_not_modified();
+        assert_eq!(not_modified(&screens, "nope"), None);
+
+        // Deleted straight through the driver, as an ephemeral instance deletes itself.
+        driver.delete("default", "v1").await.unwrap();
+        let text = screens.render_metrics();
+        assert!(!text.contains("name=\"v1\""), "{text}");
+        assert_eq!(not_modified(&screens, "v2"), Some(line("v2", 1)));
+
+        // Deleted and created again with no look at the metrics between: a new instance.
+        driver.delete("default", "v2").await.unwrap();
+        driver.create(definition("v2")).await.unwrap();
+        screens.instance_metrics("default", "v2");
+        assert_eq!(not_modified(&screens, "v2"), Some(line("v2", 0)));
+    }
 }
