@@ -23,7 +23,7 @@ pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest clean shutdown a client can ask for (`timeout` in seconds); a longer one is cut
 /// to this. Five minutes is more than a real distribution needs to shut down (systemd's default
 /// stop timeout is 90 s a unit; Incus's `boot.host_shutdown_timeout` defaults to 30 s), yet keeps
-/// a guest that ignores the ACPI button from holding the instance (its delete, `PUT`, `PATCH`)
+/// a guest that ignores the ACPI button from holding the instance (its `PUT` and `PATCH` wait)
 /// for hours. A forced stop never waits for it: it cuts a clean shutdown short at once.
 pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -144,8 +144,7 @@ impl Action {
 ///
 /// `action` is `start`, `stop`, `restart`, `freeze` or `unfreeze`. A stop without `force` asks
 /// the guest to shut down (ACPI) and stops it by force after `timeout` seconds (`-1`: one
-/// minute, not for ever; at most five minutes). A stop with `force` cuts a clean shutdown in
-/// progress short. Restarting an ephemeral instance keeps it. Stateful actions are refused.
+/// minute, not for ever). Stateful actions are refused.
 #[utoipa::path(
     put,
     path = "/1.0/instances/{name}/state",
