@@ -247,6 +247,7 @@ async fn a_forced_stop_cuts_a_clean_shutdown_short_and_a_delete_follows() {
     .await;
     finished(&daemon, &forced).await.unwrap();
     let took = started.elapsed();
+    eprintln!("the forced stop behind a clean one took {took:?}");
     assert!(took < FORCED_STOP_BOUND, "the forced stop took {took:?}");
     finished(&daemon, &clean).await.unwrap();
     assert_eq!(patch.await.unwrap().unwrap(), 202);

@@ -25,7 +25,8 @@
 //!    ([`Loaded::tombstones`]) is a delete a crash interrupted: the caller finishes it, in the
 //!    same order, before it serves anything.
 //!
-//! One process owns a root at a time: [`Store::open`] removes every temporary file it finds, and
+//! One process owns a root at a time (a daemon holds [`crate::DirectoryLock`] on it):
+//! [`Store::open`] removes every temporary file it finds, and
 //! [`Store::update`] and [`Store::begin_delete`] of the same instance must not race (the caller
 //! serialises operations per instance; creates are safe against each other without that).
 

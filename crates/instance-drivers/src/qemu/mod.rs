@@ -231,7 +231,11 @@ impl QemuDriver {
             instances: Mutex::new(BTreeMap::new()),
         });
         for (project, name) in &loaded.tombstones {
-            shared.finish_interrupted_delete(project, name).await?;
+            // The instance is gone either way; what is left is retried by the next create of
+            // the name (or the next open), and must not keep the daemon from serving the others.
+            if let Err(error) = shared.finish_interrupted_delete(project, name).await {
+                tracing::error!(project, instance = name, %error, "cannot finish an interrupted delete");
+            }
         }
         for definition in loaded.definitions {
             let key = (definition.project.clone(), definition.name.clone());
