@@ -36,7 +36,12 @@ pub fn json(reply: &Reply) -> Value {
 impl Daemon {
     /// Starts the daemon, or returns `None` when QEMU is missing and the test may be skipped.
     pub async fn start() -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts the daemon over `dir` (a directory with a name of its own: long, or with a comma),
+    /// or returns `None` as [`Self::start`].
+    pub async fn start_in(dir: TempDir) -> Option<Self> {
         vgashot_qemu_process::Launch::for_tests(dir.path())?;
         let mut daemon = Self {
             dir,

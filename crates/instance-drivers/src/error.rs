@@ -45,6 +45,9 @@ pub enum DriverError {
     /// Delete or rename of an instance that runs (Incus's wording).
     #[error("The instance is currently running, stop it first")]
     Running,
+    /// A restart whose clean shutdown a forced stop cut short: the instance stays stopped.
+    #[error("The restart was interrupted by a forced stop")]
+    RestartInterrupted,
     /// The operation needs a frozen instance (unfreeze).
     #[error("Instance is not frozen")]
     NotFrozen,
@@ -97,6 +100,29 @@ pub enum DriverError {
     StopFailed {
         /// QEMU's pid.
         pid: i32,
+    },
+    /// Another process (a second daemon) holds the lock of the daemon's directory.
+    #[error(
+        "another vgashot daemon{} is using {}",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+        dir.display()
+    )]
+    DirectoryInUse {
+        /// The directory.
+        dir: PathBuf,
+        /// The pid the holder wrote into the lock file, when readable.
+        holder: Option<u32>,
+    },
+    /// The instance's QMP socket path would not fit a `sockaddr_un`, so QEMU could never listen.
+    #[error(
+        "The instance's QMP socket path would be {length} bytes long, more than the {max} bytes \
+         a Unix socket path may have: use a shorter instance name or VGASHOT_DIR"
+    )]
+    SocketPathTooLong {
+        /// The path's length in bytes.
+        length: usize,
+        /// The longest path a Unix socket can be bound at.
+        max: usize,
     },
     /// A file of the instance's runtime directory could not be used.
     #[error("cannot {operation} {}", path.display())]

@@ -10,12 +10,14 @@
 //! 3. [`qemu`] implements it for QEMU: [`qemu::cmdline`] turns config into a command line,
 //!    [`QemuDriver`] owns the VMs (and re-attaches to running ones after a restart),
 //!    [`QemuInstance`] runs one VM and supervises it.
-//! 4. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
+//! 4. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
+//! 5. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
 //!    them to HTTP statuses in one place.
 
 pub mod definition;
 mod error;
 mod instance;
+mod lock;
 pub mod qemu;
 pub mod store;
 
@@ -25,4 +27,5 @@ pub use instance::{
     Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage, Screenshot,
     ScreenshotOptions,
 };
+pub use lock::DirectoryLock;
 pub use qemu::{DriverPaths, QemuDriver, QemuInstance};

@@ -17,9 +17,17 @@
 //! 6. [`Store::load_all`] reads every definition; a file that cannot be read or parsed, or whose
 //!    contents name another instance than its path, is reported in [`Loaded::corrupt`] and does
 //!    not hide the others.
+//! 7. A delete has steps, so that a crash between them leaves nothing a new instance of the same
+//!    name could inherit: [`Store::begin_delete`] renames the definition to a tombstone
+//!    `<name>.deleted` (atomically: from then on the instance is gone for [`Store::load`] and
+//!    [`Store::load_all`]); the caller removes what else belongs to the instance (its run-time
+//!    files); [`Store::finish_delete`] removes the tombstone. A tombstone found later
+//!    ([`Loaded::tombstones`]) is a delete a crash interrupted: the caller finishes it, in the
+//!    same order, before it serves anything.
 //!
-//! One process owns a root at a time: [`Store::open`] removes every temporary file it finds, and
-//! [`Store::update`] and [`Store::delete`] of the same instance must not race (the caller
+//! One process owns a root at a time (a daemon holds [`crate::DirectoryLock`] on it):
+//! [`Store::open`] removes every temporary file it finds, and
+//! [`Store::update`] and [`Store::begin_delete`] of the same instance must not race (the caller
 //! serialises operations per instance; creates are safe against each other without that).
 
 use std::ffi::OsStr;
@@ -39,6 +47,9 @@ const INSTANCES_DIR: &str = "instances";
 const EXTENSION: &str = "json";
 /// The suffix of a temporary file; with its leading `.` no valid instance file name has it.
 const TEMP_SUFFIX: &str = ".tmp";
+/// The extension of a tombstone, a definition whose delete has begun; no instance name holds a
+/// `.`, so a tombstone is never a definition.
+const TOMBSTONE_EXTENSION: &str = "deleted";
 /// Mode of the store's directories: definitions may hold secrets (`user.*` keys).
 const DIR_MODE: u32 = 0o700;
 /// Mode of a definition file.
@@ -128,6 +139,9 @@ pub struct Loaded {
     pub definitions: Vec<InstanceDefinition>,
     /// The files that could not be loaded, sorted by path, each with why.
     pub corrupt: Vec<(PathBuf, StoreError)>,
+    /// The deletes a crash interrupted, as (project, name), sorted: the caller finishes each
+    /// ([`Store::finish_delete`]) after removing the instance's other files.
+    pub tombstones: Vec<(String, String)>,
 }
 
 /// The instance definitions under one root directory.
@@ -231,6 +245,10 @@ impl Store {
         let mut loaded = Loaded::default();
         for project_dir in self.project_dirs()? {
             for path in read_dir(&project_dir)? {
+                if let Some(tombstone) = tombstone_of(&path) {
+                    loaded.tombstones.push(tombstone);
+                    continue;
+                }
                 if path
                     .extension()
                     .is_none_or(|extension| extension != EXTENSION)
@@ -255,22 +273,37 @@ impl Store {
             .definitions
             .sort_by(|a, b| (&a.project, &a.name).cmp(&(&b.project, &b.name)));
         loaded.corrupt.sort_by(|a, b| a.0.cmp(&b.0));
+        loaded.tombstones.sort();
         Ok(loaded)
     }
 
-    /// Removes a definition; [`StoreError::NotFound`] if there is none.
+    /// Begins a delete (step 7): renames the definition to its tombstone, so the instance is
+    /// gone at once and for good, even if a crash comes before [`Store::finish_delete`];
+    /// [`StoreError::NotFound`] if there is none.
     ///
     /// The project's directory stays, even when empty: removing it would race with a
     /// concurrent [`Store::create`] in the same project.
-    pub fn delete(&self, project: &str, name: &str) -> Result<(), StoreError> {
+    pub fn begin_delete(&self, project: &str, name: &str) -> Result<(), StoreError> {
         let path = self.path(project, name)?;
-        match fs::remove_file(&path) {
+        let tombstone = self.tombstone(project, name)?;
+        match fs::rename(&path, &tombstone) {
             Ok(()) => sync_dir(&self.project_dir(project)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound {
                 project: project.to_owned(),
                 name: name.to_owned(),
             }),
             Err(error) => Err(io_error("remove", &path)(error)),
+        }
+    }
+
+    /// Ends a delete (step 7): removes the tombstone, once everything else of the instance is
+    /// gone. Without a tombstone there is nothing to do.
+    pub fn finish_delete(&self, project: &str, name: &str) -> Result<(), StoreError> {
+        let tombstone = self.tombstone(project, name)?;
+        match fs::remove_file(&tombstone) {
+            Ok(()) => sync_dir(&self.project_dir(project)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error("remove", &tombstone)(error)),
         }
     }
 
@@ -281,6 +314,13 @@ impl Store {
         Ok(self
             .project_dir(project)
             .join(format!("{name}.{EXTENSION}")))
+    }
+
+    /// The tombstone of an instance, after checking both names.
+    fn tombstone(&self, project: &str, name: &str) -> Result<PathBuf, StoreError> {
+        Ok(self
+            .path(project, name)?
+            .with_extension(TOMBSTONE_EXTENSION))
     }
 
     /// The directory of a project whose name has been checked.
@@ -386,6 +426,18 @@ fn is_temp_file(path: &Path) -> bool {
         .is_some_and(|name| name.starts_with('.') && name.ends_with(TEMP_SUFFIX))
 }
 
+/// The (project, name) a tombstone found by listing the store stands for, if `path` is one
+/// with valid names.
+fn tombstone_of(path: &Path) -> Option<(String, String)> {
+    if path.extension()? != TOMBSTONE_EXTENSION {
+        return None;
+    }
+    let project = path.parent()?.file_name()?.to_str()?;
+    let name = path.file_stem()?.to_str()?;
+    (validate_project_name(project).is_ok() && validate_instance_name(name).is_ok())
+        .then(|| (project.to_owned(), name.to_owned()))
+}
+
 /// The entries of a directory, as paths.
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     fs::read_dir(dir)
@@ -471,12 +523,62 @@ mod tests {
         assert!(text.starts_with("{\n  \""), "pretty JSON: {text}");
         assert!(text.ends_with("}\n"));
 
-        store.delete("default", "v1").unwrap();
+        store.begin_delete("default", "v1").unwrap();
         assert!(matches!(
             store.load("default", "v1"),
             Err(StoreError::NotFound { .. })
         ));
+        store.finish_delete("default", "v1").unwrap();
         assert!(files(root.path()).is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_delete_leaves_a_tombstone_until_it_is_finished() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        store.create(&definition("default", "v1")).unwrap();
+        store.create(&definition("default", "v2")).unwrap();
+        store.begin_delete("default", "v1").unwrap();
+        // The crash: the daemon dies before `finish_delete`. The next one sees the tombstone.
+        let store = Store::open(root.path()).unwrap();
+        let loaded = store.load_all().unwrap();
+        let names: Vec<_> = loaded.definitions.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["v2"]);
+        assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
+        assert_eq!(loaded.tombstones, [("default".into(), "v1".into())]);
+        assert!(matches!(
+            store.load("default", "v1"),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(
+            files(root.path()),
+            ["default/v1.deleted", "default/v2.json"]
+        );
+
+        // The name is free at once, even before the delete is finished.
+        let mut again = definition("default", "v1");
+        again.description = "new".into();
+        store.create(&again).unwrap();
+        store.finish_delete("default", "v1").unwrap();
+        assert_eq!(store.load("default", "v1").unwrap(), again);
+        let loaded = store.load_all().unwrap();
+        assert!(loaded.tombstones.is_empty());
+        assert_eq!(files(root.path()), ["default/v1.json", "default/v2.json"]);
+        // Finishing twice, or without a delete, is harmless.
+        store.finish_delete("default", "v1").unwrap();
+        store.finish_delete("default", "v3").unwrap();
+        assert_eq!(store.load("default", "v1").unwrap(), again);
+    }
+
+    #[test]
+    fn a_tombstone_with_an_invalid_name_is_ignored() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        store.create(&definition("default", "v1")).unwrap();
+        fs::write(root.path().join("instances/default/Bad_Name.deleted"), b"").unwrap();
+        let loaded = store.load_all().unwrap();
+        assert!(loaded.tombstones.is_empty());
+        assert_eq!(loaded.definitions.len(), 1);
     }
 
     #[test]
@@ -515,7 +617,7 @@ mod tests {
         };
         not_found(store.update(&definition("default", "v2")));
         not_found(store.update(&definition("nowhere", "v1")));
-        not_found(store.delete("default", "v2"));
+        not_found(store.begin_delete("default", "v2"));
         not_found(store.load("default", "v2").map(drop));
         not_found(store.load("nowhere", "v1").map(drop));
         assert_eq!(files(root.path()), ["default/v1.json"]);
@@ -595,7 +697,8 @@ mod tests {
             invalid(store.create(&definition(project, name)));
             invalid(store.update(&definition(project, name)));
             invalid(store.load(project, name).map(drop));
-            invalid(store.delete(project, name));
+            invalid(store.begin_delete(project, name));
+            invalid(store.finish_delete(project, name));
         }
         let error = store.load("default", "a/b").unwrap_err();
         assert_eq!(error.to_string(), "invalid instance name \"a/b\"");

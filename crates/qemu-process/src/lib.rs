@@ -195,8 +195,10 @@ impl Launch {
 
     /// The full argument list, prefix included.
     pub fn command_line(&self) -> Vec<OsString> {
+        // The path sits in an option list: a comma in it (from the runtime directory's name)
+        // would end the path and start an option of its own, so commas are doubled.
         let mut qmp = OsString::from("unix:");
-        qmp.push(self.qmp_socket());
+        qmp.push(escape_commas(self.qmp_socket().as_os_str()));
         qmp.push(",server=on,wait=off");
         let prefix = [
             OsString::from("-nodefaults"),
@@ -330,6 +332,19 @@ pub struct Detached {
     pub pid: i32,
     /// Its QMP socket.
     pub qmp_socket: PathBuf,
+}
+
+/// `value` with every comma doubled: QEMU's escape inside a `key=value,...` option list.
+pub fn escape_commas(value: &OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut escaped = Vec::with_capacity(value.len());
+    for &byte in value.as_bytes() {
+        escaped.push(byte);
+        if byte == b',' {
+            escaped.push(b',');
+        }
+    }
+    OsString::from_vec(escaped)
 }
 
 /// The pid a detached QEMU wrote into `runtime_dir`, if the file is there and holds one.
@@ -508,6 +523,23 @@ mod tests {
                 "std"
             ]
         );
+    }
+
+    #[test]
+    fn a_comma_in_the_runtime_directory_cannot_add_a_qmp_option() {
+        let launch = Launch {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            runtime_dir: "/run/a,server=off,x".into(),
+            args: Vec::new(),
+            die_with_parent: false,
+        };
+        let line = launch.command_line();
+        assert_eq!(
+            line[7],
+            "unix:/run/a,,server=off,,x/qmp.sock,server=on,wait=off"
+        );
+        assert_eq!(escape_commas(OsStr::new(",a,,")), ",,a,,,,");
     }
 
     #[tokio::test]

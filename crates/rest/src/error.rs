@@ -119,10 +119,12 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::AlreadyStopped
         | DriverError::Running
         | DriverError::NotFrozen
+        | DriverError::RestartInterrupted
         | DriverError::DisplayNotFound { .. }
         | DriverError::HeadNotFound { .. }
         | DriverError::HeadWithoutDevice
-        | DriverError::NoDisplay => StatusCode::BAD_REQUEST,
+        | DriverError::NoDisplay
+        | DriverError::SocketPathTooLong { .. } => StatusCode::BAD_REQUEST,
         DriverError::NotFound => StatusCode::NOT_FOUND,
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
         DriverError::Store(_)
@@ -132,6 +134,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::QemuPng(_)
         | DriverError::ConsoleEncoding(_)
         | DriverError::StopFailed { .. }
+        | DriverError::DirectoryInUse { .. }
         | DriverError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

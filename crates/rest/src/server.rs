@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,25 +57,61 @@ pub enum ServeError {
 /// The permissions of the socket: owner and group may talk to the daemon, others not (incusd
 /// uses 0660 with its admin group).
 const SOCKET_MODE: u32 = 0o660;
+/// Mode of the private directory the socket is bound in before it gets its final name.
+const BIND_DIR_MODE: u32 = 0o700;
 
 /// Binds the Unix socket at `path`, replacing a stale socket file left by a daemon that died,
 /// but never one that a live daemon still answers on.
+///
+/// The socket is never reachable with wider permissions than [`SOCKET_MODE`], even for an
+/// instant:
+/// 1. bind(2) creates the socket file with the process's umask, which may be wide (0022 gives
+///    0755), and changing the umask is process-wide, racing with every other thread that
+///    creates files. So the socket is bound inside a new directory `.b<pid>` beside `path`,
+///    made with mode 0700 by mkdir(2) itself (a umask only removes bits), where nobody else can
+///    reach it whatever its own mode;
+/// 2. it gets its final mode there, by name, in that directory nobody else can enter or change;
+/// 3. rename(2) gives it its final name in one step (replacing a stale socket atomically), with
+///    the mode it already has; the empty directory goes.
+///
+/// The directory's name is as long as `unix.socket`'s and the socket's inside is one byte, so
+/// the temporary path is never longer than the final one (a `sockaddr_un` holds 107 bytes).
 pub async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     let listen_error = |source| ServeError::Listen {
         path: path.to_owned(),
         source,
     };
-    if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            return Err(ServeError::InUse {
-                path: path.to_owned(),
-            });
-        }
-        std::fs::remove_file(path).map_err(listen_error)?;
+    if path.exists() && tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(ServeError::InUse {
+            path: path.to_owned(),
+        });
     }
-    let listener = UnixListener::bind(path).map_err(listen_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = parent.join(format!(".b{}", std::process::id()));
+    // A leftover of a daemon with this pid that died between the steps.
+    match std::fs::remove_dir_all(&private) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(listen_error(error)),
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .mode(BIND_DIR_MODE)
+        .create(&private)
         .map_err(listen_error)?;
+    let bound = bind_privately(&private.join("s"), path);
+    // The directory is empty after the rename; after a failure it may hold the socket.
+    let _ = std::fs::remove_dir_all(&private);
+    bound.map_err(listen_error)
+}
+
+/// Steps 1 to 3 of [`bind_unix`]: binds at `temporary`, in a private directory, gives the socket
+/// its mode, then its final name.
+fn bind_privately(temporary: &Path, path: &Path) -> io::Result<UnixListener> {
+    let listener = UnixListener::bind(temporary)?;
+    std::fs::set_permissions(temporary, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+    std::fs::rename(temporary, path)?;
     Ok(listener)
 }
 

@@ -8,8 +8,12 @@
 //!    while the VM runs (so little is lost when it dies), and before a requested stop.
 //! 3. The file keeps the newest [`LOG_KEEP_BYTES`]: once it grows past twice that, it is rewritten
 //!    (atomically) with its tail, so the log is bounded too. It outlives the VM, as Incus's does.
+//! 4. The file is private (mode 0600, in the private run-time directory): the guest's console
+//!    may print secrets. Only the daemon writes it; QEMU never opens it.
 
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use base64::Engine;
@@ -23,6 +27,8 @@ use crate::qemu::cmdline::CONSOLE_CHARDEV_ID;
 pub const RING_BYTES: u32 = 1 << 20;
 /// How much of the log the file keeps.
 pub const LOG_KEEP_BYTES: u64 = 1 << 20;
+/// Mode of the log file.
+const LOG_MODE: u32 = 0o600;
 /// How much one `ringbuf-read` asks for.
 const READ_CHUNK: u32 = 64 * 1024;
 
@@ -86,9 +92,10 @@ impl ConsoleLog {
     }
 
     fn append(&self, chunk: &[u8]) -> Result<()> {
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_MODE)
             .open(&self.path)
             .map_err(|source| self.io_error("open", source))?;
         file.write_all(chunk)
@@ -110,7 +117,14 @@ impl ConsoleLog {
         let keep = usize::try_from(LOG_KEEP_BYTES).unwrap_or(usize::MAX);
         let tail = &log[log.len().saturating_sub(keep)..];
         let temporary = self.path.with_extension("log.tmp");
-        std::fs::write(&temporary, tail).map_err(|source| self.io_error("write", source))?;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(LOG_MODE)
+            .open(&temporary)
+            .and_then(|mut file| file.write_all(tail))
+            .map_err(|source| self.io_error("write", source))?;
         std::fs::rename(&temporary, &self.path).map_err(|source| self.io_error("replace", source))
     }
 
@@ -167,5 +181,20 @@ mod tests {
         assert!(kept.starts_with(b"b"));
         log.clear(None).await.unwrap();
         assert!(log.read().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_log_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let log = ConsoleLog::new(path.clone());
+        let mode = || std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        log.append(b"secret").unwrap();
+        assert_eq!(mode(), 0o600);
+        // Rewritten with its tail, it stays private.
+        log.append(&vec![b'a'; 2 * LOG_KEEP_BYTES as usize])
+            .unwrap();
+        assert_eq!(mode(), 0o600);
     }
 }

@@ -3,13 +3,21 @@
 //! How the driver keeps its VMs:
 //! 1. Definitions live in the state directory, one file per instance ([`Store`]), written
 //!    atomically; a VM's run-time files (QMP socket, pid file, QEMU's log, the console log) live
-//!    in `<runtime>/<project>/<name>/`.
-//! 2. [`QemuDriver::open`] loads every definition and, for each one whose pid file names a live
-//!    QEMU serving that instance's QMP socket, re-attaches to it without stopping it: a daemon can
-//!    restart under running VMs.
-//! 3. [`QemuDriver::create`] validates a definition completely (names, config, devices) before
-//!    storing it, so what is stored can be started.
-//! 4. Each VM is a [`QemuInstance`], which implements [`crate::Instance`].
+//!    in `<runtime>/<project>/<name>/`. Every run-time directory is private (mode 0700): the
+//!    daemon (root) creates them, and QEMU creates its QMP socket and pid file in them before it
+//!    drops privileges, gets its log as a descriptor, and opens nothing there afterwards.
+//! 2. [`QemuDriver::open`] first finishes the deletes a crash interrupted (a tombstone in the
+//!    store: the run-time directory goes, then the tombstone), then loads every definition and,
+//!    for each one whose pid file names a live QEMU serving that instance's QMP socket,
+//!    re-attaches to it without stopping it: a daemon can restart under running VMs.
+//! 3. [`QemuDriver::create`] validates a definition completely (names, config, devices, and
+//!    that its QMP socket path fits a `sockaddr_un`) before storing it, so what is stored can be
+//!    started, and gives it an empty run-time directory, so nothing of an earlier instance of
+//!    the same name (its console log) is inherited.
+//! 4. A delete is done in the store's steps ([`crate::store`], step 7): tombstone, run-time
+//!    directory, tombstone removed, then the registry entry; a crash anywhere in between is
+//!    finished by the next open (step 2).
+//! 5. Each VM is a [`QemuInstance`], which implements [`crate::Instance`].
 
 pub mod cmdline;
 mod console;
@@ -18,8 +26,12 @@ mod screenshot;
 mod vm;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::sys::signal::Signal;
 
 pub use vm::QemuInstance;
 
@@ -36,10 +48,19 @@ use cmdline::MachinePlan;
 pub struct DriverPaths {
     /// Instance definitions; must survive reboots (e.g. `/var/lib/vgashot`).
     pub state_dir: PathBuf,
-    /// Sockets, pid files and logs of running VMs. Unix socket paths are limited to 107 bytes,
-    /// so keep this short (e.g. `/run/vgashot`).
+    /// Sockets, pid files and logs of running VMs. Unix socket paths are limited to
+    /// [`MAX_SOCKET_PATH`] bytes, so keep this short (e.g. `/run/vgashot`).
     pub runtime_dir: PathBuf,
 }
+
+/// The longest path a Unix socket can be bound at: `sockaddr_un.sun_path` holds 108 bytes on
+/// Linux, the terminating NUL included. An instance whose QMP socket path would be longer is
+/// refused at create ([`DriverError::SocketPathTooLong`]).
+pub const MAX_SOCKET_PATH: usize = 107;
+/// Mode of every run-time directory: they hold the VMs' control sockets and console logs.
+const RUNTIME_DIR_MODE: u32 = 0o700;
+/// How long a leftover QEMU of a deleted instance has to die after SIGKILL.
+const LEFTOVER_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Instances by (project, name).
 type Registry = BTreeMap<(String, String), Arc<QemuInstance>>;
@@ -63,33 +84,113 @@ impl DriverShared {
         self.runtime_root.join(project).join(name)
     }
 
-    /// Removes a stopped instance's definition, run-time files and registry entry.
-    pub(crate) fn remove(&self, instance: &QemuInstance) -> Result<()> {
-        match self.store.delete(instance.project(), instance.name()) {
-            Ok(()) | Err(StoreError::NotFound { .. }) => {}
-            Err(error) => return Err(DriverError::Store(error)),
+    /// Begins the delete of a stopped instance (step 4): its definition becomes a tombstone,
+    /// so from here on the instance is gone, even across a crash. The caller holds the
+    /// instance's life-cycle lock and continues with [`DriverShared::end_remove`].
+    pub(crate) fn begin_remove(&self, instance: &QemuInstance) -> Result<()> {
+        match self.store.begin_delete(instance.project(), instance.name()) {
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(DriverError::Store(error)),
         }
-        match std::fs::remove_dir_all(instance.runtime_dir()) {
+    }
+
+    /// Ends the delete of an instance (step 4): its run-time files, its tombstone, its registry
+    /// entry. When it fails, the instance stays listed, deleted, and a retry (or the next open)
+    /// finishes.
+    pub(crate) fn end_remove(&self, instance: &QemuInstance) -> Result<()> {
+        let (project, name) = (instance.project(), instance.name());
+        self.finish_delete(project, name)?;
+        self.registry()
+            .remove(&(project.to_owned(), name.to_owned()));
+        Ok(())
+    }
+
+    /// The steps of a delete after its tombstone: the run-time directory, then the tombstone.
+    /// Harmless when there is nothing to delete.
+    fn finish_delete(&self, project: &str, name: &str) -> Result<()> {
+        let runtime_dir = self.runtime_dir(project, name);
+        match std::fs::remove_dir_all(&runtime_dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                 return Err(DriverError::Io {
                     operation: "remove",
-                    path: instance.runtime_dir().to_owned(),
+                    path: runtime_dir,
                     source: error,
                 });
             }
             _ => {}
         }
-        self.registry()
-            .remove(&(instance.project().to_owned(), instance.name().to_owned()));
+        self.store
+            .finish_delete(project, name)
+            .map_err(DriverError::Store)
+    }
+
+    /// Finishes a delete that a crash interrupted. A QEMU still serving the deleted instance's
+    /// socket (which a delete never leaves, but a hand-made state might) is killed first: no
+    /// QEMU outlives its definition.
+    async fn finish_interrupted_delete(&self, project: &str, name: &str) -> Result<()> {
+        let runtime_dir = self.runtime_dir(project, name);
+        if let Some(pid) = vgashot_qemu_process::read_pid_file(&runtime_dir) {
+            let socket = runtime_dir.join(vgashot_qemu_process::QMP_SOCKET);
+            if process::alive(pid) && process::is_qemu_serving(pid, &socket) {
+                tracing::warn!(
+                    instance = name,
+                    pid,
+                    "killing the QEMU of a deleted instance"
+                );
+                process::signal(pid, Signal::SIGKILL);
+                if !process::wait_gone(pid, LEFTOVER_KILL_GRACE).await {
+                    return Err(DriverError::StopFailed { pid });
+                }
+            }
+        }
+        self.finish_delete(project, name)?;
+        tracing::info!(
+            project,
+            instance = name,
+            "finished a delete that a crash interrupted"
+        );
         Ok(())
     }
 
-    /// An ephemeral instance is deleted when it stops.
-    pub(crate) fn forget_ephemeral(&self, instance: &QemuInstance) {
-        if let Err(error) = self.remove(instance) {
-            tracing::warn!(instance = instance.name(), %error, "could not delete an ephemeral instance");
+    /// Gives a new instance an empty, private run-time directory.
+    fn fresh_runtime_dir(&self, project: &str, name: &str) -> Result<()> {
+        let runtime_dir = self.runtime_dir(project, name);
+        let io_error = |operation, source| DriverError::Io {
+            operation,
+            path: runtime_dir.clone(),
+            source,
+        };
+        match std::fs::remove_dir_all(&runtime_dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("remove", error));
+            }
+            _ => {}
         }
+        private_dir(&runtime_dir).map_err(|source| io_error("create", source))
     }
+}
+
+/// Creates `dir` and its missing parents with mode 0700; an existing `dir` is made 0700 too
+/// (it may come from a version that made it 0755).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(RUNTIME_DIR_MODE)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(RUNTIME_DIR_MODE))
+}
+
+/// Refuses a QMP socket path that cannot be bound, so the error comes at create, in words,
+/// rather than from QEMU at every start.
+fn check_socket_path(socket: &Path) -> Result<()> {
+    let length = socket.as_os_str().len();
+    if length > MAX_SOCKET_PATH {
+        return Err(DriverError::SocketPathTooLong {
+            length,
+            max: MAX_SOCKET_PATH,
+        });
+    }
+    Ok(())
 }
 
 /// The qemu driver: creates, finds and deletes QEMU VMs.
@@ -107,10 +208,19 @@ impl std::fmt::Debug for QemuDriver {
 }
 
 impl QemuDriver {
-    /// Opens the driver over `paths`: loads every stored definition and re-attaches to the VMs
-    /// that still run. Definitions that cannot be read are logged and skipped.
+    /// Opens the driver over `paths`: finishes interrupted deletes, loads every stored
+    /// definition and re-attaches to the VMs that still run. Definitions that cannot be read are
+    /// logged and skipped.
+    ///
+    /// One driver at a time may own `paths`; a daemon makes sure of it with
+    /// [`crate::DirectoryLock`] before it opens the driver.
     pub async fn open(paths: DriverPaths) -> Result<Self> {
         let store = Store::open(&paths.state_dir).map_err(DriverError::Store)?;
+        private_dir(&paths.runtime_dir).map_err(|source| DriverError::Io {
+            operation: "create",
+            path: paths.runtime_dir.clone(),
+            source,
+        })?;
         let loaded = store.load_all().map_err(DriverError::Store)?;
         for (path, error) in &loaded.corrupt {
             tracing::error!(path = %path.display(), %error, "skipping an unreadable instance definition");
@@ -120,6 +230,13 @@ impl QemuDriver {
             runtime_root: paths.runtime_dir,
             instances: Mutex::new(BTreeMap::new()),
         });
+        for (project, name) in &loaded.tombstones {
+            // The instance is gone either way; what is left is retried by the next create of
+            // the name (or the next open), and must not keep the daemon from serving the others.
+            if let Err(error) = shared.finish_interrupted_delete(project, name).await {
+                tracing::error!(project, instance = name, %error, "cannot finish an interrupted delete");
+            }
+        }
         for definition in loaded.definitions {
             let key = (definition.project.clone(), definition.name.clone());
             let instance = QemuInstance::new(shared.clone(), definition);
@@ -137,13 +254,32 @@ impl QemuDriver {
             return Err(DriverError::UnsupportedType(definition.instance_type));
         }
         MachinePlan::from_definition(&definition).map_err(DriverError::Config)?;
-        let key = (definition.project.clone(), definition.name.clone());
+        let (project, name) = (definition.project.clone(), definition.name.clone());
+        check_socket_path(
+            &self
+                .shared
+                .runtime_dir(&project, &name)
+                .join(vgashot_qemu_process::QMP_SOCKET),
+        )?;
+        let key = (project.clone(), name.clone());
         let mut registry = self.shared.registry();
         if registry.contains_key(&key) {
-            return Err(DriverError::AlreadyExists {
-                name: definition.name,
-            });
+            return Err(DriverError::AlreadyExists { name });
         }
+        // A file of that name that did not load (a corrupt definition) is an instance too; its
+        // run-time files must not be touched.
+        match self.shared.store.load(&project, &name) {
+            Err(StoreError::NotFound { .. }) => {}
+            Ok(_) | Err(StoreError::Parse { .. } | StoreError::Misplaced { .. }) => {
+                return Err(DriverError::AlreadyExists { name });
+            }
+            Err(other) => return Err(DriverError::Store(other)),
+        }
+        // A delete of this name that did not finish is finished, and anything else left in the
+        // run-time directory goes, before the definition is stored: a crash in between leaves
+        // no definition, only an empty directory that the next create replaces.
+        self.shared.finish_delete(&project, &name)?;
+        self.shared.fresh_runtime_dir(&project, &name)?;
         self.shared
             .store
             .create(&definition)

@@ -34,7 +34,9 @@ pub fn is_qemu_serving(pid: i32, qmp_socket: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let socket = qmp_socket.as_os_str().as_encoded_bytes();
+    // The command line holds the path with its commas doubled (QEMU's option escape).
+    let socket = vgashot_qemu_process::escape_commas(qmp_socket.as_os_str());
+    let socket = socket.as_encoded_bytes();
     cmdline
         .split(|&byte| byte == 0)
         .any(|arg| arg.windows(socket.len()).any(|window| window == socket))

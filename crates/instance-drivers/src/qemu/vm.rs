@@ -10,7 +10,16 @@
 //! 3. `stop` asks the guest (ACPI power button), then QEMU (`quit`), then the kernel (SIGKILL),
 //!    each after its own bound, and returns when the supervisor has seen the end.
 //! 4. Life-cycle changes are serialised by one async lock per VM; reads of the state and
-//!    screenshots never wait for it.
+//!    screenshots never wait for it. A forced stop does not queue behind a clean shutdown that
+//!    waits for the guest: before it asks for the lock it tells the running VM
+//!    ([`RunningVm::forced`]), and the waiting stop goes on at once to `quit` and SIGKILL, so a
+//!    forced stop ends the VM within seconds whatever the clean shutdown's timeout.
+//! 5. A delete marks the instance deleted under the lock ([`QemuInstance::deleted`]) as soon as
+//!    its definition is a tombstone; `start` and `update` check the mark under the same lock, so
+//!    a handle to the instance obtained before the delete can never start a QEMU afterwards.
+//! 6. An ephemeral instance is deleted when it stops (by `stop`, under its lock, before `stop`
+//!    returns; or by the supervisor, taking the lock, when the guest shut down by itself), and
+//!    not when it restarts: `restart` stops it keeping the definition, then starts it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,8 +58,12 @@ struct RunningVm {
     qmp: Qmp,
     /// Becomes `true` once the supervisor has seen QEMU end.
     exited: watch::Receiver<bool>,
-    /// Set by `stop`, so the supervisor reports a requested stop as such.
+    /// Set by `stop`, so the supervisor reports a requested stop as such (and leaves deleting an
+    /// ephemeral instance to the stop).
     stop_requested: Arc<AtomicBool>,
+    /// Set by a forced stop before it waits for the life-cycle lock: a clean shutdown waiting
+    /// for the guest gives up at once and ends QEMU.
+    forced: Arc<watch::Sender<bool>>,
     /// Ends the supervisor when the driver lets go of the VM without stopping it.
     supervisor: tokio::task::AbortHandle,
 }
@@ -75,6 +88,38 @@ pub struct QemuInstance {
     console: ConsoleLog,
     lifecycle: tokio::sync::Mutex<()>,
     run: Mutex<RunCell>,
+    /// Set, under the life-cycle lock, once the definition is a tombstone: nothing starts it
+    /// again.
+    deleted: AtomicBool,
+}
+
+/// What a stop does with an ephemeral instance once QEMU has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// Delete it (a stop).
+    DeleteEphemeral,
+    /// Keep it (the first half of a restart).
+    Keep,
+}
+
+/// How a clean shutdown's wait for the guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuestShutdown {
+    /// QEMU ended.
+    Exited,
+    /// A forced stop cut the wait short.
+    Forced,
+    /// The guest did not shut down in time.
+    TimedOut,
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// As asked.
+    AsAsked,
+    /// A forced stop cut its clean shutdown short, or ended the VM before this stop got to it.
+    PreEmpted,
 }
 
 impl std::fmt::Debug for QemuInstance {
@@ -99,6 +144,7 @@ impl QemuInstance {
             definition: RwLock::new(definition),
             shared,
             lifecycle: tokio::sync::Mutex::new(()),
+            deleted: AtomicBool::new(false),
             run: Mutex::new(RunCell {
                 status: InstanceStatus::Stopped,
                 reason: None,
@@ -174,6 +220,7 @@ impl QemuInstance {
     fn attach(&self, pid: i32, qmp: Qmp, status: InstanceStatus) {
         let (exited_sender, exited) = watch::channel(false);
         let stop_requested = Arc::new(AtomicBool::new(false));
+        let (forced, _) = watch::channel(false);
         let supervisor = Supervisor {
             instance: self.me.clone(),
             pid,
@@ -194,6 +241,7 @@ impl QemuInstance {
             qmp,
             exited,
             stop_requested,
+            forced: Arc::new(forced),
             supervisor,
         });
     }
@@ -235,10 +283,133 @@ impl QemuInstance {
     /// meanwhile.
     pub(crate) async fn delete(&self) -> Result<()> {
         let _lifecycle = self.lifecycle.lock().await;
+        if self.is_deleted() {
+            // An earlier delete failed half-way: finish it.
+            return self.shared.end_remove(self);
+        }
         if self.state().pid.is_some() {
             return Err(DriverError::Running);
         }
-        self.shared.remove(self)
+        self.remove_locked()
+    }
+
+    /// Whether the instance was deleted; read under the life-cycle lock, it stays true.
+    fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// Deletes the stopped instance; the caller holds the life-cycle lock.
+    fn remove_locked(&self) -> Result<()> {
+        self.shared.begin_remove(self)?;
+        self.deleted.store(true, Ordering::SeqCst);
+        self.shared.end_remove(self)
+    }
+
+    /// Deletes the instance if it is ephemeral and stopped (not in error); the caller holds the
+    /// life-cycle lock.
+    fn delete_if_stopped_ephemeral(&self) -> Result<()> {
+        let stopped = {
+            let cell = self.cell();
+            cell.vm.is_none()
+                && cell.unreachable_pid.is_none()
+                && cell.status == InstanceStatus::Stopped
+        };
+        if stopped && !self.is_deleted() && self.definition().ephemeral {
+            self.remove_locked()?;
+            tracing::info!(instance = %self.name, "deleted the ephemeral instance as it stopped");
+        }
+        Ok(())
+    }
+
+    /// Tells a clean shutdown in progress to give up waiting for the guest; whether a VM was
+    /// running to be told.
+    fn pre_empt_clean_shutdown(&self) -> bool {
+        match self.running_vm() {
+            Some(vm) => {
+                vm.forced.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the guest to shut down, or less if a forced stop comes.
+    async fn wait_for_guest(vm: &RunningVm, timeout: Duration) -> GuestShutdown {
+        let mut exited = vm.exited.clone();
+        let mut forced = vm.forced.subscribe();
+        tokio::select! {
+            biased;
+            // An error means the supervisor is gone, which it is only once QEMU ended.
+            _ = exited.wait_for(|&gone| gone) => GuestShutdown::Exited,
+            _ = forced.wait_for(|&forced| forced) => GuestShutdown::Forced,
+            () = tokio::time::sleep(timeout) => GuestShutdown::TimedOut,
+        }
+    }
+
+    /// Stops the VM as [`Instance::stop`] says, then does `after` with an ephemeral instance.
+    async fn stop_then(&self, force: bool, timeout: Duration, after: AfterStop) -> Result<Stopped> {
+        let pre_empting = force && self.pre_empt_clean_shutdown();
+        let _lifecycle = self.lifecycle.lock().await;
+        let stopped = match self.running_vm() {
+            Some(vm) => self.end_vm(&vm, force, timeout).await?,
+            None => {
+                let unreachable = self.cell().unreachable_pid;
+                match unreachable {
+                    Some(pid) => {
+                        self.kill_unreachable(pid).await?;
+                        Stopped::AsAsked
+                    }
+                    // The stop this one pre-empted ended the VM: stopped, as asked.
+                    None if pre_empting => return Ok(Stopped::PreEmpted),
+                    None => return Err(DriverError::AlreadyStopped),
+                }
+            }
+        };
+        if after == AfterStop::DeleteEphemeral {
+            self.delete_if_stopped_ephemeral()?;
+        }
+        Ok(stopped)
+    }
+
+    /// Ends a running VM: the guest's clean shutdown unless `force`, then `quit`, then SIGKILL.
+    /// The caller holds the life-cycle lock.
+    async fn end_vm(&self, vm: &RunningVm, force: bool, timeout: Duration) -> Result<Stopped> {
+        vm.stop_requested.store(true, Ordering::SeqCst);
+        // Keep what the guest printed last; the ring dies with QEMU.
+        if let Err(error) = self.console.drain(&vm.qmp).await {
+            tracing::debug!(instance = %self.name, %error, "could not drain the console before stopping");
+        }
+        let mut stopped = Stopped::AsAsked;
+        // The ACPI power button; a guest without ACPI support ignores it.
+        if !force && vm.qmp.system_powerdown().await.is_ok() {
+            match Self::wait_for_guest(vm, timeout).await {
+                GuestShutdown::Exited => return Ok(stopped),
+                GuestShutdown::Forced => {
+                    tracing::info!(instance = %self.name, "a forced stop cut the clean shutdown short");
+                    stopped = Stopped::PreEmpted;
+                }
+                GuestShutdown::TimedOut => {}
+            }
+        }
+        let mut exited = vm.exited.clone();
+        if vm.qmp.quit().await.is_ok() && Self::wait_exited(&mut exited, QUIT_GRACE).await {
+            return Ok(stopped);
+        }
+        tracing::warn!(instance = %self.name, pid = vm.pid, "QEMU ignored quit; killing it");
+        process::signal(vm.pid, Signal::SIGKILL);
+        if Self::wait_exited(&mut exited, KILL_GRACE + EXIT_GRACE).await {
+            return Ok(stopped);
+        }
+        Err(DriverError::StopFailed { pid: vm.pid })
+    }
+
+    /// Deletes the instance if it is ephemeral and the guest stopped it by itself; taken by the
+    /// supervisor, after it has recorded the end.
+    async fn forget_after_guest_shutdown(&self) {
+        let _lifecycle = self.lifecycle.lock().await;
+        if let Err(error) = self.delete_if_stopped_ephemeral() {
+            tracing::warn!(instance = %self.name, %error, "could not delete an ephemeral instance");
+        }
     }
 
     /// Ends a QEMU that is known only by its pid.
@@ -292,6 +463,9 @@ impl Instance for QemuInstance {
 
     async fn update(&self, definition: InstanceDefinition) -> Result<()> {
         let _lifecycle = self.lifecycle.lock().await;
+        if self.is_deleted() {
+            return Err(DriverError::NotFound);
+        }
         let mut updated = self.definition();
         updated.description = definition.description;
         updated.config = definition.config;
@@ -312,6 +486,9 @@ impl Instance for QemuInstance {
 
     async fn start(&self) -> Result<()> {
         let _lifecycle = self.lifecycle.lock().await;
+        if self.is_deleted() {
+            return Err(DriverError::NotFound);
+        }
         if self.cell().vm.is_some() || self.cell().unreachable_pid.is_some() {
             return Err(DriverError::AlreadyRunning);
         }
@@ -337,37 +514,19 @@ impl Instance for QemuInstance {
     }
 
     async fn stop(&self, force: bool, timeout: Duration) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let Some(vm) = self.running_vm() else {
-            let unreachable = self.cell().unreachable_pid;
-            return match unreachable {
-                Some(pid) => self.kill_unreachable(pid).await,
-                None => Err(DriverError::AlreadyStopped),
-            };
-        };
-        vm.stop_requested.store(true, Ordering::SeqCst);
-        // Keep what the guest printed last; the ring dies with QEMU.
-        if let Err(error) = self.console.drain(&vm.qmp).await {
-            tracing::debug!(instance = %self.name, %error, "could not drain the console before stopping");
+        self.stop_then(force, timeout, AfterStop::DeleteEphemeral)
+            .await
+            .map(drop)
+    }
+
+    /// Stops the VM keeping its definition (an ephemeral instance is not deleted by a restart,
+    /// as in Incus), then starts it, unless a forced stop cut the shutdown short or a delete
+    /// came in between (which `start` refuses).
+    async fn restart(&self, force: bool, timeout: Duration) -> Result<()> {
+        match self.stop_then(force, timeout, AfterStop::Keep).await? {
+            Stopped::AsAsked => self.start().await,
+            Stopped::PreEmpted => Err(DriverError::RestartInterrupted),
         }
-        let mut exited = vm.exited.clone();
-        if !force {
-            // The ACPI power button; a guest without ACPI support ignores it.
-            if vm.qmp.system_powerdown().await.is_ok()
-                && Self::wait_exited(&mut exited, timeout).await
-            {
-                return Ok(());
-            }
-        }
-        if vm.qmp.quit().await.is_ok() && Self::wait_exited(&mut exited, QUIT_GRACE).await {
-            return Ok(());
-        }
-        tracing::warn!(instance = %self.name, pid = vm.pid, "QEMU ignored quit; killing it");
-        process::signal(vm.pid, Signal::SIGKILL);
-        if Self::wait_exited(&mut exited, KILL_GRACE + EXIT_GRACE).await {
-            return Ok(());
-        }
-        Err(DriverError::StopFailed { pid: vm.pid })
     }
 
     async fn freeze(&self) -> Result<()> {
@@ -521,20 +680,24 @@ impl Supervisor {
                 "QEMU exited without shutting down (killed from outside, or crashed)".to_owned(),
             )
         };
-        if let Some(instance) = self.instance.upgrade() {
-            {
-                let mut cell = instance.cell();
-                cell.status = status;
-                cell.reason = Some(reason.clone());
-                cell.vm = None;
-            }
-            tracing::info!(instance = %instance.name, pid = self.pid, %reason, "VM ended");
-            let ephemeral = instance.definition().ephemeral;
-            if ephemeral && status == InstanceStatus::Stopped {
-                instance.shared.forget_ephemeral(&instance);
-            }
+        let Some(instance) = self.instance.upgrade() else {
+            let _ = self.exited.send(true);
+            return;
+        };
+        {
+            let mut cell = instance.cell();
+            cell.status = status;
+            cell.reason = Some(reason.clone());
+            cell.vm = None;
         }
+        tracing::info!(instance = %instance.name, pid = self.pid, %reason, "VM ended");
+        // Sent before the delete below takes the life-cycle lock, which a stop waiting for
+        // this very signal may hold.
         let _ = self.exited.send(true);
+        // A requested stop deletes an ephemeral instance itself (or keeps it, for a restart).
+        if !requested && status == InstanceStatus::Stopped {
+            instance.forget_after_guest_shutdown().await;
+        }
     }
 }
 

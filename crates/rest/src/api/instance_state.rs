@@ -20,6 +20,12 @@ use crate::request::{Query, json_body};
 /// `incus stop` sends): a guest that ignores the ACPI button is then stopped by force rather
 /// than left hanging the request for ever.
 pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest clean shutdown a client can ask for (`timeout` in seconds); a longer one is cut
+/// to this. Five minutes is more than a real distribution needs to shut down (systemd's default
+/// stop timeout is 90 s a unit; Incus's `boot.host_shutdown_timeout` defaults to 30 s), yet keeps
+/// a guest that ignores the ACPI button from holding the instance (its `PUT` and `PATCH` wait)
+/// for hours. A forced stop never waits for it: it cuts a clean shutdown short at once.
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The wire form of an instance's state.
 pub fn state(vm: &QemuInstance) -> InstanceState {
@@ -93,7 +99,7 @@ impl Action {
         }
         let timeout = match request.timeout {
             seconds if seconds < 0 => FOREVER_STOP_TIMEOUT,
-            seconds => Duration::from_secs(seconds.unsigned_abs()),
+            seconds => Duration::from_secs(seconds.unsigned_abs()).min(MAX_STOP_TIMEOUT),
         };
         let force = request.force;
         Ok(match request.action.as_str() {
@@ -212,6 +218,20 @@ mod tests {
             Action::Stop {
                 force: true,
                 timeout: FOREVER_STOP_TIMEOUT
+            }
+        );
+        assert_eq!(
+            Action::parse(&request("stop", 100_000, false)).unwrap(),
+            Action::Stop {
+                force: false,
+                timeout: MAX_STOP_TIMEOUT
+            }
+        );
+        assert_eq!(
+            Action::parse(&request("restart", 30, false)).unwrap(),
+            Action::Restart {
+                force: false,
+                timeout: Duration::from_secs(30)
             }
         );
         assert!(Action::parse(&request("explode", 0, false)).is_err());

@@ -1,4 +1,6 @@
 //! `vgashot daemon` and `vgashot trust`:
+//! 0. lock `$VGASHOT_DIR` ([`DirectoryLock`]) before touching anything in it, held until the
+//!    daemon exits, so a second daemon on the same directory refuses to start;
 //! 1. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run);
 //! 2. with `--listen` (or `VGASHOT_HTTPS_ADDRESS`, as Incus's `core.https_address`), bind the
 //!    TLS listener with the certificate of `$VGASHOT_DIR` (made on first use) before serving, so
@@ -13,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use vgashot_instance_drivers::{DriverPaths, QemuDriver};
+use vgashot_instance_drivers::{DirectoryLock, DriverPaths, QemuDriver};
 use vgashot_rest::trust::Added;
 use vgashot_rest::{Daemon, HttpsListener, TrustStore};
 
@@ -36,6 +38,7 @@ pub enum TrustCommand {
 
 /// Runs the daemon over `dir` until SIGTERM or SIGINT.
 pub async fn daemon(dir: PathBuf, listen: Option<String>) -> Result<(), String> {
+    let _lock = DirectoryLock::acquire(&dir).map_err(|error| vgashot_rest::describe(&error))?;
     let paths = DriverPaths {
         state_dir: dir.clone(),
         runtime_dir: dir.join("run"),
