@@ -10,6 +10,9 @@
 //!
 //! [`EventHub`] fans events out through a bounded broadcast channel, so a publisher never
 //! waits for a listener: a listener that falls behind by the channel's capacity is closed.
+//! At most [`MAX_LISTENERS`] listen at once (a 503 envelope beyond), and a listener's own
+//! messages, which upstream reads and ignores, may be at most [`MAX_INCOMING_MESSAGE`] bytes:
+//! a larger one closes that websocket with `1009 Message Too Big`.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -29,16 +32,36 @@ use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WebSocketError, Message, Utf8Bytes};
 use utoipa::ToSchema;
 
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
+use crate::limits::{LimitError, Quota, Slot};
 use crate::operations::{Operation, timestamp};
 
 /// How many events a listener may fall behind before it is dropped.
 pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// The most event listeners at once: each holds a connection, a task and buffers. The `incus`
+/// client holds one while a command runs, the web page one per tab, so 128 serve a crowd, and a
+/// client cannot take more than this many descriptors and tasks through the websocket.
+pub const MAX_LISTENERS: usize = 128;
+
+/// The largest message, and frame, a listener may send: upstream ignores what listeners send
+/// (a client sends only control frames, whose payload is 125 bytes at most), so 4 KiB is ample,
+/// and tungstenite then never buffers more than that (its default is 64 MiB).
+pub const MAX_INCOMING_MESSAGE: usize = 4096;
+
+/// The websocket settings of a listener: [`MAX_INCOMING_MESSAGE`], and a read buffer no larger
+/// (tungstenite's default allocates 128 KiB per socket up front).
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(MAX_INCOMING_MESSAGE)
+        .max_message_size(Some(MAX_INCOMING_MESSAGE))
+        .max_frame_size(Some(MAX_INCOMING_MESSAGE))
+}
 
 /// Upstream pings every listener this often, and so do we: it finds dead peers.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -311,6 +334,8 @@ struct HubInner {
     sender: broadcast::Sender<Arc<Published>>,
     /// Set once by [`EventHub::close`]; every listener ends when it is.
     closed: watch::Sender<bool>,
+    /// The listeners' slots, [`MAX_LISTENERS`] at most.
+    listeners: Quota<()>,
 }
 
 impl Default for EventHub {
@@ -332,6 +357,7 @@ impl EventHub {
             inner: Arc::new(HubInner {
                 sender,
                 closed: watch::Sender::new(false),
+                listeners: Quota::new(MAX_LISTENERS, MAX_LISTENERS),
             }),
         }
     }
@@ -454,6 +480,13 @@ pub async fn events_websocket<B>(
         return Err(EventsError::ProjectWithAllProjects.into());
     }
     let accept = handshake_accept(request.headers())?;
+    let slot = hub
+        .inner
+        .listeners
+        .try_acquire(())
+        .map_err(|_| LimitError::EventListeners {
+            limit: MAX_LISTENERS,
+        })?;
     let filter = Filter {
         types: if types.is_empty() {
             EventType::ALL.to_vec()
@@ -470,14 +503,18 @@ pub async fn events_websocket<B>(
         events: hub.inner.sender.subscribe(),
         closed: hub.inner.closed.subscribe(),
         filter,
+        _slot: slot,
     };
     let upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                let socket =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                        .await;
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(websocket_config()),
+                )
+                .await;
                 listener.serve(socket).await;
             }
             Err(error) => tracing::debug!(%error, "events connection was not upgraded"),
@@ -536,6 +573,8 @@ struct Listener {
     events: broadcast::Receiver<Arc<Published>>,
     closed: watch::Receiver<bool>,
     filter: Filter,
+    /// Its place among [`MAX_LISTENERS`], given back when the listener ends.
+    _slot: Slot<()>,
 }
 
 /// Why a listener ends, and what it tells the peer.
@@ -557,6 +596,7 @@ impl Listener {
             mut events,
             mut closed,
             filter,
+            _slot,
         } = self;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -569,6 +609,9 @@ impl Listener {
                     Some(Ok(Message::Pong(_))) => pending_pongs = 0,
                     // Upstream reads and ignores what a plain client sends.
                     Some(Ok(_)) => {}
+                    Some(Err(WebSocketError::Capacity(_))) => {
+                        break End::Close(CloseCode::Size, "Message too big");
+                    }
                     None | Some(Err(_)) => break End::PeerGone,
                 },
                 received = events.recv() => match received {
@@ -899,6 +942,34 @@ mod tests {
         wait_for_listeners(&hub, 0).await;
         // Reading on sends the client's close answer; the stream then ends.
         assert!(socket.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_bound_closes_that_listener_only() {
+        let hub = EventHub::default();
+        let mut bystander = connect(&hub, EventType::ALL.to_vec(), None).await;
+        let mut socket = connect(&hub, EventType::ALL.to_vec(), None).await;
+        wait_for_listeners(&hub, 2).await;
+        // At the bound, a message is read and ignored.
+        let at_bound = "x".repeat(MAX_INCOMING_MESSAGE);
+        socket.send(Message::text(at_bound)).await.unwrap();
+        let over = "x".repeat(MAX_INCOMING_MESSAGE + 1);
+        socket.send(Message::text(over)).await.unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Close(Some(frame)) = message else {
+            panic!("expected a close frame, got {message:?}");
+        };
+        assert_eq!(frame.code, CloseCode::Size);
+        wait_for_listeners(&hub, 1).await;
+        hub.publish_logging("info", "still here", BTreeMap::new());
+        assert_eq!(
+            next_json(&mut bystander).await["metadata"]["message"],
+            "still here"
+        );
     }
 
     #[tokio::test]

@@ -24,12 +24,14 @@
 
 pub mod api;
 pub mod client;
+pub mod connection;
 pub mod context;
 pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod filter;
+pub mod limits;
 pub mod model;
 pub mod openapi;
 pub mod operations;

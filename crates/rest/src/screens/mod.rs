@@ -32,7 +32,8 @@ use vgashot_instance_drivers::{DriverError, Instance, QemuInstance, ScreenshotOp
 
 use crate::error::ApiError;
 use metrics::ScreenMetrics;
-use variant::{Variant, VariantCache};
+use stream::StreamSlots;
+use variant::{RenderQueue, Variant, VariantCache};
 
 /// Which screen: an instance's, on a device and head.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,6 +113,10 @@ impl Screen {
 pub struct Screens {
     screens: Mutex<HashMap<ScreenKey, Arc<Screen>>>,
     metrics: metrics::Metrics,
+    /// Every rendering of every capture runs through this queue ([`variant`]).
+    renders: Arc<RenderQueue>,
+    /// The open MJPEG streams' slots ([`stream`]).
+    streams: StreamSlots,
 }
 
 impl std::fmt::Debug for Screens {
@@ -178,6 +183,7 @@ impl Screens {
                         screen.clone(),
                         previous,
                         metrics.clone(),
+                        self.renders.clone(),
                         sender,
                     ));
                     (receiver, Served::Captured)
@@ -224,6 +230,7 @@ async fn run_capture(
     screen: Arc<Screen>,
     previous: Option<Arc<Capture>>,
     metrics: Arc<ScreenMetrics>,
+    renders: Arc<RenderQueue>,
     sender: watch::Sender<Option<Outcome>>,
 ) {
     let options = ScreenshotOptions {
@@ -253,7 +260,7 @@ async fn run_capture(
                 png: Bytes::from(png),
                 captured_at,
                 changed_at,
-                variants: VariantCache::default(),
+                variants: VariantCache::new(renders),
                 taken: started,
             }))
         }
