@@ -96,7 +96,9 @@ impl ApiError {
         } else {
             self.to_string()
         };
-        if status.is_server_error() {
+        // A bound met is expected under load, and one log line per refusal would let a flood
+        // fill the log.
+        if status.is_server_error() && !matches!(self, Self::Limit(_)) {
             tracing::error!(%message, "request failed");
         }
         envelope::error(status, message)
