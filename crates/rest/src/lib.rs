@@ -3,7 +3,7 @@
 //! How a request is served:
 //! 1. [`server::serve`] accepts connections on the Unix socket (`$VGASHOT_DIR/unix.socket`,
 //!    trusted, as incusd's) and, when asked, on TCP with TLS ([`tls`]), where the client's
-//!    certificate decides once per connection whether it is trusted ([`trust::Caller`]); each
+//!    certificate decides at each request whether it is trusted ([`trust::Caller`]); each
 //!    connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`).
 //! 2. [`router::Route::parse`] turns the path into a typed route, with names percent-decoded;
 //!    an untrusted caller gets only `GET /` and `GET /1.0` and a 403 for any other route; the

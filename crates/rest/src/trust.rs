@@ -393,6 +393,8 @@ impl ConnectionTrust {
     /// was never trusted.
     pub async fn lost(mut self) {
         let mut was_trusted = false;
+        // Whether readings may still come (the store's sharer is alive).
+        let mut watching = true;
         loop {
             let trusted = self.caller().is_trusted();
             if was_trusted && !trusted {
@@ -407,13 +409,10 @@ impl ConnectionTrust {
                 .map(|presented| presented.not_after.saturating_sub(unix_now()) + 1)
                 .map(|seconds| Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
             tokio::select! {
-                changed = self.latest.changed() => {
-                    if changed.is_err() {
-                        // The listener is gone; so is the connection soon.
-                        return std::future::pending().await;
-                    }
-                }
+                changed = self.latest.changed(), if watching => watching = changed.is_ok(),
                 () = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {}
+                // Neither a reading nor an expiry can come: the trust never changes.
+                else => return std::future::pending().await,
             }
         }
     }
@@ -602,5 +601,30 @@ mod tests {
             "an untrusted connection loses nothing"
         );
         untouched.abort();
+    }
+
+    #[tokio::test]
+    async fn an_open_connection_learns_that_its_certificate_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustStore::new(dir.path().join("trust"));
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["brief".to_owned()]).unwrap();
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch + Duration::from_secs(2);
+        let certificate = params.self_signed(&key).unwrap();
+        let file = dir.path().join("brief.crt");
+        std::fs::write(&file, certificate.pem()).unwrap();
+        store.add(&file).unwrap();
+        let trust = SharedTrust::new(store).connection(Some(certificate.der()));
+        assert!(trust.caller().is_trusted());
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(6), trust.clone().lost())
+            .await
+            .expect("the expiry is seen");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(trust.caller(), Caller::Untrusted);
     }
 }

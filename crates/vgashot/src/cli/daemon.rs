@@ -10,7 +10,8 @@
 //! 4. let go of the VMs without stopping them, so a restarted daemon finds them again.
 //!
 //! `vgashot trust add|list|remove` edit the trust store `$VGASHOT_DIR/trust/` directly; a running
-//! daemon reads it at every new TLS connection, so no restart is needed.
+//! daemon reads it at every new TLS connection and every second for the connections already
+//! open, so no restart is needed.
 
 use std::path::{Path, PathBuf};
 
