@@ -713,3 +713,90 @@ async fn many_distinct_renderings_keep_the_bystander_served() {
     assert!(refused < replies.len(), "every rendering was refused");
     bystander.finish(BYSTANDER_BOUND).await;
 }
+
+/// The CPU time (user and system) the process `pid` has used.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap();
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// Sets the open-file limit of `pid` with util-linux's `prlimit`.
+fn set_open_file_limit(pid: u32, soft: &str, hard: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={soft}:{hard}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit failed");
+}
+
+/// Out of descriptors, every `accept` fails (`EMFILE`): the daemon rests between tries instead
+/// of spinning on them, keeps its trusted connections (the trust store it cannot read keeps its
+/// last reading), and serves again, both listeners, soon after descriptors are back.
+#[tokio::test]
+async fn out_of_descriptors_the_accept_loop_rests_and_recovers() {
+    let Some((daemon, tls)) = setup().await else {
+        return;
+    };
+    let pid = daemon.pid();
+    // A trusted listener, open before: an unreadable trust store must not cut it.
+    let mut listener = events(tls.connect(loopback(1), true).await).await;
+    let output = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--nofile",
+            "--output=SOFT,HARD",
+            "--noheadings",
+        ])
+        .output()
+        .unwrap();
+    let limits = String::from_utf8(output.stdout).unwrap();
+    let (soft, hard) = limits.trim().split_once(char::is_whitespace).unwrap();
+    let (soft, hard) = (soft.to_owned(), hard.trim().to_owned());
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    set_open_file_limit(pid, &open.to_string(), &hard);
+
+    // Clients wait in both backlogs while every accept fails.
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        waiting.push(TcpStream::connect(tls.address).await.unwrap());
+    }
+    let unix_waiting = UnixStream::connect(daemon.socket()).await.unwrap();
+    // A window of measurement, not a wait for a condition: a loop spinning on failed accepts
+    // would burn most of a core in it.
+    let window = Duration::from_secs(3);
+    let before = cpu_time(pid);
+    tokio::time::sleep(window).await;
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < window / 5,
+        "the daemon used {used:?} of CPU in {window:?} out of descriptors"
+    );
+
+    set_open_file_limit(pid, &soft, &hard);
+    drop((waiting, unix_waiting));
+    // The rest is at most a second: both listeners serve again well within the bound.
+    let restored = Instant::now();
+    let bystander = Bystander::start(daemon.client(), "bystander");
+    let mut stream = loop {
+        match tls.try_connect(loopback(1), false).await {
+            Ok(stream) => break stream,
+            Err(error) => assert!(restored.elapsed() < SLACK, "not served again: {error}"),
+        }
+    };
+    assert_eq!(exchange(&mut stream, "/1.0").await.0, 200);
+    pong(&mut listener).await;
+    bystander.finish(BYSTANDER_BOUND).await;
+}

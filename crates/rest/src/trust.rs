@@ -14,7 +14,8 @@
 //!    besides, so it counts for connections already open too: a handful of small files, well
 //!    under a millisecond, with no watcher and no stale cache (a directory's mtime ticks too
 //!    coarsely to notice two changes in a row). A reading replaces the shared one only if it
-//!    began later, so concurrent readings never go back in time.
+//!    began later, so concurrent readings never go back in time, and a reading that fails
+//!    keeps the last one (a store unreadable at start trusts nobody).
 //! 4. Each request of a TLS connection is decided afresh from the latest reading and the
 //!    presented certificate's validity period ([`ConnectionTrust::caller`]): a certificate
 //!    outside it is not trusted, as upstream's `CheckTrustState`.
@@ -250,15 +251,13 @@ impl TrustStore {
         Ok(certificate)
     }
 
-    /// The fingerprints of the trusted certificates. A store that cannot be read trusts nobody.
-    pub fn fingerprints(&self) -> BTreeSet<String> {
-        match self.list() {
-            Ok(store) => store.into_iter().map(|known| known.fingerprint).collect(),
-            Err(error) => {
-                tracing::error!(error = %crate::describe(&error), "trust store unreadable");
-                BTreeSet::new()
-            }
-        }
+    /// The fingerprints of the trusted certificates.
+    pub fn fingerprints(&self) -> Result<BTreeSet<String>, TrustError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|known| known.fingerprint)
+            .collect())
     }
 }
 
@@ -279,11 +278,14 @@ pub struct SharedTrust {
 
 impl SharedTrust {
     /// The store with a first reading of it (this reads the directory: call it off the async
-    /// threads, or at start).
+    /// threads, or at start). A store that cannot be read trusts nobody.
     pub fn new(store: TrustStore) -> Self {
         let first = TrustSnapshot {
             read_at: Instant::now(),
-            fingerprints: store.fingerprints(),
+            fingerprints: store.fingerprints().unwrap_or_else(|error| {
+                tracing::error!(error = %crate::describe(&error), "trust store unreadable");
+                BTreeSet::new()
+            }),
         };
         Self {
             store,
@@ -292,10 +294,21 @@ impl SharedTrust {
     }
 
     /// Reads the store again and shares the reading, unless a later one is shared already.
+    /// A reading that fails (the daemon out of descriptors, say) changes nothing: were it taken
+    /// for an empty store, exhausting descriptors would cut every trusted connection.
     /// Blocking: it reads the directory.
     pub fn refresh(&self) {
         let read_at = Instant::now();
-        let fingerprints = self.store.fingerprints();
+        let fingerprints = match self.store.fingerprints() {
+            Ok(fingerprints) => fingerprints,
+            Err(error) => {
+                tracing::warn!(
+                    error = %crate::describe(&error),
+                    "trust store unreadable; keeping its last reading"
+                );
+                return;
+            }
+        };
         self.latest.send_if_modified(|latest| {
             let newer = read_at >= latest.read_at;
             let changed = latest.fingerprints != fingerprints;
