@@ -68,6 +68,15 @@ pub enum Refused {
     PerKey(usize),
 }
 
+impl Refused {
+    /// The limit that refused.
+    pub fn limit(self) -> usize {
+        match self {
+            Self::Total(limit) | Self::PerKey(limit) => limit,
+        }
+    }
+}
+
 /// Holders counted per key, against a per-key and a total limit.
 #[derive(Debug)]
 pub struct Quota<K> {

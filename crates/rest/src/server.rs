@@ -37,13 +37,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connection::{AcceptBackoff, GuardedIo, HEADER_TIMEOUT};
+use crate::connection::{AcceptBackoff, Cutoff, GuardedIo, HEADER_TIMEOUT};
 use crate::context::Context;
 use crate::error::ApiError;
 use crate::limits::{self, LimitError, Quota, Refused};
 use crate::router;
 use crate::tls::HttpsListener;
-use crate::trust::Caller;
+use crate::trust::{Caller, SharedTrust};
 
 /// Errors of setting up the listener.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,90 @@ impl Admission {
             refusals: Quota::new(REFUSAL_SLOTS, REFUSAL_SLOTS),
         }
     }
+
+    /// Serves a Unix connection in a task of `connections`, or refuses it over the cap.
+    fn unix(
+        &self,
+        stream: UnixStream,
+        context: &Arc<Context>,
+        closing: watch::Receiver<bool>,
+        connections: &mut JoinSet<()>,
+    ) {
+        match self.unix.try_acquire(()) {
+            Ok(slot) => {
+                let (stream, _, _) = GuardedIo::new(stream, Box::new(slot));
+                let caller = || Caller::Unix;
+                connections.spawn(serve_connection(stream, caller, context.clone(), closing));
+            }
+            Err(refused) => {
+                let error = LimitError::Connections {
+                    limit: refused.limit(),
+                };
+                self.refuse_soon(refuse(stream, error), connections);
+            }
+        }
+    }
+
+    /// Serves a TCP connection from `peer` in a task of `connections`, or refuses it over a cap.
+    fn tcp(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        https: &HttpsListener,
+        context: &Arc<Context>,
+        closing: watch::Receiver<bool>,
+        connections: &mut JoinSet<()>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        match self.tcp.try_acquire(limits::client_key(peer.ip())) {
+            Ok(slot) => {
+                let (stream, cutoff, gone) = GuardedIo::new(stream, Box::new(slot));
+                let client = TlsClient {
+                    stream,
+                    peer,
+                    cutoff,
+                    gone,
+                };
+                connections.spawn(serve_tls(
+                    client,
+                    https.acceptor.clone(),
+                    https.trust.clone(),
+                    context.clone(),
+                    closing,
+                ));
+            }
+            Err(refused) => {
+                tracing::debug!(%peer, ?refused, "TCP connection over a cap");
+                let error = match refused {
+                    Refused::Total(limit) => LimitError::Connections { limit },
+                    Refused::PerKey(limit) => LimitError::ConnectionsFromAddress { limit },
+                };
+                let acceptor = https.acceptor.clone();
+                let answer = async move {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        refuse(stream, error).await;
+                    }
+                };
+                self.refuse_soon(answer, connections);
+            }
+        }
+    }
+
+    /// Runs `answer` (which owns a connection over a cap) in a task of `connections` with a
+    /// refusal slot, within [`REFUSAL_TIMEOUT`]; with every slot taken, drops it, which closes
+    /// the connection unanswered.
+    fn refuse_soon(
+        &self,
+        answer: impl Future<Output = ()> + Send + 'static,
+        connections: &mut JoinSet<()>,
+    ) {
+        if let Ok(slot) = self.refusals.try_acquire(()) {
+            connections.spawn(async move {
+                let _slot = slot;
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, answer).await;
+            });
+        }
+    }
 }
 
 /// What the accept loop woke up for.
@@ -186,71 +270,12 @@ pub async fn serve(
             }
             Wakeup::Unix(Ok(stream)) => {
                 unix_backoff.succeeded();
-                match admission.unix.try_acquire(()) {
-                    Ok(slot) => {
-                        let (stream, _, _) = GuardedIo::new(stream, Box::new(slot));
-                        let caller = || Caller::Unix;
-                        connections.spawn(serve_connection(
-                            stream,
-                            caller,
-                            context.clone(),
-                            closing,
-                        ));
-                    }
-                    Err(refused) => {
-                        let error = LimitError::Connections {
-                            limit: refused.limit(),
-                        };
-                        if let Ok(slot) = admission.refusals.try_acquire(()) {
-                            connections.spawn(async move {
-                                let _slot = slot;
-                                let _ =
-                                    tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, error))
-                                        .await;
-                            });
-                        }
-                    }
-                }
+                admission.unix(stream, &context, closing, &mut connections);
             }
             Wakeup::Tcp(Ok((stream, peer))) => {
                 tcp_backoff.succeeded();
-                let Some(https) = &https else { continue };
-                let _ = stream.set_nodelay(true);
-                match admission.tcp.try_acquire(limits::client_key(peer.ip())) {
-                    Ok(slot) => {
-                        let (stream, cutoff, gone) = GuardedIo::new(stream, Box::new(slot));
-                        connections.spawn(serve_tls(
-                            TlsClient {
-                                stream,
-                                peer,
-                                cutoff,
-                                gone,
-                            },
-                            https.acceptor.clone(),
-                            https.trust.clone(),
-                            context.clone(),
-                            closing,
-                        ));
-                    }
-                    Err(refused) => {
-                        tracing::debug!(%peer, ?refused, "TCP connection over a cap");
-                        let error = match refused {
-                            Refused::Total(limit) => LimitError::Connections { limit },
-                            Refused::PerKey(limit) => LimitError::ConnectionsFromAddress { limit },
-                        };
-                        if let Ok(slot) = admission.refusals.try_acquire(()) {
-                            let acceptor = https.acceptor.clone();
-                            connections.spawn(async move {
-                                let _slot = slot;
-                                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
-                                    if let Ok(stream) = acceptor.accept(stream).await {
-                                        refuse(stream, error).await;
-                                    }
-                                })
-                                .await;
-                            });
-                        }
-                    }
+                if let Some(https) = &https {
+                    admission.tcp(stream, peer, https, &context, closing, &mut connections);
                 }
             }
         }
@@ -267,15 +292,6 @@ pub async fn serve(
     if drained.is_err() {
         tracing::info!("connections still open after {grace:?}; closing them");
         connections.shutdown().await;
-    }
-}
-
-impl Refused {
-    /// The limit that refused.
-    fn limit(self) -> usize {
-        match self {
-            Self::Total(limit) | Self::PerKey(limit) => limit,
-        }
     }
 }
 
@@ -321,7 +337,7 @@ struct TlsClient {
     stream: GuardedIo<TcpStream>,
     peer: SocketAddr,
     /// Cuts the connection, upgraded or not.
-    cutoff: Arc<crate::connection::Cutoff>,
+    cutoff: Arc<Cutoff>,
     /// Resolves once the stream is dropped.
     gone: tokio::sync::oneshot::Receiver<()>,
 }
@@ -331,7 +347,7 @@ struct TlsClient {
 async fn serve_tls(
     client: TlsClient,
     acceptor: TlsAcceptor,
-    trust: crate::trust::SharedTrust,
+    trust: SharedTrust,
     context: Arc<Context>,
     closing: watch::Receiver<bool>,
 ) {
