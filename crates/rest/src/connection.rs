@@ -113,11 +113,6 @@ impl<S> GuardedIo<S> {
         (io, cutoff, gone)
     }
 
-    /// The guarded stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Disarms the stall timer after progress, or fails the write once it has fired.
     fn watch_stall<T>(
         &mut self,

@@ -142,7 +142,8 @@ impl<K: Hash + Eq + Clone> Quota<K> {
     }
 
     /// How many places are held in all.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.state().total
     }
 
