@@ -1,9 +1,10 @@
 //! Attacks on connections: clients that hold connections open saying nothing or half a header,
-//! floods of connections from one address and from many, too many streams and event listeners,
-//! oversized websocket messages, many distinct renderings, and a client whose certificate stops
-//! being trusted while its connections are open. Each against the real daemon listening with
-//! TLS on `127.0.0.1:0`, with attackers bound to other loopback addresses (all of 127/8 is
-//! loopback), while bystanders keep taking screenshots over the Unix socket and over TLS.
+//! floods of connections from one address, from many, and on the Unix socket, too many streams
+//! and event listeners, oversized websocket messages, many distinct renderings, a daemon out of
+//! descriptors, and a client whose certificate stops being trusted while its connections are
+//! open. Each against the real daemon listening with TLS on `127.0.0.1:0`, with attackers bound
+//! to other loopback addresses (all of 127/8 is loopback), while bystanders keep taking
+//! screenshots over the Unix socket or over TLS (whichever the attack leaves open).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::support::{self, Daemon, wait_for_picture};
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const PER_ADDRESS: usize = 64;
 const TOTAL: usize = 512;
+const UNIX_TOTAL: usize = 512;
 const STREAMS_PER_INSTANCE: usize = 16;
 const LISTENERS: usize = 128;
 const INCOMING_MESSAGE: usize = 4096;
@@ -798,5 +800,38 @@ async fn out_of_descriptors_the_accept_loop_rests_and_recovers() {
     };
     assert_eq!(exchange(&mut stream, "/1.0").await.0, 200);
     pong(&mut listener).await;
+    bystander.finish(BYSTANDER_BOUND).await;
+}
+
+/// 512 silent connections fill the Unix socket: one more is answered 503 (its own cap, not the
+/// TCP one), TLS clients are served meanwhile, and the header bound frees the socket.
+#[tokio::test]
+async fn a_flood_of_the_unix_socket_is_refused_clearly_while_tls_serves() {
+    let Some((daemon, tls)) = setup().await else {
+        return;
+    };
+    let bystander = Bystander::start(tls.client(), "bystander");
+    let opened = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..UNIX_TOTAL {
+        held.push(UnixStream::connect(daemon.socket()).await.unwrap());
+    }
+    let mut refused = UnixStream::connect(daemon.socket()).await.unwrap();
+    assert_eq!(
+        exchange(&mut refused, "/1.0").await,
+        (
+            503,
+            envelope(
+                503,
+                "Too many connections to the server (at most 512); try again later"
+            )
+        )
+    );
+    for stream in &mut held {
+        let left = (HEADER_TIMEOUT + SLACK).saturating_sub(opened.elapsed());
+        closed_within(stream, left).await;
+    }
+    let reply = daemon.request("GET", "/1.0", None).await;
+    assert_eq!(reply.status, 200);
     bystander.finish(BYSTANDER_BOUND).await;
 }
