@@ -6,6 +6,7 @@ use http::StatusCode;
 use vgashot_instance_drivers::DriverError;
 
 use crate::envelope::{self, ApiResponse};
+use crate::limits::LimitError;
 
 /// Every error a handler returns; [`ApiError::status`] maps each to its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,9 @@ pub enum ApiError {
     /// An error shared by every request that waited for the same capture.
     #[error(transparent)]
     Shared(Arc<ApiError>),
+    /// A bound on what clients may hold at once was met ([`crate::limits`]).
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// Something that should not happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +91,7 @@ impl ApiError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Driver(error) => driver_status(error),
             Self::Shared(error) => error.status(),
+            Self::Limit(error) => limit_status(error),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,7 +105,9 @@ impl ApiError {
         } else {
             self.to_string()
         };
-        if status.is_server_error() {
+        // A bound met is expected under load, and one log line per refusal would let a flood
+        // fill the log.
+        if status.is_server_error() && !matches!(self, Self::Limit(_)) {
             tracing::error!(%message, "request failed");
         }
         envelope::error(status, message)
@@ -136,6 +143,19 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::StopFailed { .. }
         | DriverError::DirectoryInUse { .. }
         | DriverError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The status of each bound: a client holding its own share too much is told to slow down (429);
+/// a full server is unavailable for now (503).
+fn limit_status(error: &LimitError) -> StatusCode {
+    match error {
+        LimitError::ConnectionsFromAddress { .. } => StatusCode::TOO_MANY_REQUESTS,
+        LimitError::Connections { .. }
+        | LimitError::Streams { .. }
+        | LimitError::InstanceStreams { .. }
+        | LimitError::EventListeners { .. }
+        | LimitError::RenderQueue { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

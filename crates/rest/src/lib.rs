@@ -3,7 +3,7 @@
 //! How a request is served:
 //! 1. [`server::serve`] accepts connections on the Unix socket (`$VGASHOT_DIR/unix.socket`,
 //!    trusted, as incusd's) and, when asked, on TCP with TLS ([`tls`]), where the client's
-//!    certificate decides once per connection whether it is trusted ([`trust::Caller`]); each
+//!    certificate decides at each request whether it is trusted ([`trust::Caller`]); each
 //!    connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`).
 //! 2. A request a browser sent on behalf of another web site is refused first
 //!    ([`same_origin`]). [`router::Route::parse`] turns the path into a typed route, with names
@@ -26,12 +26,14 @@
 
 pub mod api;
 pub mod client;
+pub mod connection;
 pub mod context;
 pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod filter;
+pub mod limits;
 pub mod model;
 pub mod openapi;
 pub mod operations;

@@ -115,7 +115,7 @@ fn decode(segment: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// Answers one request of `caller` (decided once for its connection); errors become Incus error
+/// Answers one request of `caller` (decided for this request); errors become Incus error
 /// envelopes here and nowhere else.
 pub async fn handle(context: &Context, caller: &Caller, request: Request<Incoming>) -> ApiResponse {
     let started = Instant::now();

@@ -2,37 +2,48 @@
 //! TLS when asked ([`crate::tls`]).
 //!
 //! How connections are served:
-//! 1. One accept loop takes connections from both listeners.
-//! 2. A Unix client is trusted ([`Caller::Unix`]). A TCP client does its TLS handshake in its
-//!    connection's own task, bounded by a timeout; then the certificate it presented decides,
-//!    once, who it is ([`crate::trust::TrustStore::caller`]).
-//! 3. Each connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`), and every request
-//!    reaches the router with the connection's caller.
-//! 4. On shutdown both listeners stop accepting, each connection closes after its current
+//! 1. One accept loop takes connections from both listeners. An `accept` that fails makes its
+//!    listener rest, longer after each failure in a row ([`AcceptBackoff`]), instead of spinning
+//!    while descriptors are out.
+//! 2. Each connection takes a slot: a TCP one of [`MAX_TCP_CONNECTIONS`], at most
+//!    [`MAX_CONNECTIONS_PER_ADDRESS`] per client address ([`limits::client_key`]), a Unix one of
+//!    [`MAX_UNIX_CONNECTIONS`]. A connection over a cap is answered, not served: see
+//!    [`refuse`]. The slot is held for as long as the stream lives, upgraded or not.
+//! 3. A Unix client is trusted ([`Caller::Unix`]). A TCP client does its TLS handshake in its
+//!    connection's own task, bounded by [`HANDSHAKE_TIMEOUT`]; then each of its requests is
+//!    decided from the certificate it presented and the trust store's latest reading
+//!    ([`crate::trust::ConnectionTrust`]), and the connection is cut, whatever runs on it, once
+//!    its certificate stops being trusted.
+//! 4. Each connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`), with the time
+//!    bounds of [`crate::connection`]: [`HEADER_TIMEOUT`] for a request head (which is also the
+//!    idle bound of a kept-alive connection), and a bound on writes that stall.
+//! 5. On shutdown both listeners stop accepting, each connection closes after its current
 //!    request, and long-lived ones (event streams) are cut after a grace period.
 
+use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use std::convert::Infallible;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connection::{AcceptBackoff, Cutoff, GuardedIo, HEADER_TIMEOUT};
 use crate::context::Context;
+use crate::error::ApiError;
+use crate::limits::{self, LimitError, Quota, Refused};
 use crate::router;
 use crate::tls::HttpsListener;
-use crate::trust::{Caller, TrustStore};
+use crate::trust::{Caller, SharedTrust};
 
 /// Errors of setting up the listener.
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +130,142 @@ fn bind_privately(temporary: &Path, path: &Path) -> io::Result<UnixListener> {
 /// connects and says nothing holds nothing for long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most TCP connections served at once: each costs a descriptor, a task and TLS state
+/// (tens of KiB), and a few hundred serve many viewers (a browser opens at most 6 per server).
+pub const MAX_TCP_CONNECTIONS: usize = 512;
+
+/// The most TCP connections one client address (an IPv4 address, an IPv6 /64) may hold: a
+/// browser opens 6, the `incus` client a few, so 64 leave room for a dozen people behind one
+/// NAT, while one client cannot take more than an eighth of [`MAX_TCP_CONNECTIONS`].
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+
+/// The most Unix socket connections served at once. The socket is trusted (its mode decides who
+/// connects), so this only keeps a runaway local client from taking every descriptor.
+pub const MAX_UNIX_CONNECTIONS: usize = 512;
+
+/// How many connections over a cap are answered at once ([`refuse`]); beyond these, a
+/// connection over a cap is closed at once. Small: answering costs a TLS handshake each.
+const REFUSAL_SLOTS: usize = 16;
+
+/// How long answering a connection over a cap may take, handshake included.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The caps of step 2, and the answers to connections over them.
+struct Admission {
+    tcp: Quota<IpAddr>,
+    unix: Quota<()>,
+    refusals: Quota<()>,
+}
+
+impl Admission {
+    fn new() -> Self {
+        Self {
+            tcp: Quota::new(MAX_CONNECTIONS_PER_ADDRESS, MAX_TCP_CONNECTIONS),
+            unix: Quota::new(MAX_UNIX_CONNECTIONS, MAX_UNIX_CONNECTIONS),
+            refusals: Quota::new(REFUSAL_SLOTS, REFUSAL_SLOTS),
+        }
+    }
+
+    /// Serves a Unix connection in a task of `connections`, or refuses it over the cap.
+    fn unix(
+        &self,
+        stream: UnixStream,
+        context: &Arc<Context>,
+        closing: watch::Receiver<bool>,
+        connections: &mut JoinSet<()>,
+    ) {
+        match self.unix.try_acquire(()) {
+            Ok(slot) => {
+                let (stream, _, _) = GuardedIo::new(stream, Box::new(slot));
+                let caller = || Caller::Unix;
+                connections.spawn(serve_connection(stream, caller, context.clone(), closing));
+            }
+            Err(refused) => {
+                let error = LimitError::Connections {
+                    limit: refused.limit(),
+                };
+                self.refuse_soon(refuse(stream, error), connections);
+            }
+        }
+    }
+
+    /// Serves a TCP connection from `peer` in a task of `connections`, or refuses it over a cap.
+    fn tcp(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        https: &HttpsListener,
+        context: &Arc<Context>,
+        closing: watch::Receiver<bool>,
+        connections: &mut JoinSet<()>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        match self.tcp.try_acquire(limits::client_key(peer.ip())) {
+            Ok(slot) => {
+                let (stream, cutoff, gone) = GuardedIo::new(stream, Box::new(slot));
+                let client = TlsClient {
+                    stream,
+                    peer,
+                    cutoff,
+                    gone,
+                };
+                connections.spawn(serve_tls(
+                    client,
+                    https.acceptor.clone(),
+                    https.trust.clone(),
+                    context.clone(),
+                    closing,
+                ));
+            }
+            Err(refused) => {
+                tracing::debug!(%peer, ?refused, "TCP connection over a cap");
+                let error = match refused {
+                    Refused::Total(limit) => LimitError::Connections { limit },
+                    Refused::PerKey(limit) => LimitError::ConnectionsFromAddress { limit },
+                };
+                let acceptor = https.acceptor.clone();
+                let answer = async move {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        refuse(stream, error).await;
+                    }
+                };
+                self.refuse_soon(answer, connections);
+            }
+        }
+    }
+
+    /// Runs `answer` (which owns a connection over a cap) in a task of `connections` with a
+    /// refusal slot, within [`REFUSAL_TIMEOUT`]; with every slot taken, drops it, which closes
+    /// the connection unanswered.
+    fn refuse_soon(
+        &self,
+        answer: impl Future<Output = ()> + Send + 'static,
+        connections: &mut JoinSet<()>,
+    ) {
+        if let Ok(slot) = self.refusals.try_acquire(()) {
+            connections.spawn(async move {
+                let _slot = slot;
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, answer).await;
+            });
+        }
+    }
+}
+
+/// What the accept loop woke up for.
+enum Wakeup {
+    /// A Unix connection, or a failed accept.
+    Unix(io::Result<UnixStream>),
+    /// A TCP connection with its peer, or a failed accept.
+    Tcp(io::Result<(TcpStream, SocketAddr)>),
+    /// A connection ended.
+    Reaped,
+    /// The server is stopping.
+    Shutdown,
+}
+
 /// Serves requests on the Unix socket `unix`, and on `https` when given, until `shutdown`
 /// resolves, then lets the requests in flight finish: each connection is told to close after
 /// its current request, and long-lived ones (event streams) are cut after a grace period.
-///
-/// A Unix client is [`Caller::Unix`]; a TLS client is decided from the certificate it presented,
-/// once, after its handshake (which runs in the connection's own task, not in the accept loop).
 pub async fn serve(
     unix: UnixListener,
     https: Option<HttpsListener>,
@@ -133,40 +274,50 @@ pub async fn serve(
 ) {
     let (closing, _) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let admission = Admission::new();
+    let (mut unix_backoff, mut tcp_backoff) = (AcceptBackoff::default(), AcceptBackoff::default());
+    // Open TLS connections follow the trust store's latest reading.
+    let refresher = https
+        .as_ref()
+        .map(|https| tokio::spawn(https.trust.clone().keep_fresh()));
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
-            accepted = unix.accept() => match accepted {
-                Ok((stream, _)) => Connection::Unix(stream),
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    continue;
-                }
-            },
-            accepted = accept_tcp(https.as_ref()) => match accepted {
-                Ok((stream, peer)) => Connection::Tcp(stream, peer),
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed on the TLS listener");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let wakeup = tokio::select! {
+            accepted = async {
+                unix_backoff.rested().await;
+                unix.accept().await.map(|(stream, _)| stream)
+            } => Wakeup::Unix(accepted),
+            accepted = accept_tcp(https.as_ref(), &tcp_backoff) => Wakeup::Tcp(accepted),
+            () = &mut shutdown => Wakeup::Shutdown,
             // Reap finished connections as we go, so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            Some(_) = connections.join_next(), if !connections.is_empty() => Wakeup::Reaped,
         };
-        let context = context.clone();
         let closing = closing.subscribe();
-        match accepted {
-            Connection::Tcp(stream, peer) => {
-                if let Some(https) = &https {
-                    let (acceptor, trust) = (https.acceptor.clone(), https.trust.clone());
-                    connections.spawn(serve_tls(stream, peer, acceptor, trust, context, closing));
-                }
+        match wakeup {
+            Wakeup::Shutdown => break,
+            Wakeup::Reaped => {}
+            Wakeup::Unix(Err(error)) => {
+                let rest = unix_backoff.failed();
+                tracing::warn!(%error, ?rest, "accept failed on the Unix socket; resting");
             }
-            Connection::Unix(stream) => {
-                connections.spawn(serve_connection(stream, Caller::Unix, context, closing));
+            Wakeup::Tcp(Err(error)) => {
+                let rest = tcp_backoff.failed();
+                tracing::warn!(%error, ?rest, "accept failed on the TLS listener; resting");
+            }
+            Wakeup::Unix(Ok(stream)) => {
+                unix_backoff.succeeded();
+                admission.unix(stream, &context, closing, &mut connections);
+            }
+            Wakeup::Tcp(Ok((stream, peer))) => {
+                tcp_backoff.succeeded();
+                if let Some(https) = &https {
+                    admission.tcp(stream, peer, https, &context, closing, &mut connections);
+                }
             }
         }
+    }
+    if let Some(refresher) = refresher {
+        refresher.abort();
     }
     closing.send_replace(true);
     let grace = Duration::from_secs(5);
@@ -180,33 +331,68 @@ pub async fn serve(
     }
 }
 
-/// A connection just accepted.
-enum Connection {
-    /// On the Unix socket.
-    Unix(UnixStream),
-    /// On the TLS listener, before its handshake.
-    Tcp(TcpStream, SocketAddr),
+/// The next TCP connection, once the listener has rested, or never when there is no TLS
+/// listener.
+async fn accept_tcp(
+    https: Option<&HttpsListener>,
+    backoff: &AcceptBackoff,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let Some(listener) = https.map(|https| &https.listener) else {
+        return std::future::pending().await;
+    };
+    backoff.rested().await;
+    TcpListener::accept(listener).await
 }
 
-/// The next TCP connection, or never when there is no TLS listener.
-async fn accept_tcp(https: Option<&HttpsListener>) -> io::Result<(TcpStream, SocketAddr)> {
-    match https {
-        Some(https) => https.listener.accept().await,
-        None => std::future::pending().await,
-    }
+/// Answers every request of a connection over a cap with `error` in Incus's error envelope
+/// (a 503 when the server is full, a 429 when the client's address holds its share), then
+/// closes it; the caller bounds the whole by [`REFUSAL_TIMEOUT`].
+///
+/// Why answer rather than close at once: a client that is simply one too many (a browser with
+/// many tabs behind a NAT) then reads why, in the same envelope as any other error, instead of
+/// a reset that looks like a network fault. What it costs is bounded: at most
+/// [`REFUSAL_SLOTS`] such answers at once, each within [`REFUSAL_TIMEOUT`], handshake included;
+/// over that, a connection over a cap is closed at once, unread.
+async fn refuse<S>(stream: S, error: LimitError)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |_request| async move {
+        Ok::<_, Infallible>(ApiError::Limit(error).into_response())
+    });
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
-/// Completes the TLS handshake of a TCP client, decides who it is from the certificate it
-/// presented, and serves its requests.
-async fn serve_tls(
-    stream: TcpStream,
+/// A TCP connection admitted, before its handshake.
+struct TlsClient {
+    stream: GuardedIo<TcpStream>,
     peer: SocketAddr,
+    /// Cuts the connection, upgraded or not.
+    cutoff: Arc<Cutoff>,
+    /// Resolves once the stream is dropped.
+    gone: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Completes the TLS handshake of a TCP client and serves its requests, each decided from the
+/// certificate it presented; cuts the connection once that certificate stops being trusted.
+async fn serve_tls(
+    client: TlsClient,
     acceptor: TlsAcceptor,
-    trust: TrustStore,
+    trust: SharedTrust,
     context: Arc<Context>,
     closing: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let TlsClient {
+        stream,
+        peer,
+        cutoff,
+        gone,
+    } = client;
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -225,29 +411,45 @@ async fn serve_tls(
         .and_then(|chain| chain.first())
         .map(|certificate| certificate.as_ref().to_vec());
     // The store is a directory of files: read it off the async threads.
-    let caller = tokio::task::spawn_blocking(move || trust.caller(presented.as_deref()))
-        .await
-        .unwrap_or(Caller::Untrusted);
-    tracing::debug!(%peer, ?caller, "TLS client");
-    serve_connection(stream, caller, context, closing).await;
+    let Ok(trust) =
+        tokio::task::spawn_blocking(move || trust.connection(presented.as_deref())).await
+    else {
+        return;
+    };
+    tracing::debug!(%peer, caller = ?trust.caller(), "TLS client");
+    // Outlives this function when the connection is upgraded (the events websocket).
+    let lost = trust.clone().lost();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = lost => {
+                tracing::info!(%peer, "certificate no longer trusted; closing its connection");
+                cutoff.cut();
+            }
+            _ = gone => {}
+        }
+    });
+    serve_connection(stream, move || trust.caller(), context, closing).await;
 }
 
-/// Serves the requests of one connection, all as `caller`, until it ends or the server closes.
-async fn serve_connection<S>(
+/// Serves the requests of one connection until it ends or the server closes; `caller` decides
+/// who sends each request.
+async fn serve_connection<S, F>(
     stream: S,
-    caller: Caller,
+    caller: F,
     context: Arc<Context>,
     mut closing: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn() -> Caller + Send + Sync + 'static,
 {
-    let caller = Arc::new(caller);
     let service = service_fn(move |request| {
         let context = context.clone();
-        let caller = caller.clone();
+        let caller = caller();
         async move { Ok::<_, Infallible>(router::handle(&context, &caller, request).await) }
     });
     let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);

@@ -10,7 +10,7 @@
 //! 3. A client certificate is asked for but optional, since an untrusted client must still reach
 //!    `GET /1.0`. The TLS layer accepts any well-formed one, still checking the handshake
 //!    signature so that the client proves it holds the key; whether the certificate is trusted
-//!    is decided after the handshake, by fingerprint ([`crate::trust`]), once per connection.
+//!    is decided after the handshake, by fingerprint ([`crate::trust`]), at every request.
 //! 4. What `GET /1.0` tells trusted clients about the listener (certificate, fingerprint,
 //!    addresses) is gathered at bind time into a [`NetworkIdentity`].
 
@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::context::NetworkIdentity;
-use crate::trust::{self, CertificatePem, TrustStore};
+use crate::trust::{self, CertificatePem, SharedTrust, TrustStore};
 
 /// Incus's default HTTPS port, used when the listen address has none.
 pub const DEFAULT_PORT: u16 = 8443;
@@ -288,7 +288,7 @@ fn server_config(
 pub struct HttpsListener {
     pub(crate) listener: TcpListener,
     pub(crate) acceptor: TlsAcceptor,
-    pub(crate) trust: TrustStore,
+    pub(crate) trust: SharedTrust,
     pub(crate) identity: NetworkIdentity,
 }
 
@@ -321,7 +321,8 @@ impl HttpsListener {
         Ok(Self {
             listener,
             acceptor,
-            trust: TrustStore::new(dir.join("trust")),
+            // A first reading of the store, at start.
+            trust: SharedTrust::new(TrustStore::new(dir.join("trust"))),
             identity: NetworkIdentity {
                 addresses: listen_addresses(local),
                 certificate: certificate.pem(),

@@ -8,21 +8,38 @@
 //! 2. The trust store is a directory (`$VGASHOT_DIR/trust/`) of PEM files, one certificate each.
 //!    `vgashot trust add` writes `FINGERPRINT.crt` through a temporary file and a rename, so a
 //!    reader never sees half a certificate; a file put there by hand counts as well.
-//! 3. The store is read again for every TLS connection ([`TrustStore::caller`]) rather than
-//!    cached: it is a handful of small files (well under a millisecond), and re-reading means a
-//!    certificate added or removed counts from the next connection on, with no watcher and no
-//!    stale cache (a directory's mtime ticks too coarsely to notice two changes in a row).
-//! 4. The decision is made once per connection, as a [`Caller`] that the router receives with
-//!    every request of that connection; an open connection keeps the decision it started with.
-//!    A certificate outside its validity period is not trusted, as upstream's `CheckTrustState`.
+//! 3. The store's latest reading ([`TrustSnapshot`]) is shared by every open TLS connection
+//!    ([`SharedTrust`]). It is read again when a TLS connection opens, so a certificate added or
+//!    removed counts for the next connection at once, and every [`TRUST_REFRESH_INTERVAL`]
+//!    besides, so it counts for connections already open too: a handful of small files, well
+//!    under a millisecond, with no watcher and no stale cache (a directory's mtime ticks too
+//!    coarsely to notice two changes in a row). A reading replaces the shared one only if it
+//!    began later, so concurrent readings never go back in time, and a reading that fails
+//!    keeps the last one (a store unreadable at start trusts nobody).
+//! 4. Each request of a TLS connection is decided afresh from the latest reading and the
+//!    presented certificate's validity period ([`ConnectionTrust::caller`]): a certificate
+//!    outside it is not trusted, as upstream's `CheckTrustState`.
+//! 5. [`ConnectionTrust::lost`] resolves when a connection that was trusted is trusted no
+//!    longer (removed from the store, or expired), so the server can cut what runs on it: an
+//!    events websocket, an MJPEG stream or an operation wait would otherwise outlive the trust.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio::sync::watch;
 
-/// Who sent a request, decided once per connection.
+/// How often the store is read again for the connections already open: a certificate removed,
+/// or one that expired, stops counting on them within this time (plus a reading's time), which
+/// is short next to a person running `vgashot trust remove`, and a reading a second costs
+/// nothing.
+pub const TRUST_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Who sent a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A client of the Unix socket: trusted, as incusd trusts its socket (file permissions
@@ -105,12 +122,6 @@ pub fn check_certificate(der: &[u8]) -> Result<(), String> {
         Ok(_) => Err("trailing bytes after the certificate".into()),
         Err(error) => Err(error.to_string()),
     }
-}
-
-/// Whether the certificate is within its validity period now (a malformed one is not).
-fn currently_valid(der: &[u8]) -> bool {
-    x509_parser::parse_x509_certificate(der)
-        .is_ok_and(|(_, certificate)| certificate.validity().is_valid())
 }
 
 /// A certificate of the store.
@@ -240,24 +251,182 @@ impl TrustStore {
         Ok(certificate)
     }
 
-    /// Decides who a TLS client is from the certificate it presented (if any), reading the
-    /// store afresh. A store that cannot be read trusts nobody.
-    pub fn caller(&self, presented: Option<&[u8]>) -> Caller {
-        let Some(der) = presented else {
-            return Caller::Untrusted;
-        };
-        let presented = fingerprint(der);
-        let trusted = match self.list() {
-            Ok(store) => store.iter().any(|known| known.fingerprint == presented),
-            Err(error) => {
+    /// The fingerprints of the trusted certificates.
+    pub fn fingerprints(&self) -> Result<BTreeSet<String>, TrustError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|known| known.fingerprint)
+            .collect())
+    }
+}
+
+/// One reading of the store.
+#[derive(Debug, Clone)]
+pub struct TrustSnapshot {
+    fingerprints: BTreeSet<String>,
+    /// When the reading began.
+    read_at: Instant,
+}
+
+/// The store and its latest reading, shared by every TLS connection (steps 3 to 5).
+#[derive(Debug, Clone)]
+pub struct SharedTrust {
+    store: TrustStore,
+    latest: Arc<watch::Sender<Arc<TrustSnapshot>>>,
+}
+
+impl SharedTrust {
+    /// The store with a first reading of it (this reads the directory: call it off the async
+    /// threads, or at start). A store that cannot be read trusts nobody.
+    pub fn new(store: TrustStore) -> Self {
+        let first = TrustSnapshot {
+            read_at: Instant::now(),
+            fingerprints: store.fingerprints().unwrap_or_else(|error| {
                 tracing::error!(error = %crate::describe(&error), "trust store unreadable");
-                false
+                BTreeSet::new()
+            }),
+        };
+        Self {
+            store,
+            latest: Arc::new(watch::Sender::new(Arc::new(first))),
+        }
+    }
+
+    /// Reads the store again and shares the reading, unless a later one is shared already.
+    /// A reading that fails (the daemon out of descriptors, say) changes nothing: were it taken
+    /// for an empty store, exhausting descriptors would cut every trusted connection.
+    /// Blocking: it reads the directory.
+    pub fn refresh(&self) {
+        let read_at = Instant::now();
+        let fingerprints = match self.store.fingerprints() {
+            Ok(fingerprints) => fingerprints,
+            Err(error) => {
+                tracing::warn!(
+                    error = %crate::describe(&error),
+                    "trust store unreadable; keeping its last reading"
+                );
+                return;
             }
         };
-        if trusted && currently_valid(der) {
-            Caller::TrustedCertificate(presented)
-        } else {
-            Caller::Untrusted
+        self.latest.send_if_modified(|latest| {
+            let newer = read_at >= latest.read_at;
+            let changed = latest.fingerprints != fingerprints;
+            if newer {
+                *latest = Arc::new(TrustSnapshot {
+                    fingerprints,
+                    read_at,
+                });
+            }
+            // Only a change wakes the connections that watch.
+            newer && changed
+        });
+    }
+
+    /// Reads the store every [`TRUST_REFRESH_INTERVAL`], off the async threads, for as long as
+    /// the returned future is polled.
+    pub async fn keep_fresh(self) {
+        let mut ticks = tokio::time::interval(TRUST_REFRESH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let shared = self.clone();
+            let _ = tokio::task::spawn_blocking(move || shared.refresh()).await;
+        }
+    }
+
+    /// Reads the store (blocking, as [`Self::refresh`]) and returns the trust of a connection
+    /// that presented `presented` (DER), which follows every later reading.
+    pub fn connection(&self, presented: Option<&[u8]>) -> ConnectionTrust {
+        self.refresh();
+        ConnectionTrust {
+            presented: presented.and_then(PresentedCertificate::parse),
+            latest: self.latest.subscribe(),
+        }
+    }
+}
+
+/// What the trust of a presented certificate depends on.
+#[derive(Debug, Clone)]
+struct PresentedCertificate {
+    fingerprint: String,
+    /// Its validity period, in seconds since the epoch.
+    not_before: i64,
+    not_after: i64,
+}
+
+impl PresentedCertificate {
+    /// The certificate's fingerprint and validity period; `None` when it is malformed.
+    fn parse(der: &[u8]) -> Option<Self> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+        let validity = certificate.validity();
+        Some(Self {
+            fingerprint: fingerprint(der),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+
+    /// Whether the certificate is trusted by `snapshot` at `now` (seconds since the epoch).
+    fn trusted(&self, snapshot: &TrustSnapshot, now: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&now)
+            && snapshot.fingerprints.contains(&self.fingerprint)
+    }
+}
+
+/// Seconds since the epoch, now.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The trust of one TLS connection, decided afresh for each of its requests (step 4).
+#[derive(Debug, Clone)]
+pub struct ConnectionTrust {
+    presented: Option<PresentedCertificate>,
+    latest: watch::Receiver<Arc<TrustSnapshot>>,
+}
+
+impl ConnectionTrust {
+    /// Who sends a request on this connection now: the presented certificate's fingerprint if
+    /// the latest reading holds it and it is within its validity period, else untrusted.
+    pub fn caller(&self) -> Caller {
+        match &self.presented {
+            Some(presented) if presented.trusted(&self.latest.borrow(), unix_now()) => {
+                Caller::TrustedCertificate(presented.fingerprint.clone())
+            }
+            _ => Caller::Untrusted,
+        }
+    }
+
+    /// Resolves once this connection, having been trusted, is trusted no longer: its
+    /// certificate left the store or expired (step 5). Never resolves for a connection that
+    /// was never trusted.
+    pub async fn lost(mut self) {
+        let mut was_trusted = false;
+        // Whether readings may still come (the store's sharer is alive).
+        let mut watching = true;
+        loop {
+            let trusted = self.caller().is_trusted();
+            if was_trusted && !trusted {
+                return;
+            }
+            was_trusted = trusted;
+            // A trusted certificate also stops counting the second after its `notAfter`.
+            let expiry = self
+                .presented
+                .as_ref()
+                .filter(|_| trusted)
+                .map(|presented| presented.not_after.saturating_sub(unix_now()) + 1)
+                .map(|seconds| Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
+            tokio::select! {
+                changed = self.latest.changed(), if watching => watching = changed.is_ok(),
+                () = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {}
+                // Neither a reading nor an expiry can come: the trust never changes.
+                else => return std::future::pending().await,
+            }
         }
     }
 }
@@ -354,8 +523,9 @@ mod tests {
         let (der, pem) = certificate("client");
         let file = dir.path().join("client.crt");
         std::fs::write(&file, &pem).unwrap();
-        assert_eq!(store.caller(Some(&der)), Caller::Untrusted);
-        assert_eq!(store.caller(None), Caller::Untrusted);
+        let shared = SharedTrust::new(store.clone());
+        assert_eq!(shared.connection(Some(&der)).caller(), Caller::Untrusted);
+        assert_eq!(shared.connection(None).caller(), Caller::Untrusted);
 
         let Added::New(added) = store.add(&file).unwrap() else {
             panic!("the certificate was new");
@@ -366,8 +536,10 @@ mod tests {
             Added::AlreadyTrusted(_)
         ));
         assert_eq!(store.list().unwrap(), std::slice::from_ref(&added));
+        // A new connection reads the store: trusted at once.
+        let open = shared.connection(Some(&der));
         assert_eq!(
-            store.caller(Some(&der)),
+            open.caller(),
             Caller::TrustedCertificate(added.fingerprint.clone())
         );
 
@@ -380,7 +552,11 @@ mod tests {
             Err(TrustError::UnknownFingerprint(_))
         ));
         assert_eq!(store.remove(&added.fingerprint[..12]).unwrap(), added);
-        assert_eq!(store.caller(Some(&der)), Caller::Untrusted);
+        // The open connection keeps the last reading until the next one.
+        assert!(open.caller().is_trusted());
+        shared.refresh();
+        assert_eq!(open.caller(), Caller::Untrusted);
+        assert_eq!(shared.connection(Some(&der)).caller(), Caller::Untrusted);
 
         std::fs::write(&file, "nothing").unwrap();
         assert!(matches!(
@@ -393,5 +569,75 @@ mod tests {
             store.add(&file),
             Err(TrustError::SeveralCertificates { count: 2, .. })
         ));
+    }
+
+    #[test]
+    fn an_expired_certificate_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustStore::new(dir.path().join("trust"));
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["old".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let certificate = params.self_signed(&key).unwrap();
+        let file = dir.path().join("old.crt");
+        std::fs::write(&file, certificate.pem()).unwrap();
+        store.add(&file).unwrap();
+        let shared = SharedTrust::new(store);
+        let trust = shared.connection(Some(certificate.der()));
+        assert_eq!(trust.caller(), Caller::Untrusted);
+    }
+
+    #[tokio::test]
+    async fn an_open_connection_learns_that_its_trust_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustStore::new(dir.path().join("trust"));
+        let (der, pem) = certificate("client");
+        let file = dir.path().join("client.crt");
+        std::fs::write(&file, &pem).unwrap();
+        store.add(&file).unwrap();
+        let shared = SharedTrust::new(store.clone());
+        let trust = shared.connection(Some(&der));
+        let never_trusted = shared.connection(None);
+        let lost = tokio::spawn(trust.lost());
+        let untouched = tokio::spawn(never_trusted.lost());
+        tokio::task::yield_now().await;
+        assert!(!lost.is_finished());
+        store.remove(&fingerprint(&der)).unwrap();
+        shared.refresh();
+        tokio::time::timeout(Duration::from_secs(5), lost)
+            .await
+            .expect("the loss is seen")
+            .unwrap();
+        assert!(
+            !untouched.is_finished(),
+            "an untrusted connection loses nothing"
+        );
+        untouched.abort();
+    }
+
+    #[tokio::test]
+    async fn an_open_connection_learns_that_its_certificate_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustStore::new(dir.path().join("trust"));
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["brief".to_owned()]).unwrap();
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch + Duration::from_secs(2);
+        let certificate = params.self_signed(&key).unwrap();
+        let file = dir.path().join("brief.crt");
+        std::fs::write(&file, certificate.pem()).unwrap();
+        store.add(&file).unwrap();
+        let trust = SharedTrust::new(store).connection(Some(certificate.der()));
+        assert!(trust.caller().is_trusted());
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(6), trust.clone().lost())
+            .await
+            .expect("the expiry is seen");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(trust.caller(), Caller::Untrusted);
     }
 }

@@ -129,13 +129,7 @@ async fn screenshot(
         let fps = stream::parse_fps(query)?;
         // Fail now, in the error envelope, rather than with an empty stream.
         context.screens.capture(&instance, &key).await?;
-        return Ok(stream::mjpeg(
-            context.screens.clone(),
-            instance,
-            key,
-            variant,
-            fps,
-        ));
+        return stream::mjpeg(context.screens.clone(), instance, key, variant, fps);
     }
     let variant = Variant::parse(query, ImageFormat::Png)?;
     let (capture, _) = context.screens.capture(&instance, &key).await?;

@@ -41,7 +41,8 @@ use vgashot_instance_drivers::{
 
 use crate::error::ApiError;
 use metrics::ScreenMetrics;
-use variant::{Variant, VariantCache};
+use stream::StreamSlots;
+use variant::{RenderQueue, Variant, VariantCache};
 
 /// Which screen: an instance's, on a device and head.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -151,6 +152,10 @@ pub struct Screens {
     /// The instances, to tell which screens belong to one that is gone.
     driver: QemuDriver,
     instances: Mutex<BTreeMap<InstanceKey, InstanceScreens>>,
+    /// Every rendering of every capture runs through this queue ([`variant`]).
+    renders: Arc<RenderQueue>,
+    /// The open MJPEG streams' slots ([`stream`]).
+    streams: StreamSlots,
 }
 
 impl std::fmt::Debug for Screens {
@@ -176,6 +181,8 @@ impl Screens {
         Self {
             driver,
             instances: Mutex::default(),
+            renders: Arc::default(),
+            streams: StreamSlots::default(),
         }
     }
 
@@ -241,6 +248,7 @@ impl Screens {
                         screen.clone(),
                         previous,
                         metrics.clone(),
+                        self.renders.clone(),
                         sender,
                     ));
                     (receiver, Served::Captured)
@@ -316,6 +324,7 @@ async fn run_capture(
     screen: Arc<Screen>,
     previous: Option<Arc<Capture>>,
     metrics: Arc<ScreenMetrics>,
+    renders: Arc<RenderQueue>,
     sender: watch::Sender<Option<Outcome>>,
 ) {
     let options = ScreenshotOptions {
@@ -345,7 +354,7 @@ async fn run_capture(
                 png: Bytes::from(png),
                 captured_at,
                 changed_at,
-                variants: VariantCache::default(),
+                variants: VariantCache::new(renders),
                 taken: started,
             }))
         }

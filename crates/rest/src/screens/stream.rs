@@ -14,6 +14,9 @@
 //! 4. Frames go through a channel of one: a viewer that reads slower than frames come loses the
 //!    frames in between (the next tick sends the newest), and nothing queues without bound.
 //! 5. The task ends when the viewer goes away (the channel closes) or the instance stops.
+//! 6. At most [`MAX_STREAMS_PER_INSTANCE`] streams of one instance and [`MAX_STREAMS`] in all run
+//!    at once; one more gets a 503 envelope. Frames are rendered through the shared render
+//!    queue ([`super::variant::RenderQueue`]); when it is full, the stream skips that frame.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use super::variant::{ImageFormat, Variant};
 use super::{ScreenKey, Screens};
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
+use crate::limits::{LimitError, Quota, Refused, Slot};
 use crate::request::Query;
 
 /// The part boundary of the multipart stream.
@@ -39,6 +43,40 @@ pub const BOUNDARY: &str = "vgashot-frame";
 pub const DEFAULT_FPS: u32 = 5;
 /// The most frames per second a stream may ask for.
 pub const MAX_FPS: u32 = 30;
+
+/// The most MJPEG streams of one instance at once: each costs a task and, on a changing screen,
+/// a JPEG rendering per frame of its own size; 16 viewers of one live screen are a crowd, and
+/// more of them should share thumbnails instead.
+pub const MAX_STREAMS_PER_INSTANCE: usize = 16;
+
+/// The most MJPEG streams at once: four instances' worth of [`MAX_STREAMS_PER_INSTANCE`], so
+/// streams alone cannot occupy the render queue.
+pub const MAX_STREAMS: usize = 64;
+
+/// The streams' slots, per instance (project, name) and in all.
+#[derive(Debug)]
+pub(crate) struct StreamSlots(Quota<(String, String)>);
+
+impl Default for StreamSlots {
+    fn default() -> Self {
+        Self(Quota::new(MAX_STREAMS_PER_INSTANCE, MAX_STREAMS))
+    }
+}
+
+impl StreamSlots {
+    /// A place for a stream of `key`'s instance, or the 503 of the limit that refuses it.
+    fn acquire(&self, key: &ScreenKey) -> Result<Slot<(String, String)>, ApiError> {
+        self.0
+            .try_acquire((key.project.clone(), key.name.clone()))
+            .map_err(|refused| {
+                match refused {
+                    Refused::Total(limit) => LimitError::Streams { limit },
+                    Refused::PerKey(limit) => LimitError::InstanceStreams { limit },
+                }
+                .into()
+            })
+    }
+}
 
 /// The `fps` parameter: 1 to [`MAX_FPS`], [`DEFAULT_FPS`] when absent.
 pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
@@ -56,14 +94,16 @@ pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
     }
 }
 
-/// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality.
+/// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality, or
+/// refuses with a 503 when the instance, or the server, has all the streams it may.
 pub fn mjpeg(
     screens: Arc<Screens>,
     vm: Arc<QemuInstance>,
     key: ScreenKey,
     variant: Variant,
     fps: u32,
-) -> ApiResponse {
+) -> Result<ApiResponse, ApiError> {
+    let slot = screens.streams.acquire(&key)?;
     let variant = Variant {
         format: ImageFormat::Jpeg,
         ..variant
@@ -75,7 +115,7 @@ pub fn mjpeg(
         .instance_metrics(&key.project, &key.name)
         .open_stream();
     tokio::spawn(async move {
-        let _open = guard;
+        let _open = (guard, slot);
         let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_sent = None;
@@ -90,8 +130,11 @@ pub fn mjpeg(
             if unchanged && !repeat_owed {
                 continue;
             }
-            let Ok(jpeg) = capture.render(&variant).await else {
-                break;
+            let jpeg = match capture.render(&variant).await {
+                Ok(jpeg) => jpeg,
+                // The render queue is full: this frame is skipped, the next tick tries again.
+                Err(ApiError::Limit(LimitError::RenderQueue { .. })) => continue,
+                Err(_) => break,
             };
             match sender.try_send(part(&jpeg)) {
                 Ok(()) => {
@@ -113,7 +156,7 @@ pub fn mjpeg(
             .poll_recv(context)
             .map(|part| part.map(|part| Ok::<_, Infallible>(hyper::body::Frame::data(part))))
     });
-    Response::builder()
+    Ok(Response::builder()
         .status(StatusCode::OK)
         .header(
             CONTENT_TYPE,
@@ -121,7 +164,7 @@ pub fn mjpeg(
         )
         .header(CACHE_CONTROL, "no-cache, no-store")
         .body(StreamBody::new(frames).boxed_unsync())
-        .expect("static headers are valid")
+        .expect("static headers are valid"))
 }
 
 /// One part of the multipart stream, closed by the boundary of the next.

@@ -1,6 +1,8 @@
 //! `vgashot daemon` and `vgashot trust`:
 //! 0. lock `$VGASHOT_DIR` ([`DirectoryLock`]) before touching anything in it, held until the
-//!    daemon exits, so a second daemon on the same directory refuses to start;
+//!    daemon exits, so a second daemon on the same directory refuses to start; then raise the
+//!    open-file soft limit to the hard one, since every connection, VM and QMP socket is a
+//!    descriptor (the connection caps of `vgashot_rest::server` stay well below it);
 //! 1. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run);
 //! 2. with `--listen` (or `VGASHOT_HTTPS_ADDRESS`, as Incus's `core.https_address`), bind the
 //!    TLS listener with the certificate of `$VGASHOT_DIR` (made on first use) before serving, so
@@ -10,7 +12,8 @@
 //! 4. let go of the VMs without stopping them, so a restarted daemon finds them again.
 //!
 //! `vgashot trust add|list|remove` edit the trust store `$VGASHOT_DIR/trust/` directly; a running
-//! daemon reads it at every new TLS connection, so no restart is needed.
+//! daemon reads it at every new TLS connection and every second for the connections already
+//! open, so no restart is needed.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,7 @@ pub enum TrustCommand {
 /// Runs the daemon over `dir` until SIGTERM or SIGINT.
 pub async fn daemon(dir: PathBuf, listen: Option<String>) -> Result<(), String> {
     let _lock = DirectoryLock::acquire(&dir).map_err(|error| vgashot_rest::describe(&error))?;
+    raise_open_file_limit();
     let paths = DriverPaths {
         state_dir: dir.clone(),
         runtime_dir: dir.join("run"),
@@ -70,6 +74,20 @@ pub async fn daemon(dir: PathBuf, listen: Option<String>) -> Result<(), String> 
     tracing::info!("shutting down; VMs keep running");
     driver.detach().await;
     Ok(())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (often 1024 soft against 524288 hard), and
+/// logs the figure; a failure is logged and the daemon runs with the limit it has.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(error) => tracing::warn!(%error, soft, hard, "cannot raise the open-file limit"),
+        },
+        Ok((soft, _)) => tracing::info!(limit = soft, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot read the open-file limit"),
+    }
 }
 
 /// `vgashot trust ...` over `dir/trust`: results on stdout, one a line, for scripts.
