@@ -13,6 +13,7 @@
 
 pub mod cmdline;
 mod console;
+mod frames;
 mod process;
 mod screenshot;
 mod vm;
