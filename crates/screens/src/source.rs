@@ -106,10 +106,13 @@ pub enum SourceError {
 /// given to another source of the same name (a deleted and re-created instance starts afresh).
 #[async_trait]
 pub trait FrameSource: Send + Sync {
-    /// A frame of `screen`, which [`Self::displays`] lists.
+    /// A frame of `screen`, which [`Self::displays`] lists. It must end: the source bounds its
+    /// own capture time (the QEMU source by QMP's command timeout), since every request for
+    /// the screen waits for it.
     async fn frame(&self, screen: &ScreenId) -> Result<TimedFrame, SourceError>;
 
-    /// The instance's displays.
+    /// The instance's displays. Called when a screen is first asked for, under the engine's
+    /// lock: it must be quick and must not block (no I/O).
     fn displays(&self) -> Displays;
 
     /// Whether the instance runs now.

@@ -240,6 +240,34 @@ async fn unchanged_pixels_keep_their_etag_date_and_encodings() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn requests_for_one_rendering_share_it() {
+    let screens = Screens::new(RenderLimits::default());
+    let source = as_source(&Scripted::new([Step::Frame(1)]));
+    let capture = screens
+        .capture(&key("v1"), &source, &primary(), INTERVAL)
+        .await
+        .unwrap()
+        .capture;
+    let thumbnail = Variant {
+        width: Some(2),
+        format: ImageFormat::Webp,
+        ..Variant::plain()
+    };
+    let renderings: Vec<_> = (0..5)
+        .map(|_| {
+            let capture = capture.clone();
+            tokio::spawn(async move { capture.render(&thumbnail).await })
+        })
+        .collect();
+    let mut images = Vec::new();
+    for rendering in renderings {
+        images.push(rendering.await.unwrap().unwrap());
+    }
+    assert!(images.iter().all(|image| *image == images[0]));
+    assert_eq!(screens.encodings(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn variants_beyond_the_bound_are_rendered_but_not_kept() {
     let limits = RenderLimits {
         variants_per_frame: 1,
