@@ -53,10 +53,11 @@ pub enum ScreensError {
     /// The screen cannot be rendered at the size asked for, e.g. larger than it is (400).
     #[error(transparent)]
     Size(Arc<FrameError>),
-    /// The source failed to capture (400 for [`SourceError::NotRunning`] and
-    /// [`SourceError::HeadNotFound`], 500 otherwise).
-    #[error("cannot capture the screen")]
-    Source(#[source] Arc<SourceError>),
+    /// The source failed to capture (400 for [`SourceError::HeadNotFound`], and for what
+    /// [`SourceError::Failed`] holds when it is the caller's mistake; 500 otherwise). Its text
+    /// is the source's own, so an operator reads the driver's words.
+    #[error(transparent)]
+    Source(Arc<SourceError>),
     /// The source panicked during a capture (500); the next request captures afresh.
     #[error("the screen capture failed unexpectedly")]
     CapturePanicked,

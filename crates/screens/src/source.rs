@@ -94,9 +94,10 @@ pub enum SourceError {
         /// The head asked for.
         head: u32,
     },
-    /// Anything else: the source's own error, e.g. a QMP failure.
-    #[error("cannot capture the screen")]
-    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else: the source's own error (e.g. a QMP failure), whose text and causes it
+    /// shows as they are.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// An instance whose screens can be captured.
