@@ -26,9 +26,9 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use vgashot_instance_drivers::QemuInstance;
+use vgashot_screens::{ImageFormat, ScreenId, ScreenMetrics, Variant};
 
-use super::variant::{ImageFormat, Variant};
-use super::{ScreenKey, Screens};
+use super::Screens;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::request::Query;
@@ -56,13 +56,15 @@ pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
     }
 }
 
-/// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality.
+/// Starts streaming `screen` of `vm` as JPEG frames of `variant`'s size and quality, counted
+/// as open in `metrics` (the instance's) while it runs.
 pub fn mjpeg(
     screens: Arc<Screens>,
     vm: Arc<QemuInstance>,
-    key: ScreenKey,
+    screen: ScreenId,
     variant: Variant,
     fps: u32,
+    metrics: &Arc<ScreenMetrics>,
 ) -> ApiResponse {
     let variant = Variant {
         format: ImageFormat::Jpeg,
@@ -71,9 +73,7 @@ pub fn mjpeg(
     let (sender, mut receiver) = mpsc::channel::<Bytes>(1);
     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
     let mut opened = false;
-    let guard = screens
-        .instance_metrics(&key.project, &key.name)
-        .open_stream();
+    let guard = metrics.open_stream();
     tokio::spawn(async move {
         let _open = guard;
         let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
@@ -82,9 +82,10 @@ pub fn mjpeg(
         let mut repeat_owed = false;
         while !sender.is_closed() {
             ticks.tick().await;
-            let Ok((capture, _)) = screens.capture(&vm, &key).await else {
+            let Ok(answer) = screens.capture(&vm, &screen).await else {
                 break; // The instance stopped (or lost its display): the stream ends.
             };
+            let capture = answer.capture;
             let etag = capture.etag(&variant);
             let unchanged = last_sent.as_ref() == Some(&etag);
             if unchanged && !repeat_owed {
