@@ -1,9 +1,8 @@
 //! The API layer's errors, and the one place where any error becomes an HTTP status.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use vgashot_instance_drivers::DriverError;
+use vgashot_screens::{ScreensError, SourceError};
 
 use crate::envelope::{self, ApiResponse};
 use crate::limits::LimitError;
@@ -64,9 +63,10 @@ pub enum ApiError {
     /// The driver refused or failed.
     #[error(transparent)]
     Driver(#[from] DriverError),
-    /// An error shared by every request that waited for the same capture.
+    /// The screens engine refused or failed (a screen that does not exist, a bad rendering
+    /// parameter, a failed capture, too many renderings at once).
     #[error(transparent)]
-    Shared(Arc<ApiError>),
+    Screens(#[from] ScreensError),
     /// A bound on what clients may hold at once was met ([`crate::limits`]).
     #[error(transparent)]
     Limit(#[from] LimitError),
@@ -90,7 +90,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::BadJson(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Driver(error) => driver_status(error),
-            Self::Shared(error) => error.status(),
+            Self::Screens(error) => screens_status(error),
             Self::Limit(error) => limit_status(error),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -154,8 +154,33 @@ fn limit_status(error: &LimitError) -> StatusCode {
         LimitError::Connections { .. }
         | LimitError::Streams { .. }
         | LimitError::InstanceStreams { .. }
-        | LimitError::EventListeners { .. }
-        | LimitError::RenderQueue { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | LimitError::EventListeners { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The status of each screens error: the caller's mistakes are 4xx, a full render queue 503
+/// (retry later), the machine's failures 500; a driver error inside a failed capture keeps its
+/// own status.
+fn screens_status(error: &ScreensError) -> StatusCode {
+    match error {
+        ScreensError::NotRunning
+        | ScreensError::NoDisplay
+        | ScreensError::HeadWithoutDevice
+        | ScreensError::DisplayNotFound { .. }
+        | ScreensError::HeadNotFound { .. }
+        | ScreensError::InvalidParameter { .. }
+        | ScreensError::QualityNotJpeg
+        | ScreensError::Size(_) => StatusCode::BAD_REQUEST,
+        ScreensError::Source(source) => match &**source {
+            SourceError::NotRunning | SourceError::HeadNotFound { .. } => StatusCode::BAD_REQUEST,
+            SourceError::Failed(cause) => cause
+                .downcast_ref::<DriverError>()
+                .map_or(StatusCode::INTERNAL_SERVER_ERROR, driver_status),
+        },
+        ScreensError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ScreensError::CapturePanicked | ScreensError::Encode(_) | ScreensError::RenderPanicked => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -204,5 +229,39 @@ mod tests {
             ApiError::Driver(DriverError::AlreadyExists { name: "v1".into() }).status(),
             StatusCode::CONFLICT
         );
+    }
+
+    #[test]
+    fn screens_errors_keep_the_statuses_and_texts_of_before() {
+        let status = |error: ScreensError| ApiError::from(error).status();
+        assert_eq!(status(ScreensError::NotRunning), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(ScreensError::HeadWithoutDevice),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(ScreensError::QualityNotJpeg),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(ScreensError::Busy { limit: 16 }),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(ScreensError::CapturePanicked),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // A driver error inside a failed capture keeps its status and its words.
+        let failed = |error: Box<dyn std::error::Error + Send + Sync>| {
+            ApiError::from(ScreensError::Source(std::sync::Arc::new(
+                SourceError::Failed(error),
+            )))
+        };
+        let no_display = failed(Box::new(DriverError::NoDisplay));
+        assert_eq!(no_display.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(no_display.to_string(), "Instance has no display");
+        let other = failed("the socket closed".into());
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(with_causes(&other), "the socket closed");
     }
 }

@@ -69,7 +69,7 @@ impl Daemon {
         let events = events::EventHub::new();
         Self {
             context: Arc::new(Context {
-                screens: Arc::new(screens::Screens::new(driver.clone())),
+                screens: Arc::default(),
                 driver,
                 operations: operations::Operations::new(events.clone()),
                 events,

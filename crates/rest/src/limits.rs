@@ -51,12 +51,6 @@ pub enum LimitError {
         /// The bound.
         limit: usize,
     },
-    /// The queue of screenshots waiting to be rendered is full.
-    #[error("Too many screenshots waiting to be rendered (at most {limit}); try again later")]
-    RenderQueue {
-        /// The bound.
-        limit: usize,
-    },
 }
 
 /// Which of a quota's two limits refused.

@@ -44,7 +44,7 @@ use crate::api;
     components(schemas(
         api::console::ConsoleType,
         api::console::StreamType,
-        crate::screens::variant::ImageFormat,
+        vgashot_screens::ImageFormat,
     )),
     tags(
         (name = "server", description = "The server and its API extensions"),

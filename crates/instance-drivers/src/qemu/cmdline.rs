@@ -391,18 +391,7 @@ impl MachinePlan {
         }
         let get = |key| config.get(key).map(String::as_str);
 
-        let vga = get(keys::VGA).map_or(Ok(VgaModel::Std), parse_vga)?;
-        let heads = match (vga, get(keys::VGA_HEADS)) {
-            (VgaModel::Virtio, Some(heads)) => parse_heads(heads)?,
-            (_, Some(_)) => {
-                return Err(ConfigError::Requires {
-                    key: keys::VGA_HEADS,
-                    requirement: "\"vgashot.vga\" set to \"virtio\"",
-                });
-            }
-            (VgaModel::None, None) => 0,
-            (VgaModel::Std | VgaModel::Virtio, None) => 1,
-        };
+        let (vga, heads) = display_plan(definition)?;
         let kernel = get(keys::KERNEL)
             .map(|value| boot_file(keys::KERNEL, value))
             .transpose()?;
@@ -565,6 +554,25 @@ fn parse_memory(value: &str) -> Result<u64, ConfigError> {
         return Err(invalid("is less than the minimum of 32MiB"));
     }
     Ok(bytes)
+}
+
+/// The display adapter of `definition` and how many heads `screendump` can address (0 without
+/// a display), read from the config alone (no file is opened), as the instance starts with it.
+pub fn display_plan(definition: &InstanceDefinition) -> Result<(VgaModel, u32), ConfigError> {
+    let get = |key| definition.config.get(key).map(String::as_str);
+    let vga = get(keys::VGA).map_or(Ok(VgaModel::Std), parse_vga)?;
+    let heads = match (vga, get(keys::VGA_HEADS)) {
+        (VgaModel::Virtio, Some(heads)) => parse_heads(heads)?,
+        (_, Some(_)) => {
+            return Err(ConfigError::Requires {
+                key: keys::VGA_HEADS,
+                requirement: "\"vgashot.vga\" set to \"virtio\"",
+            });
+        }
+        (VgaModel::None, None) => 0,
+        (VgaModel::Std | VgaModel::Virtio, None) => 1,
+    };
+    Ok((vga, heads))
 }
 
 /// `vgashot.vga`.

@@ -21,6 +21,7 @@
 
 pub mod cmdline;
 mod console;
+mod frames;
 mod process;
 mod screenshot;
 mod vm;

@@ -3,9 +3,9 @@
 //! How a capture works:
 //! 1. Ask QEMU for a PPM (its cheapest format: a header and raw RGB) through a memfd we own
 //!    (`Qmp::screenshot`). QEMU holds its main loop, and so the guest, only for that copy.
-//! 2. Decode the PPM ([`Frame::from_ppm_vec`], bounded and checked) and encode the PNG ourselves
-//!    ([`PngCompression::Fastest`]) on tokio's blocking pool, away from QEMU and from the async
-//!    workers.
+//! 2. Decode the PPM ([`Frame::from_ppm_vec`], bounded and checked) on tokio's blocking pool,
+//!    away from QEMU and from the async workers: [`capture_frame`] stops there (the screens
+//!    engine encodes lazily), [`capture`] also encodes the PNG ([`PngCompression::Fastest`]).
 //! 3. [`PngEncoder::Qemu`] instead asks QEMU for its own PNG; QEMU older than 7.1 has no PNG
 //!    screendump, so it gets the PPM path whatever was asked.
 //! 4. QEMU's refusals become typed errors: an unknown device, a head that is not a console, a VM
@@ -28,51 +28,66 @@ const FIRST_QEMU_WITH_PNG: QemuVersion = QemuVersion {
 
 /// Takes a screenshot through `qmp`.
 pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screenshot> {
-    if options.head.is_some() && options.device.is_none() {
-        return Err(DriverError::HeadWithoutDevice);
-    }
     let native_png =
         options.encoder == PngEncoder::Qemu && qmp.greeting().version.qemu >= FIRST_QEMU_WITH_PNG;
-    let request = ScreenshotRequest {
-        device: options.device.clone(),
-        head: options.head,
-        format: if native_png {
-            ScreendumpFormat::Png
-        } else {
-            ScreendumpFormat::Ppm
-        },
-    };
-    let image = qmp
-        .screenshot(&request)
+    if !native_png {
+        let (frame, captured_at) = capture_frame(qmp, options).await?;
+        let (frame, png) = tokio::task::spawn_blocking(move || {
+            let png = frame.encode_png(PngCompression::Fastest)?;
+            Ok((frame, png))
+        })
         .await
-        .map_err(|error| classify(error, options))?;
-    let captured_at = SystemTime::now();
-
-    if native_png {
-        let (width, height) = png_dimensions(&image)?;
+        .expect("encoding does not panic")
+        .map_err(DriverError::Image)?;
         return Ok(Screenshot {
-            png: image,
-            frame: None,
-            width,
-            height,
+            width: frame.width(),
+            height: frame.height(),
+            png,
+            frame: Some(frame),
             captured_at,
         });
     }
-    let (frame, png) = tokio::task::spawn_blocking(move || {
-        let frame = Frame::from_ppm_vec(image)?;
-        let png = frame.encode_png(PngCompression::Fastest)?;
-        Ok((frame, png))
-    })
-    .await
-    .expect("decoding and encoding do not panic")
-    .map_err(DriverError::Image)?;
+    let image = screendump(qmp, options, ScreendumpFormat::Png).await?;
+    let captured_at = SystemTime::now();
+    let (width, height) = png_dimensions(&image)?;
     Ok(Screenshot {
-        width: frame.width(),
-        height: frame.height(),
-        png,
-        frame: Some(frame),
+        png: image,
+        frame: None,
+        width,
+        height,
         captured_at,
     })
+}
+
+/// The pixels of a screen through `qmp` and when QEMU gave them: its PPM, decoded on tokio's
+/// blocking pool, with no PNG encoded (encodings are the caller's, made when asked for).
+pub async fn capture_frame(qmp: &Qmp, options: &ScreenshotOptions) -> Result<(Frame, SystemTime)> {
+    let image = screendump(qmp, options, ScreendumpFormat::Ppm).await?;
+    let captured_at = SystemTime::now();
+    let frame = tokio::task::spawn_blocking(move || Frame::from_ppm_vec(image))
+        .await
+        .expect("decoding does not panic")
+        .map_err(DriverError::Image)?;
+    Ok((frame, captured_at))
+}
+
+/// QEMU's image of the screen `options` names, in `format`.
+async fn screendump(
+    qmp: &Qmp,
+    options: &ScreenshotOptions,
+    format: ScreendumpFormat,
+) -> Result<Vec<u8>> {
+    if options.head.is_some() && options.device.is_none() {
+        return Err(DriverError::HeadWithoutDevice);
+    }
+    let request = ScreenshotRequest {
+        device: options.device.clone(),
+        head: options.head,
+        format,
+    };
+    qmp.screenshot(&request)
+        .await
+        .map_err(|error| classify(error, options))
 }
 
 /// Turns QEMU's refusals into the errors a caller can act on.

@@ -170,6 +170,11 @@ impl QemuInstance {
         self.cell().vm.clone()
     }
 
+    /// The QMP connection of the running VM, if it runs (for its frame source).
+    pub(crate) fn running_qmp(&self) -> Option<Qmp> {
+        self.running_vm().map(|vm| vm.qmp)
+    }
+
     fn qmp_config(&self) -> Config {
         Config::default()
     }

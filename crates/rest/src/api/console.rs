@@ -7,15 +7,14 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderValue, IF_NONE_MATCH, LAST_MODIFIED};
 use http::{HeaderMap, Response, StatusCode};
-use vgashot_instance_drivers::qemu::cmdline::{DISPLAY_DEVICE_ID, MAX_HEADS};
-use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
+use vgashot_instance_drivers::{Instance, QemuInstance};
+use vgashot_screens::{ImageFormat, ScreenId, Variant};
 
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
 use crate::request::Query;
-use crate::screens::variant::{ImageFormat, Variant};
-use crate::screens::{ScreenKey, stream};
+use crate::screens::stream;
 
 /// What `type` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
@@ -105,7 +104,7 @@ pub async fn get(
             let log = instance.console_log().await?;
             Ok(envelope::bytes("application/octet-stream", log))
         }
-        ConsoleType::Vga => screenshot(context, instance, project, query, headers).await,
+        ConsoleType::Vga => screenshot(context, instance, query, headers).await,
     }
 }
 
@@ -113,13 +112,12 @@ pub async fn get(
 async fn screenshot(
     context: &Context,
     instance: Arc<QemuInstance>,
-    project: &str,
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let key = screen_key(project, instance.name(), query)?;
+    let screen = screen_id(query)?;
     if let Some(StreamType::Mjpeg) = StreamType::parse(query)? {
-        let variant = Variant::parse(query, ImageFormat::Jpeg)?;
+        let variant = Variant::parse(|name| query.get(name), ImageFormat::Jpeg)?;
         if variant.format != ImageFormat::Jpeg {
             return Err(ApiError::BadRequest(
                 "The mjpeg stream is made of JPEG frames: leave format out, or set it to jpeg"
@@ -128,23 +126,28 @@ async fn screenshot(
         }
         let fps = stream::parse_fps(query)?;
         // Fail now, in the error envelope, rather than with an empty stream.
-        context.screens.capture(&instance, &key).await?;
-        return stream::mjpeg(context.screens.clone(), instance, key, variant, fps);
+        let first = context.screens.capture(&instance, &screen).await?;
+        return stream::mjpeg(
+            context.screens.clone(),
+            instance,
+            screen,
+            variant,
+            fps,
+            &first.metrics,
+        );
     }
-    let variant = Variant::parse(query, ImageFormat::Png)?;
-    let (capture, _) = context.screens.capture(&instance, &key).await?;
+    let variant = Variant::parse(|name| query.get(name), ImageFormat::Png)?;
+    let answer = context.screens.capture(&instance, &screen).await?;
+    let capture = &answer.capture;
     let etag = capture.etag(&variant);
     let validators = [
         (ETAG, etag.clone()),
-        (LAST_MODIFIED, httpdate::fmt_http_date(capture.changed_at)),
+        (LAST_MODIFIED, httpdate::fmt_http_date(capture.changed_at())),
         (DATE, httpdate::fmt_http_date(SystemTime::now())),
         (CACHE_CONTROL, "no-cache".to_owned()),
     ];
     let mut response = if if_none_match(headers, &etag) {
-        context
-            .screens
-            .instance_metrics(project, instance.name())
-            .count_not_modified();
+        answer.metrics.count_not_modified();
         Response::builder()
             .status(StatusCode::NOT_MODIFIED)
             .body(envelope::full(Bytes::new()))
@@ -161,23 +164,14 @@ async fn screenshot(
     Ok(response)
 }
 
-/// Which screen a request asks for. Only screens that can exist are named, so a client cannot
-/// make the daemon keep state for any number of made-up devices or heads: the display device is
-/// the instance's own (`video0`), and heads, which need it, go up to the most a device can have.
-fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, ApiError> {
+/// Which screen a request asks for. Whether it exists (the instance's display device,
+/// `video0`, and its heads) is the engine's to check, against the instance's displays, before
+/// it keeps any state for it: a client cannot make the daemon keep state for made-up screens.
+fn screen_id(query: &Query) -> Result<ScreenId, ApiError> {
     let device = query
         .get("device")
         .filter(|device| !device.is_empty())
         .map(str::to_owned);
-    if let Some(device) = device
-        .as_ref()
-        .filter(|device| *device != DISPLAY_DEVICE_ID)
-    {
-        return Err(DriverError::DisplayNotFound {
-            device: device.clone(),
-        }
-        .into());
-    }
     let head = query
         .get("head")
         .map(|head| {
@@ -186,25 +180,7 @@ fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, Api
             })
         })
         .transpose()?;
-    match (head, &device) {
-        // Refused here, before any state: the driver would refuse it too, but only after a
-        // screen (and its counters) had been made for it.
-        (Some(_), None) => return Err(DriverError::HeadWithoutDevice.into()),
-        (Some(head @ MAX_HEADS..), Some(device)) => {
-            return Err(DriverError::HeadNotFound {
-                device: device.clone(),
-                head,
-            }
-            .into());
-        }
-        _ => {}
-    }
-    Ok(ScreenKey {
-        project: project.to_owned(),
-        name: name.to_owned(),
-        device,
-        head,
-    })
+    Ok(ScreenId { device, head })
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part, as
@@ -277,38 +253,28 @@ mod tests {
         assert_eq!(bogus.status(), http::StatusCode::BAD_REQUEST);
     }
 
+    /// Which screens exist is the engine's to say (against the instance's displays); here only
+    /// the parameters are read.
     #[test]
-    fn only_screens_that_can_exist_are_named() {
-        let key = |raw| screen_key("default", "v1", &Query::parse(Some(raw)));
-        let refused = |raw| {
-            let error = key(raw).unwrap_err();
-            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{raw}");
-            error.to_string()
-        };
-        assert_eq!(key("type=vga").unwrap().head, None);
-        let head = key("type=vga&device=video0&head=3").unwrap();
+    fn a_screen_is_named_by_device_and_head() {
+        let screen = |raw| screen_id(&Query::parse(Some(raw)));
+        assert_eq!(screen("type=vga").unwrap(), ScreenId::default());
         assert_eq!(
-            (head.device.as_deref(), head.head),
-            (Some("video0"), Some(3))
-        );
-        for raw in [
-            "type=vga&head=0",
-            "type=vga&head=3",
-            "type=vga&head=99&device=",
-        ] {
-            assert_eq!(
-                refused(raw),
-                "A screenshot head needs a display device",
-                "{raw}"
-            );
-        }
-        assert_eq!(
-            refused("type=vga&device=video0&head=16"),
-            "Display device \"video0\" has no head 16"
+            screen("type=vga&device=&head=3").unwrap(),
+            ScreenId {
+                device: None,
+                head: Some(3)
+            }
         );
         assert_eq!(
-            refused("type=vga&device=video1"),
-            "Display device \"video1\" not found"
+            screen("type=vga&device=video0&head=1").unwrap(),
+            ScreenId {
+                device: Some("video0".into()),
+                head: Some(1)
+            }
         );
+        let bad = screen("type=vga&device=video0&head=x").unwrap_err();
+        assert_eq!(bad.to_string(), "Invalid value for head parameter: x");
+        assert_eq!(bad.status(), http::StatusCode::BAD_REQUEST);
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
-use crate::screens::metrics::CONTENT_TYPE;
+use vgashot_screens::metrics::CONTENT_TYPE;
 
 /// Get the metrics
 ///

@@ -15,8 +15,9 @@
 //!    frames in between (the next tick sends the newest), and nothing queues without bound.
 //! 5. The task ends when the viewer goes away (the channel closes) or the instance stops.
 //! 6. At most [`MAX_STREAMS_PER_INSTANCE`] streams of one instance and [`MAX_STREAMS`] in all run
-//!    at once; one more gets a 503 envelope. Frames are rendered through the shared render
-//!    queue ([`super::variant::RenderQueue`]); when it is full, the stream skips that frame.
+//!    at once; one more gets a 503 envelope. Frames are rendered through the engine's bounded
+//!    render pool ([`vgashot_screens::RenderLimits`]); when it is full, the stream skips that
+//!    frame.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,8 +31,10 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use vgashot_instance_drivers::QemuInstance;
 
-use super::variant::{ImageFormat, Variant};
-use super::{ScreenKey, Screens};
+use vgashot_instance_drivers::Instance;
+use vgashot_screens::{ImageFormat, ScreenId, ScreenMetrics, ScreensError, Variant};
+
+use super::Screens;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::limits::{LimitError, Quota, Refused, Slot};
@@ -64,10 +67,10 @@ impl Default for StreamSlots {
 }
 
 impl StreamSlots {
-    /// A place for a stream of `key`'s instance, or the 503 of the limit that refuses it.
-    fn acquire(&self, key: &ScreenKey) -> Result<Slot<(String, String)>, ApiError> {
+    /// A place for a stream of `vm`, or the 503 of the limit that refuses it.
+    fn acquire(&self, vm: &QemuInstance) -> Result<Slot<(String, String)>, ApiError> {
         self.0
-            .try_acquire((key.project.clone(), key.name.clone()))
+            .try_acquire((vm.project().to_owned(), vm.name().to_owned()))
             .map_err(|refused| {
                 match refused {
                     Refused::Total(limit) => LimitError::Streams { limit },
@@ -94,16 +97,18 @@ pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
     }
 }
 
-/// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality, or
-/// refuses with a 503 when the instance, or the server, has all the streams it may.
+/// Starts streaming `screen` of `vm` as JPEG frames of `variant`'s size and quality, counted as
+/// open in `metrics` (the instance's) while it runs, or refuses with a 503 when the instance, or
+/// the server, has all the streams it may.
 pub fn mjpeg(
     screens: Arc<Screens>,
     vm: Arc<QemuInstance>,
-    key: ScreenKey,
+    screen: ScreenId,
     variant: Variant,
     fps: u32,
+    metrics: &Arc<ScreenMetrics>,
 ) -> Result<ApiResponse, ApiError> {
-    let slot = screens.streams.acquire(&key)?;
+    let slot = screens.streams.acquire(&vm)?;
     let variant = Variant {
         format: ImageFormat::Jpeg,
         ..variant
@@ -111,9 +116,7 @@ pub fn mjpeg(
     let (sender, mut receiver) = mpsc::channel::<Bytes>(1);
     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
     let mut opened = false;
-    let guard = screens
-        .instance_metrics(&key.project, &key.name)
-        .open_stream();
+    let guard = metrics.open_stream();
     tokio::spawn(async move {
         let _open = (guard, slot);
         let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
@@ -122,9 +125,10 @@ pub fn mjpeg(
         let mut repeat_owed = false;
         while !sender.is_closed() {
             ticks.tick().await;
-            let Ok((capture, _)) = screens.capture(&vm, &key).await else {
+            let Ok(answer) = screens.capture(&vm, &screen).await else {
                 break; // The instance stopped (or lost its display): the stream ends.
             };
+            let capture = answer.capture;
             let etag = capture.etag(&variant);
             let unchanged = last_sent.as_ref() == Some(&etag);
             if unchanged && !repeat_owed {
@@ -133,7 +137,7 @@ pub fn mjpeg(
             let jpeg = match capture.render(&variant).await {
                 Ok(jpeg) => jpeg,
                 // The render queue is full: this frame is skipped, the next tick tries again.
-                Err(ApiError::Limit(LimitError::RenderQueue { .. })) => continue,
+                Err(ScreensError::Busy { .. }) => continue,
                 Err(_) => break,
             };
             match sender.try_send(part(&jpeg)) {

@@ -2,7 +2,8 @@
 //!
 //! Counters: captures taken, requests served from a recent capture, requests that joined a
 //! capture in flight, `304 Not Modified` answers, failed captures, and live streams open; a
-//! histogram of capture latency (QMP, decode, encode). All are lock-free atomics, so counting
+//! histogram of capture latency (the source's capture and the pixel hash; encodings are made
+//! later, lazily, and are not part of it). All are lock-free atomics, so counting
 //! costs nothing on the request path.
 
 use std::fmt::Write;
@@ -10,7 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::Served;
+/// How a request was served, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// By a new capture.
+    Captured,
+    /// By a recent capture.
+    Cached,
+    /// By a capture another request had started.
+    Coalesced,
+}
 
 /// Upper bounds of the capture-latency buckets, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -160,7 +170,7 @@ pub fn render(instances: &[(String, String, Arc<ScreenMetrics>)]) -> String {
     let family = "vgashot_screenshot_capture_duration_seconds";
     let _ = writeln!(
         out,
-        "# TYPE {family} histogram\n# HELP {family} Time to capture a screen: QMP, decode, encode.\n# UNIT {family} seconds"
+        "# TYPE {family} histogram\n# HELP {family} Time to capture a screen: QMP, decode, hash.\n# UNIT {family} seconds"
     );
     for (project, instance, metrics) in instances {
         let labels = format!(

@@ -1,0 +1,161 @@
+//! Where frames come from: the [`FrameSource`] trait, the screens it has, and what it answers.
+//!
+//! 1. A source is one instance (a QEMU VM today; a VNC mirror or a recording later). It yields
+//!    frames (pixels, size, when taken) for a [`ScreenId`]; encodings are not its business.
+//! 2. It describes its displays ([`Displays`]: device ids and head counts), so the engine can
+//!    refuse a screen that cannot exist ([`Displays::check`]) before it keeps any state for it.
+//! 3. It says whether it runs, so a stopped instance answers "not running" at once instead of
+//!    with a capture taken before it stopped.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use vgashot_framebuffer::Frame;
+
+use crate::error::ScreensError;
+
+/// Which screen of an instance: the primary console, or a device and one of its heads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScreenId {
+    /// The display device's id; `None` for the primary console.
+    pub device: Option<String>,
+    /// The head of a multi-head device; needs `device`. `None` is head 0's console as QEMU
+    /// picks it.
+    pub head: Option<u32>,
+}
+
+/// One display device of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayDevice {
+    /// Its id, as a request names it (`video0`).
+    pub id: String,
+    /// How many heads it has (at least 1): heads `0..heads` exist.
+    pub heads: u32,
+}
+
+/// The displays of an instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Displays {
+    /// Its display devices; none for an instance without a display.
+    pub devices: Vec<DisplayDevice>,
+}
+
+impl Displays {
+    /// Whether `screen` exists: a head needs a device, the device must be one of
+    /// [`Self::devices`], and the head one of its heads; the primary console needs any display.
+    pub fn check(&self, screen: &ScreenId) -> Result<(), ScreensError> {
+        if self.devices.is_empty() {
+            return Err(ScreensError::NoDisplay);
+        }
+        let Some(device_id) = &screen.device else {
+            return match screen.head {
+                Some(_) => Err(ScreensError::HeadWithoutDevice),
+                None => Ok(()),
+            };
+        };
+        let device = self
+            .devices
+            .iter()
+            .find(|device| &device.id == device_id)
+            .ok_or_else(|| ScreensError::DisplayNotFound {
+                device: device_id.clone(),
+            })?;
+        match screen.head {
+            Some(head) if head >= device.heads => Err(ScreensError::HeadNotFound {
+                device: device_id.clone(),
+                head,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A frame and when it was taken.
+#[derive(Debug, Clone)]
+pub struct TimedFrame {
+    /// The pixels.
+    pub frame: Frame,
+    /// When the source took them (`Date`-like wall time, for `Last-Modified`).
+    pub captured_at: SystemTime,
+}
+
+/// Why a source gave no frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The instance does not run (it stopped while the capture was asked for).
+    #[error("Instance is not running")]
+    NotRunning,
+    /// The source refused the screen although [`FrameSource::displays`] listed it (the guest
+    /// changed its mode, a head is not bound to a console).
+    #[error("Display device \"{device}\" has no head {head}")]
+    HeadNotFound {
+        /// The device id.
+        device: String,
+        /// The head asked for.
+        head: u32,
+    },
+    /// Anything else: the source's own error (e.g. a QMP failure), whose text and causes it
+    /// shows as they are.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An instance whose screens can be captured.
+///
+/// Object-safe (`Arc<dyn FrameSource>`), so the engine depends on this trait only, not on any
+/// driver. The `Arc`'s allocation is the instance's identity: state made for one source is not
+/// given to another source of the same name (a deleted and re-created instance starts afresh).
+#[async_trait]
+pub trait FrameSource: Send + Sync {
+    /// A frame of `screen`, which [`Self::displays`] lists. It must end: the source bounds its
+    /// own capture time (the QEMU source by QMP's command timeout), since every request for
+    /// the screen waits for it.
+    async fn frame(&self, screen: &ScreenId) -> Result<TimedFrame, SourceError>;
+
+    /// The instance's displays. Called when a screen is first asked for, under the engine's
+    /// lock: it must be quick and must not block (no I/O).
+    fn displays(&self) -> Displays;
+
+    /// Whether the instance runs now.
+    fn running(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn screen(device: Option<&str>, head: Option<u32>) -> ScreenId {
+        ScreenId {
+            device: device.map(str::to_owned),
+            head,
+        }
+    }
+
+    #[test]
+    fn only_screens_that_exist_pass() {
+        let displays = Displays {
+            devices: vec![DisplayDevice {
+                id: "video0".into(),
+                heads: 2,
+            }],
+        };
+        assert!(displays.check(&screen(None, None)).is_ok());
+        assert!(displays.check(&screen(Some("video0"), Some(1))).is_ok());
+        assert!(matches!(
+            displays.check(&screen(None, Some(0))),
+            Err(ScreensError::HeadWithoutDevice)
+        ));
+        assert!(matches!(
+            displays.check(&screen(Some("video1"), None)),
+            Err(ScreensError::DisplayNotFound { device }) if device == "video1"
+        ));
+        assert!(matches!(
+            displays.check(&screen(Some("video0"), Some(2))),
+            Err(ScreensError::HeadNotFound { head: 2, .. })
+        ));
+        assert!(matches!(
+            Displays::default().check(&screen(None, None)),
+            Err(ScreensError::NoDisplay)
+        ));
+    }
+}
