@@ -688,7 +688,7 @@ async fn many_distinct_renderings_keep_the_bystander_served() {
         });
     }
     let replies = renderings.join_all().await;
-    // As the daemon sizes its queue: every core but one, 1 + 16 places each.
+    // As the daemon sizes its queue: every core but one renders, 16 places each to wait.
     let workers = std::thread::available_parallelism()
         .map(|cores| cores.get().saturating_sub(1))
         .unwrap_or(1)
@@ -697,7 +697,7 @@ async fn many_distinct_renderings_keep_the_bystander_served() {
         503,
         &format!(
             "Too many screenshots waiting to be rendered (at most {}); try again later",
-            workers * 17
+            workers * 16
         ),
     );
     let mut refused = 0;
