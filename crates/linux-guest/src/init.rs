@@ -1,15 +1,17 @@
 //! The guest's `/init` and the kernel command line that steers it.
 //!
 //! What the init does, in order:
-//! 1. Installs busybox's applets as links in `/bin`, mounts `/proc`, `/sys` and `/dev`.
+//! 1. Installs busybox's applets as links in `/bin`, mounts `/proc`, `/sys` and `/dev`, and
+//!    reads its choices from the kernel command line (`/proc/cmdline`), each one documented on
+//!    [`BootOptions`].
 //! 2. Loads the kernel modules listed in `/lib/modules/load-order` (see [`crate::modules`]):
-//!    the bochs DRM driver, which gives the std VGA a framebuffer console, and pvpanic, which
-//!    tells QEMU when the guest kernel panics. A module whose device is absent loads harmlessly.
+//!    the bochs DRM driver, which gives the std VGA a framebuffer console (skipped with
+//!    `vgashot.framebuffer=0`, for [`Console::Text`]), and pvpanic, which tells QEMU when the
+//!    guest kernel panics. A module whose device is absent loads harmlessly.
 //! 3. Prints [`KERNEL_LINE_PREFIX`] with the kernel release and then [`READY_LINE`] on the VGA
 //!    console (`tty1`) and the serial port (`ttyS0`), so a test sees the same lines on the screen
 //!    and in the console log.
-//! 4. Reads its choices from the kernel command line (`/proc/cmdline`), each one documented on
-//!    [`BootOptions`]: `vgashot.panic_after=SECONDS` panics the kernel that many seconds later
+//! 4. Acts on them: `vgashot.panic_after=SECONDS` panics the kernel that many seconds later
 //!    (`echo c > /proc/sysrq-trigger`, after printing [`PANIC_LINE`]); `vgashot.serial_shell=1`
 //!    runs a shell on `ttyS0`, which echoes what it reads; `vgashot.tty_shell=0` leaves `tty1`
 //!    without a shell. The kernel's own `consoleblank=SECONDS` blanks the screen.
@@ -34,7 +36,23 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-while read -r module; do
+
+framebuffer=1
+panic_after=
+serial_shell=0
+tty_shell=1
+for parameter in $(cat /proc/cmdline); do
+    case "$parameter" in
+        vgashot.framebuffer=*) framebuffer="${parameter#*=}" ;;
+        vgashot.panic_after=*) panic_after="${parameter#*=}" ;;
+        vgashot.serial_shell=*) serial_shell="${parameter#*=}" ;;
+        vgashot.tty_shell=*) tty_shell="${parameter#*=}" ;;
+    esac
+done
+
+while read -r group module; do
+    [ "$group" = framebuffer ] && [ "$framebuffer" = 0 ] && continue
+    [ -d "/sys/module/$(echo "$module" | tr - _)" ] && continue
     insmod "/lib/modules/$module.ko" || echo "vgashot guest: cannot load $module" > /dev/ttyS0
 done < /lib/modules/load-order
 
@@ -42,17 +60,6 @@ say() {
     echo "$*" > /dev/tty1
     echo "$*" > /dev/ttyS0
 }
-
-panic_after=
-serial_shell=0
-tty_shell=1
-for parameter in $(cat /proc/cmdline); do
-    case "$parameter" in
-        vgashot.panic_after=*) panic_after="${parameter#*=}" ;;
-        vgashot.serial_shell=*) serial_shell="${parameter#*=}" ;;
-        vgashot.tty_shell=*) tty_shell="${parameter#*=}" ;;
-    esac
-done
 
 say "vgashot guest kernel $(uname -r)"
 say "vgashot guest ready"
@@ -76,9 +83,34 @@ while true; do
 done
 "#;
 
+/// Which console the guest's screen shows; each needs its own kernel file
+/// ([`crate::LinuxGuest::kernel`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Console {
+    /// fbcon on the bochs DRM driver, 1280x800: the fast boot; a panic does not reach the
+    /// screen.
+    #[default]
+    Framebuffer,
+    /// The VGA text console, 80x25 (720x400): a slower boot under TCG; a panic shows.
+    Text,
+}
+
+impl Console {
+    /// The kernel's file name in the cache.
+    pub(crate) fn kernel_file(self) -> &'static str {
+        match self {
+            Self::Framebuffer => "vmlinux",
+            Self::Text => "vmlinuz",
+        }
+    }
+}
+
 /// The guest's choices, written on the kernel command line by [`BootOptions::cmdline`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BootOptions {
+    /// The console on the screen; [`Console::Text`] adds `vgashot.framebuffer=0`, so the init
+    /// does not load the bochs driver over the text console. Boot its kernel with it.
+    pub console: Console,
     /// `vgashot.panic_after=SECONDS`: panic the guest kernel this long after [`READY_LINE`]
     /// (whole seconds; zero panics at once). `None`: never, unless asked from a shell with
     /// `echo c > /proc/sysrq-trigger`.
@@ -106,6 +138,9 @@ impl BootOptions {
         let mut line = String::from("console=tty1 console=ttyS0,115200 panic=0");
         if self.quiet {
             line.push_str(" quiet");
+        }
+        if self.console == Console::Text {
+            line.push_str(" vgashot.framebuffer=0");
         }
         if let Some(seconds) = self.console_blank {
             let _ = write!(line, " consoleblank={seconds}");
@@ -138,6 +173,7 @@ mod tests {
     #[test]
     fn each_option_is_one_parameter_the_init_reads() {
         let options = BootOptions {
+            console: Console::Text,
             panic_after: Some(Duration::from_secs(3)),
             serial_shell: true,
             no_tty_shell: true,
@@ -147,8 +183,8 @@ mod tests {
         let line = options.cmdline();
         assert_eq!(
             line,
-            "console=tty1 console=ttyS0,115200 panic=0 quiet consoleblank=5 \
-             vgashot.panic_after=3 vgashot.serial_shell=1 vgashot.tty_shell=0"
+            "console=tty1 console=ttyS0,115200 panic=0 quiet vgashot.framebuffer=0 \
+             consoleblank=5 vgashot.panic_after=3 vgashot.serial_shell=1 vgashot.tty_shell=0"
         );
         for parameter in line.split(' ').filter(|p| p.starts_with("vgashot.")) {
             let key = parameter.split('=').next().unwrap();

@@ -16,12 +16,18 @@
 //!    and the `/init` of [`init`], at every call (a few milliseconds), so a change to the init
 //!    takes effect without a new download.
 //!
-//! Why the uncompressed kernel: QEMU boots an ELF `vmlinux` through PVH, skipping the real-mode
-//! setup and the kernel's own xz decompression. On this project's 2-core machine that takes the
-//! boot to the ready line from about 23 s to about 6 s under TCG; under the machine's nested KVM
-//! even the decompression takes minutes. PVH leaves no VGA text console (the kernel gets no
-//! `screen_info`), so the init loads the bochs DRM driver, and fbcon draws a 1280x800 framebuffer
-//! console on QEMU's std VGA.
+//! Two consoles, two kernels ([`Console`]):
+//! - [`Console::Framebuffer`], the default: QEMU boots the uncompressed ELF `vmlinux` through
+//!   PVH, skipping the real-mode setup and the kernel's own xz decompression. On this project's
+//!   2-core machine that takes the boot to the ready line from about 23 s to about 6 s under
+//!   TCG (under the machine's nested KVM even the decompression takes minutes). PVH leaves no
+//!   VGA text console (the kernel gets no `screen_info`), so the init loads the bochs DRM
+//!   driver, and fbcon draws a 1280x800 framebuffer console on QEMU's std VGA. Its drawing
+//!   reaches the screen through a kernel worker, which a panicked kernel never runs again: the
+//!   screen keeps what it showed before the panic.
+//! - [`Console::Text`]: Debian's bzImage, booted through its real-mode setup, so the kernel's
+//!   built-in VGA text console (vgacon, 80x25, a 720x400 screen) writes straight into the
+//!   adapter's memory, and a panic shows on the screen. Slower to boot under TCG.
 //!
 //! What it needs on the host: `apt-cache`, `apt-get` and `dpkg-deb` (every Debian system), with
 //! package lists present (`apt-get update` once, as root), and `xz` (package `xz-utils`).
@@ -34,13 +40,18 @@ pub mod modules;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use init::{BootOptions, KERNEL_LINE_PREFIX, PANIC_LINE, READY_LINE};
+pub use init::{BootOptions, Console, KERNEL_LINE_PREFIX, PANIC_LINE, READY_LINE};
 
 /// The metapackage that names Debian's current kernel, and the prefix of the package it pulls.
 const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
 const KERNEL_PACKAGE_PREFIX: &str = "linux-image-";
 /// The package with a statically linked busybox.
 const BUSYBOX_PACKAGE: &str = "busybox-static";
+/// The version of what a cache entry holds, part of its name: bump it when that changes, so an
+/// old entry is made again rather than found lacking.
+const CACHE_LAYOUT: &str = "layout2";
+/// The list of modules `/init` loads, `GROUP NAME` a line, in the initramfs's `lib/modules/`.
+const LOAD_ORDER: &str = "load-order";
 /// The start of an xz stream (the payload of Debian's bzImage).
 const XZ_MAGIC: &[u8] = b"\xfd7zXZ\0";
 
@@ -132,7 +143,8 @@ impl GuestError {
 /// A prepared guest: a kernel and an initramfs in the cache, ready for direct kernel boot.
 #[derive(Debug, Clone)]
 pub struct LinuxGuest {
-    kernel: PathBuf,
+    /// The directory holding both kernels, named by [`Console::kernel_file`].
+    kernels: PathBuf,
     initrd: PathBuf,
     release: String,
 }
@@ -157,18 +169,19 @@ impl LinuxGuest {
         let kernel_dir = cached(cache_dir, &kernel_package, unpack_kernel)?;
         let busybox_dir = cached(cache_dir, &busybox_package, unpack_busybox)?;
         let release = read(&kernel_dir.join("release"))?;
-        let initrd = cache_dir.join(format!("initrd-{}.cpio", kernel_package.cache_key()));
+        let initrd = kernel_dir.join("initrd.cpio");
         write_atomically(&initrd, &initramfs(&kernel_dir, &busybox_dir)?)?;
         Ok(Self {
-            kernel: kernel_dir.join("vmlinux"),
+            kernels: kernel_dir,
             initrd,
             release: String::from_utf8_lossy(&release).trim().to_owned(),
         })
     }
 
-    /// The kernel (an uncompressed ELF `vmlinux`), for `vgashot.boot.kernel`.
-    pub fn kernel(&self) -> &Path {
-        &self.kernel
+    /// The kernel that gives `console`, for `vgashot.boot.kernel`: the uncompressed ELF
+    /// `vmlinux` for [`Console::Framebuffer`], Debian's bzImage `vmlinuz` for [`Console::Text`].
+    pub fn kernel(&self, console: Console) -> PathBuf {
+        self.kernels.join(console.kernel_file())
     }
 
     /// The initramfs, for `vgashot.boot.initrd`.
@@ -187,17 +200,18 @@ impl LinuxGuest {
         options.cmdline()
     }
 
-    /// Copies the kernel and the initramfs into `dir` (which a daemon may be allowed to read
-    /// where it may not read the cache), and returns the guest as found there.
-    pub fn copy_to(&self, dir: &Path) -> Result<Self, GuestError> {
-        let copy = |from: &Path, name: &str| {
-            let to = dir.join(name);
+    /// Copies the kernel for `console` and the initramfs into `dir` (which a daemon may be
+    /// allowed to read where it may not read the cache), and returns the guest as found there.
+    pub fn copy_to(&self, dir: &Path, console: Console) -> Result<Self, GuestError> {
+        let copy = |from: &Path, to: PathBuf| {
             std::fs::copy(from, &to).map_err(|source| GuestError::io(&to, source))?;
             Ok::<_, GuestError>(to)
         };
+        let kernel = console.kernel_file();
+        copy(&self.kernel(console), dir.join(kernel))?;
         Ok(Self {
-            kernel: copy(&self.kernel, "vmlinux")?,
-            initrd: copy(&self.initrd, "initrd.cpio")?,
+            kernels: dir.to_owned(),
+            initrd: copy(&self.initrd, dir.join("initrd.cpio"))?,
             release: self.release.clone(),
         })
     }
@@ -209,7 +223,7 @@ fn cached(
     package: &debian::Package,
     unpack: fn(&Path, &Path) -> Result<(), GuestError>,
 ) -> Result<PathBuf, GuestError> {
-    let entry = cache_dir.join(package.cache_key());
+    let entry = cache_dir.join(format!("{}.{CACHE_LAYOUT}", package.cache_key()));
     if entry.is_dir() {
         return Ok(entry);
     }
@@ -254,7 +268,9 @@ fn unpack_kernel(root: &Path, entry: &Path) -> Result<(), GuestError> {
         .unwrap_or("");
     let release = name.trim_start_matches("vmlinuz-").to_owned();
     let vmlinux = decompress_kernel(&image)?;
-    write(&entry.join("vmlinux"), &vmlinux)?;
+    write(&entry.join(Console::Framebuffer.kernel_file()), &vmlinux)?;
+    let bzimage = entry.join(Console::Text.kernel_file());
+    std::fs::copy(&image, &bzimage).map_err(|source| GuestError::io(&bzimage, source))?;
     write(&entry.join("release"), format!("{release}\n").as_bytes())?;
 
     let tree = root.join("lib/modules").join(&release);
@@ -264,10 +280,9 @@ fn unpack_kernel(root: &Path, entry: &Path) -> Result<(), GuestError> {
     for module in modules::load_order(&tree)? {
         let to = modules_dir.join(format!("{}.ko", module.name));
         std::fs::copy(&module.path, &to).map_err(|source| GuestError::io(&to, source))?;
-        order.push_str(&module.name);
-        order.push('\n');
+        order.push_str(&format!("{} {}\n", module.group, module.name));
     }
-    write(&modules_dir.join("load-order"), order.as_bytes())
+    write(&modules_dir.join(LOAD_ORDER), order.as_bytes())
 }
 
 /// The ELF kernel inside a bzImage: its xz payload, decompressed with `xz` (the payload is
@@ -319,16 +334,22 @@ fn initramfs(kernel_dir: &Path, busybox_dir: &Path) -> Result<Vec<u8>, GuestErro
     archive.character_device("dev/console", 0o600, (5, 1));
     archive.file("bin/busybox", 0o755, &read(&busybox_dir.join("busybox"))?);
     let modules_dir = kernel_dir.join("modules");
-    let order = read(&modules_dir.join("load-order"))?;
-    for name in String::from_utf8_lossy(&order).lines() {
+    let order = read(&modules_dir.join(LOAD_ORDER))?;
+    let mut carried = Vec::new();
+    for line in String::from_utf8_lossy(&order).lines() {
+        let name = line.split_once(' ').map_or(line, |(_, name)| name);
+        if carried.contains(&name) {
+            continue;
+        }
         let file = format!("{name}.ko");
         archive.file(
             &format!("lib/modules/{file}"),
             0o644,
             &read(&modules_dir.join(&file))?,
         );
+        carried.push(name);
     }
-    archive.file("lib/modules/load-order", 0o644, &order);
+    archive.file(&format!("lib/modules/{LOAD_ORDER}"), 0o644, &order);
     archive.file("init", 0o755, init::INIT_SCRIPT.as_bytes());
     Ok(archive.finish())
 }

@@ -3,40 +3,53 @@
 //! Debian's kernel has the VGA text console and the serial console built in, but QEMU's direct
 //! boot of the uncompressed kernel (PVH) leaves the text console to a dummy, and pvpanic's
 //! drivers are modules. So:
-//! 1. [`WANTED`] names the drivers: `bochs` (a framebuffer console on the std VGA, fbcon being
-//!    built in) and pvpanic's two front ends.
+//! 1. [`GROUPS`] names the drivers, in groups that `/init` loads or skips as a whole:
+//!    `framebuffer` is `bochs` (a framebuffer console on the std VGA, fbcon being built in),
+//!    `panic` is pvpanic's two front ends.
 //! 2. Each module's dependencies are read from its own `.modinfo` section (the `depends=`
 //!    string, as `modinfo` shows it), since the package ships no `modules.dep`.
-//! 3. A depth-first walk orders them so each module comes after what it needs, which is the
-//!    order `/init` loads them in with busybox `insmod`.
+//! 3. A depth-first walk orders each group so each module comes after what it needs, which is
+//!    the order `/init` loads them in with busybox `insmod`. A module that two groups need is in
+//!    both; `/init` skips one already loaded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::GuestError;
 
-/// The drivers the guest loads (module names, `-` and `_` alike).
-pub const WANTED: &[&str] = &["bochs", "pvpanic-mmio", "pvpanic-pci"];
+/// The drivers the guest loads, by group (module names, `-` and `_` alike).
+pub const GROUPS: &[(&str, &[&str])] = &[
+    (FRAMEBUFFER_GROUP, &["bochs"]),
+    ("panic", &["pvpanic-mmio", "pvpanic-pci"]),
+];
+/// The group `/init` skips for a text console (`vgashot.framebuffer=0`).
+pub const FRAMEBUFFER_GROUP: &str = "framebuffer";
 
-/// A module to carry: its name and its file.
+/// A module to carry: its group, its name and its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
+    /// The group of [`GROUPS`] that needs it.
+    pub group: &'static str,
     /// The module's name as its file has it, without `.ko`.
     pub name: String,
     /// The `.ko` file.
     pub path: PathBuf,
 }
 
-/// The [`WANTED`] modules and their dependencies under `tree` (a `lib/modules/RELEASE`), each
-/// after what it depends on.
+/// The modules of [`GROUPS`] and their dependencies under `tree` (a `lib/modules/RELEASE`),
+/// group by group, each after what it depends on.
 pub fn load_order(tree: &Path) -> Result<Vec<Module>, GuestError> {
     let mut files = HashMap::new();
     index(tree, &mut files)?;
-    let mut ordered = Vec::new();
-    for name in WANTED {
-        visit(name, &files, &mut ordered, &mut Vec::new())?;
+    let mut all = Vec::new();
+    for (group, names) in GROUPS {
+        let mut ordered = Vec::new();
+        for name in *names {
+            visit(group, name, &files, &mut ordered, &mut Vec::new())?;
+        }
+        all.append(&mut ordered);
     }
-    Ok(ordered)
+    Ok(all)
 }
 
 /// Module names (with `_` for `-`, as the kernel compares them) to their files.
@@ -60,6 +73,7 @@ fn canonical(name: &str) -> String {
 }
 
 fn visit(
+    group: &'static str,
     name: &str,
     files: &HashMap<String, PathBuf>,
     ordered: &mut Vec<Module>,
@@ -75,7 +89,7 @@ fn visit(
     let bytes = std::fs::read(file).map_err(|source| GuestError::io(file, source))?;
     path.push(key);
     for dependency in dependencies(&bytes) {
-        visit(&dependency, files, ordered, path)?;
+        visit(group, &dependency, files, ordered, path)?;
     }
     path.pop();
     let stem = file
@@ -83,6 +97,7 @@ fn visit(
         .and_then(|stem| stem.to_str())
         .unwrap_or(name);
     ordered.push(Module {
+        group,
         name: stem.to_owned(),
         path: file.clone(),
     });
@@ -120,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_come_first_once_each() {
+    fn dependencies_come_first_once_per_group() {
         let tree = tempfile::tempdir().unwrap();
         let nested = tree.path().join("kernel/drivers");
         std::fs::create_dir_all(&nested).unwrap();
