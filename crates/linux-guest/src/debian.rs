@@ -41,7 +41,14 @@ pub fn resolve(name: &str, follow: Option<&str>) -> Result<Package, GuestError> 
         "apt-cache",
         Command::new("apt-cache").args(["show", "--no-all-versions", name]),
         None,
-    )?;
+    )
+    .map_err(|error| match error {
+        GuestError::Failed { output, .. } => GuestError::Resolve {
+            package: name.to_owned(),
+            output,
+        },
+        other => other,
+    })?;
     let field = |key: &str| {
         output
             .lines()
@@ -160,6 +167,16 @@ pub fn run_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_apt_does_not_know_is_a_resolve_error() {
+        let error = resolve("vgashot-no-such-package", None).unwrap_err();
+        let GuestError::Resolve { package, output } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(package, "vgashot-no-such-package");
+        assert!(output.contains("No packages found"), "{output}");
+    }
 
     #[test]
     fn an_epoch_stays_out_of_the_cache_key() {
