@@ -23,12 +23,15 @@ use serde_json::{Value, json};
 use support::{Daemon, decode_png, json};
 use tempfile::TempDir;
 use vgashot_linux_guest::{
-    BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, PANIC_LINE, READY_LINE,
+    BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, MIN_MEMORY_MIB, PANIC_LINE, READY_LINE,
 };
 
 /// How long a boot, or a panic, may take on a loaded 2-core machine under TCG (3-35 s
 /// measured), yet far below a hang.
 const BOOT_DEADLINE: Duration = Duration::from_secs(120);
+/// The guests' memory: some room above the least they boot with.
+const GUEST_MEMORY_MIB: u32 = 128;
+const _: () = assert!(GUEST_MEMORY_MIB >= MIN_MEMORY_MIB);
 /// What the kernel prints when `/init` panics it through sysrq.
 const KERNEL_PANIC_LINE: &str = "Kernel panic - not syncing: sysrq triggered crash";
 
@@ -69,14 +72,15 @@ async fn daemon_and_guest(console: Console) -> Option<(Daemon, LinuxGuest, TempD
     Some((daemon, guest, images))
 }
 
-/// Creates and starts VM `name` booting `guest` with `options`, 128 MiB and no disk.
+/// Creates and starts VM `name` booting `guest` with `options`, [`GUEST_MEMORY_MIB`] and no
+/// disk.
 async fn start_guest(daemon: &Daemon, name: &str, guest: &LinuxGuest, options: &BootOptions) {
     let body = json!({
         "name": name,
         "type": "virtual-machine",
         "source": {"type": "none"},
         "config": {
-            "limits.memory": "128MiB",
+            "limits.memory": format!("{GUEST_MEMORY_MIB}MiB"),
             "vgashot.boot.kernel": guest.kernel(options.console),
             "vgashot.boot.initrd": guest.initrd(),
             "vgashot.boot.cmdline": guest.cmdline(options),

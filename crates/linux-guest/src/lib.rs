@@ -8,8 +8,9 @@
 //!    the cache directory (by default `target/linux-guest/`), so a new version is fetched once
 //!    and an unchanged one never again.
 //! 2. For a version not cached yet it downloads the `.deb` with `apt-get download` (no root
-//!    needed), unpacks it with `dpkg-deb -x` and keeps only what the guest needs: the kernel
-//!    decompressed to its ELF `vmlinux`, the few modules of [`modules`] and `/bin/busybox`. The
+//!    needed), unpacks it with `dpkg-deb -x` and keeps only what the guest needs (75 MB of the
+//!    kernel package's 400): the bzImage `vmlinuz`, the kernel decompressed to its ELF `vmlinux`,
+//!    the few modules of [`modules`], and `/bin/busybox`. The
 //!    entry is assembled in a temporary directory and renamed into place, so a run that dies
 //!    midway, or two running at once, leave no half entry.
 //! 3. It writes the initramfs, an uncompressed newc cpio ([`cpio`]) with busybox, the modules
@@ -19,15 +20,16 @@
 //! Two consoles, two kernels ([`Console`]):
 //! - [`Console::Framebuffer`], the default: QEMU boots the uncompressed ELF `vmlinux` through
 //!   PVH, skipping the real-mode setup and the kernel's own xz decompression. On this project's
-//!   2-core machine that takes the boot to the ready line from about 23 s to about 6 s under
-//!   TCG (under the machine's nested KVM even the decompression takes minutes). PVH leaves no
+//!   2-core machine (nested KVM there does not boot the kernel in 4 minutes, so TCG) that takes
+//!   the boot to the ready line from about 7 s to about 3 s when the machine is quiet, and from
+//!   about 23 s to 6-8 s when it is busy. PVH leaves no
 //!   VGA text console (the kernel gets no `screen_info`), so the init loads the bochs DRM
 //!   driver, and fbcon draws a 1280x800 framebuffer console on QEMU's std VGA. Its drawing
 //!   reaches the screen through a kernel worker, which a panicked kernel never runs again: the
 //!   screen keeps what it showed before the panic.
 //! - [`Console::Text`]: Debian's bzImage, booted through its real-mode setup, so the kernel's
 //!   built-in VGA text console (vgacon, 80x25, a 720x400 screen) writes straight into the
-//!   adapter's memory, and a panic shows on the screen. Slower to boot under TCG.
+//!   adapter's memory, and a panic shows on the screen.
 //!
 //! What it needs on the host: `apt-cache`, `apt-get` and `dpkg-deb` (every Debian system), with
 //! package lists present (`apt-get update` once, as root), and `xz` (package `xz-utils`).
@@ -41,6 +43,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use init::{BootOptions, Console, KERNEL_LINE_PREFIX, PANIC_LINE, READY_LINE};
+
+/// The least guest memory, in MiB, the guest boots with (both kernels; measured: 96 MiB boots,
+/// 64 MiB prints nothing at all, the 66 MB kernel and its initramfs leaving no room).
+pub const MIN_MEMORY_MIB: u32 = 96;
 
 /// The metapackage that names Debian's current kernel, and the prefix of the package it pulls.
 const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
@@ -156,7 +162,7 @@ impl LinuxGuest {
         std::env::var_os("CARGO_TARGET_DIR")
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+            .unwrap_or_else(|| workspace_root().join("target"))
             .join("linux-guest")
     }
 
@@ -215,6 +221,16 @@ impl LinuxGuest {
             release: self.release.clone(),
         })
     }
+}
+
+/// The workspace's root: two levels above this crate.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest_dir)
+        .to_owned()
 }
 
 /// The cache entry of `package`, made by `unpack(unpacked package root, entry)` if missing.
