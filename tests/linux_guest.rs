@@ -215,7 +215,9 @@ async fn panics_on_request() {
 /// What a user sees of a panicked guest: `Error`, whether QEMU then ends (its default) or
 /// stays paused (`-action panic=pause`). Needs the daemon to give QEMU a pvpanic device
 /// (`-device pvpanic`), through which the guest's pvpanic driver reports the panic
-/// (`GUEST_PANICKED`); without one the kernel hangs silently and the VM stays `Running`.
+/// (`GUEST_PANICKED`); without one the kernel hangs silently and the VM stays `Running`. The
+/// reason the daemon records, "the guest kernel panicked", is in no reply: Incus's state has no
+/// field for it.
 #[tokio::test]
 #[ignore = "the daemon gives QEMU no pvpanic device yet, so no panic reaches it"]
 async fn a_panicked_guest_is_an_error() {
@@ -229,5 +231,4 @@ async fn a_panicked_guest_is_an_error() {
     start_guest(&daemon, "panicked", &guest, &options).await;
     let state = wait_for_status(&daemon, "panicked", "Error").await;
     assert_eq!(state["status_code"], 112, "{state}");
-    wait_for_console(&daemon, "panicked", &[KERNEL_PANIC_LINE]).await;
 }
