@@ -207,7 +207,8 @@ impl LinuxGuest {
     }
 
     /// Copies the kernel for `console` and the initramfs into `dir` (which a daemon may be
-    /// allowed to read where it may not read the cache), and returns the guest as found there.
+    /// allowed to read where it may not read the cache), and returns the guest as found there:
+    /// its [`Self::kernel`] for another console names a file that was not copied.
     pub fn copy_to(&self, dir: &Path, console: Console) -> Result<Self, GuestError> {
         let copy = |from: &Path, to: PathBuf| {
             std::fs::copy(from, &to).map_err(|source| GuestError::io(&to, source))?;
