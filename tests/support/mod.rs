@@ -21,6 +21,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// The `--listen` address, kept for restarts.
     listen: Option<String>,
+    /// Extra environment variables of the daemon, kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 /// A reply of the daemon.
@@ -47,6 +49,26 @@ impl Daemon {
             dir,
             child: None,
             listen: None,
+            env: Vec::new(),
+        };
+        daemon.spawn().await;
+        Some(daemon)
+    }
+
+    /// Starts the daemon with extra environment variables (`VGASHOT_ACCEL`, say), or `None` as
+    /// [`Self::start`].
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        vgashot_qemu_process::Launch::for_tests(dir.path())?;
+        let env = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let mut daemon = Self {
+            dir,
+            child: None,
+            listen: None,
+            env,
         };
         daemon.spawn().await;
         Some(daemon)
@@ -61,6 +83,7 @@ impl Daemon {
             dir,
             child: None,
             listen: Some(address.to_owned()),
+            env: Vec::new(),
         };
         daemon.spawn().await;
         Some(daemon)
@@ -77,6 +100,7 @@ impl Daemon {
             .env("VGASHOT_DIR", self.dir.path())
             .env("VGASHOT_LOG", "warn")
             .env_remove("VGASHOT_HTTPS_ADDRESS")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .spawn()
             .unwrap();

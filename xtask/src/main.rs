@@ -5,7 +5,9 @@
 //!    `cargo clippy --all-targets -- -D warnings` and the whole test suite, with QEMU required so no
 //!    test that needs it can skip. It also installs Debian's `chromium` (and `nodejs`/`npm` if
 //!    missing) as root and runs `npm ci` in `tests/ui`, for the web page test, which must then
-//!    run (`VGASHOT_REQUIRE_UI`).
+//!    run (`VGASHOT_REQUIRE_UI`). It prepares the Linux guest (`crates/linux-guest`, Debian's
+//!    kernel and busybox fetched once into `target/linux-guest/`), whose tests must then run
+//!    (`VGASHOT_REQUIRE_LINUX_GUEST`).
 //! 2. `demo`: the main job: the daemon in the foreground with a demo VM, its first screenshot
 //!    saved, and the commands to try; Ctrl-C stops the VM and the daemon.
 //! 3. `bench`: the benchmark (`crates/bench`, built in release, with the release daemon it
@@ -83,6 +85,7 @@ fn test() -> Result {
     qemu::ensure_installed()?;
     qemu::ensure_incus_client()?;
     qemu::ensure_ui_tools()?;
+    qemu::ensure_linux_guest()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
@@ -98,7 +101,10 @@ fn test() -> Result {
     let release = workspace_root().join("target/release/vgashot");
     cargo_with(
         &["test", "--workspace"],
-        &[("VGASHOT_TEST_BINARY", release.as_os_str())],
+        &[
+            ("VGASHOT_TEST_BINARY", release.as_os_str()),
+            ("VGASHOT_REQUIRE_LINUX_GUEST", "1".as_ref()),
+        ],
     )?;
     swagger::run(true)
 }

@@ -1,5 +1,5 @@
-//! Making sure QEMU (and, for the end-to-end tests, the `incus` client, and Chromium, node and
-//! `playwright-core` for the web page) is there before anything needs it.
+//! Making sure QEMU (and, for the end-to-end tests, the `incus` client, Chromium, node and
+//! `playwright-core` for the web page, and the Linux guest) is there before anything needs it.
 
 use std::path::Path;
 use std::process::Command;
@@ -29,6 +29,41 @@ pub fn ensure_installed() -> Result {
     let path = find_qemu().map_err(|error| error.to_string())?;
     eprintln!("xtask: QEMU installed at {}", path.display());
     Ok(())
+}
+
+/// Prepares the Linux guest of `tests/linux_guest.rs` in its cache under `target/` (the first
+/// time, downloading Debian's kernel and busybox packages), so its tests must run: a failure
+/// here fails `cargo xtask test` with apt's own words. Without package lists, as root, it runs
+/// `apt-get update` first.
+pub fn ensure_linux_guest() -> Result {
+    use vgashot_linux_guest::{GuestError, LinuxGuest};
+    let cache = LinuxGuest::default_cache_dir();
+    let guest = match LinuxGuest::prepare(&cache) {
+        Err(GuestError::Resolve { .. }) if nix::unistd::geteuid().is_root() => {
+            eprintln!("xtask: apt knows no kernel package; updating its package lists");
+            apt_get(&["update", "-q"])?;
+            LinuxGuest::prepare(&cache)
+        }
+        prepared => prepared,
+    }
+    .map_err(|error| format!("cannot prepare the Linux guest: {}", error_chain(&error)))?;
+    eprintln!(
+        "xtask: Linux guest {} ready in {}",
+        guest.release(),
+        cache.display()
+    );
+    Ok(())
+}
+
+/// An error with its causes, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 fn apt_get(args: &[&str]) -> Result {
