@@ -17,9 +17,13 @@ use vgashot_rest::client::Client;
 /// A running daemon.
 pub struct Daemon {
     pub dir: TempDir,
+    /// The image directory the daemon allows (`--image-dir`), outside `dir`.
+    pub images: TempDir,
     child: Option<Child>,
     /// The `--listen` address, kept for restarts.
     listen: Option<String>,
+    /// More arguments of `vgashot daemon`, kept for restarts.
+    extra_args: Vec<String>,
 }
 
 /// A reply of the daemon.
@@ -35,26 +39,26 @@ pub fn json(reply: &Reply) -> Value {
 impl Daemon {
     /// Starts the daemon, or returns `None` when QEMU is missing and the test may be skipped.
     pub async fn start() -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        vgashot_qemu_process::Launch::for_tests(dir.path())?;
-        let mut daemon = Self {
-            dir,
-            child: None,
-            listen: None,
-        };
-        daemon.spawn().await;
-        Some(daemon)
+        Self::start_with(None, &[]).await
     }
 
     /// Starts the daemon also listening with TLS on `address` (`127.0.0.1:0` picks a free port,
     /// which `GET /1.0` then reports in `environment.addresses`), or `None` as [`Self::start`].
     pub async fn start_listening(address: &str) -> Option<Self> {
+        Self::start_with(Some(address), &[]).await
+    }
+
+    /// Starts the daemon, listening with TLS on `listen` if given, with `extra_args` after the
+    /// test's own (`--image-dir` of [`Self::images`]), or `None` as [`Self::start`].
+    pub async fn start_with(listen: Option<&str>, extra_args: &[&str]) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         vgashot_qemu_process::Launch::for_tests(dir.path())?;
         let mut daemon = Self {
             dir,
+            images: tempfile::tempdir().unwrap(),
             child: None,
-            listen: Some(address.to_owned()),
+            listen: listen.map(str::to_owned),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         };
         daemon.spawn().await;
         Some(daemon)
@@ -67,10 +71,15 @@ impl Daemon {
         if let Some(address) = &self.listen {
             command.args(["--listen", address]);
         }
+        command
+            .arg("--image-dir")
+            .arg(self.images.path())
+            .args(&self.extra_args);
         let child = command
             .env("VGASHOT_DIR", self.dir.path())
             .env("VGASHOT_LOG", "warn")
             .env_remove("VGASHOT_HTTPS_ADDRESS")
+            .env_remove("VGASHOT_IMAGE_DIRS")
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -168,9 +177,9 @@ impl Daemon {
         self.operation("POST", "/1.0/instances", Some(body)).await
     }
 
-    /// Writes `fixture`'s disk image into the test directory.
+    /// Writes `fixture`'s disk image into the image directory the daemon allows.
     pub fn image(&self, fixture: vgashot_fixtures::Fixture) -> PathBuf {
-        fixture.write_image(self.dir.path()).unwrap()
+        fixture.write_image(self.images.path()).unwrap()
     }
 }
 

@@ -25,4 +25,6 @@ pub use instance::{
     Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage, Screenshot,
     ScreenshotOptions,
 };
-pub use qemu::{DriverPaths, QemuDriver, QemuInstance};
+pub use qemu::{
+    DEFAULT_MAX_SCREEN_PIXELS, DriverOptions, DriverPaths, HostFilePolicy, QemuDriver, QemuInstance,
+};

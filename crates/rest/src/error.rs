@@ -113,7 +113,8 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::DisplayNotFound { .. }
         | DriverError::HeadNotFound { .. }
         | DriverError::HeadWithoutDevice
-        | DriverError::NoDisplay => StatusCode::BAD_REQUEST,
+        | DriverError::NoDisplay
+        | DriverError::ScreenTooLarge { .. } => StatusCode::BAD_REQUEST,
         DriverError::NotFound => StatusCode::NOT_FOUND,
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
         DriverError::Store(_)
@@ -123,6 +124,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::QemuPng(_)
         | DriverError::ConsoleEncoding(_)
         | DriverError::StopFailed { .. }
+        | DriverError::Task(_)
         | DriverError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -7,12 +7,16 @@
 //! 2. [`QemuDriver::open`] loads every definition and, for each one whose pid file names a live
 //!    QEMU serving that instance's QMP socket, re-attaches to it without stopping it: a daemon can
 //!    restart under running VMs.
-//! 3. [`QemuDriver::create`] validates a definition completely (names, config, devices) before
-//!    storing it, so what is stored can be started.
-//! 4. Each VM is a [`QemuInstance`], which implements [`crate::Instance`].
+//! 3. [`QemuDriver::create`] validates a definition completely (names, config, devices, host
+//!    files against the [`HostFilePolicy`], off the async workers) and records its disks'
+//!    formats before storing it, so what is stored can be started.
+//! 4. Each VM is a [`QemuInstance`], which implements [`crate::Instance`]. It starts QEMU
+//!    confined ([`DriverOptions::confinement`]) and hands it its host files as descriptors.
 
 pub mod cmdline;
 mod console;
+mod handover;
+pub mod host_files;
 mod process;
 mod screenshot;
 mod vm;
@@ -21,6 +25,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use host_files::HostFilePolicy;
+pub use screenshot::DEFAULT_MAX_SCREEN_PIXELS;
+use vgashot_qemu_process::Confinement;
 pub use vm::QemuInstance;
 
 use crate::definition::{
@@ -30,6 +37,7 @@ use crate::error::{DriverError, Result};
 use crate::instance::Instance;
 use crate::store::{Store, StoreError};
 use cmdline::MachinePlan;
+use handover::OpenedFiles;
 
 /// Where the driver keeps things.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +49,36 @@ pub struct DriverPaths {
     pub runtime_dir: PathBuf,
 }
 
+/// How the driver treats the host: which files VMs may be given, how QEMU is confined, and how
+/// large a guest's screen may be captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// Which host files may be disks, kernels and initrds. The driver adds its own state and
+    /// runtime directories to [`HostFilePolicy::private_dirs`].
+    pub host_files: HostFilePolicy,
+    /// The user and sandbox QEMU runs with.
+    pub confinement: Confinement,
+    /// The most pixels a screen may have to be captured ([`DEFAULT_MAX_SCREEN_PIXELS`]).
+    pub max_screen_pixels: u64,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        Self {
+            host_files: HostFilePolicy::default(),
+            confinement: Confinement::default(),
+            max_screen_pixels: DEFAULT_MAX_SCREEN_PIXELS,
+        }
+    }
+}
+
 /// Instances by (project, name).
 type Registry = BTreeMap<(String, String), Arc<QemuInstance>>;
 
 /// What the driver and its instances share.
 pub(crate) struct DriverShared {
     pub(crate) store: Store,
+    pub(crate) options: DriverOptions,
     runtime_root: PathBuf,
     instances: Mutex<Registry>,
 }
@@ -61,6 +93,28 @@ impl DriverShared {
 
     fn runtime_dir(&self, project: &str, name: &str) -> PathBuf {
         self.runtime_root.join(project).join(name)
+    }
+
+    /// Plans `definition` off the async workers (its host files checked, see
+    /// [`MachinePlan::from_definition`]) and records its disks' formats in it.
+    pub(crate) async fn plan(
+        &self,
+        mut definition: InstanceDefinition,
+    ) -> Result<(InstanceDefinition, MachinePlan)> {
+        let policy = self.options.host_files.clone();
+        blocking(move || {
+            let plan =
+                MachinePlan::from_definition(&definition, &policy).map_err(DriverError::Config)?;
+            plan.record_formats(&mut definition);
+            Ok((definition, plan))
+        })
+        .await
+    }
+
+    /// Opens `plan`'s host files for QEMU, off the async workers.
+    pub(crate) async fn open_host_files(&self, plan: MachinePlan) -> Result<OpenedFiles> {
+        let policy = self.options.host_files.clone();
+        blocking(move || OpenedFiles::open(&plan, &policy).map_err(DriverError::Config)).await
     }
 
     /// Removes a stopped instance's definition, run-time files and registry entry.
@@ -92,6 +146,15 @@ impl DriverShared {
     }
 }
 
+/// Runs blocking file-system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(DriverError::Task)?
+}
+
 /// The qemu driver: creates, finds and deletes QEMU VMs.
 #[derive(Clone)]
 pub struct QemuDriver {
@@ -107,9 +170,21 @@ impl std::fmt::Debug for QemuDriver {
 }
 
 impl QemuDriver {
+    /// Opens the driver over `paths` with the default [`DriverOptions`] (images from
+    /// [`host_files::DEFAULT_IMAGE_DIR`], QEMU not confined): see [`QemuDriver::open_with`].
+    pub async fn open(paths: DriverPaths) -> Result<Self> {
+        Self::open_with(paths, DriverOptions::default()).await
+    }
+
     /// Opens the driver over `paths`: loads every stored definition and re-attaches to the VMs
     /// that still run. Definitions that cannot be read are logged and skipped.
-    pub async fn open(paths: DriverPaths) -> Result<Self> {
+    pub async fn open_with(paths: DriverPaths, mut options: DriverOptions) -> Result<Self> {
+        // Compared as paths: the canonical form too, in case the given one has a link in it.
+        for dir in [&paths.state_dir, &paths.runtime_dir] {
+            let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            options.host_files.private_dirs.push(dir.clone());
+            options.host_files.private_dirs.push(canonical);
+        }
         let store = Store::open(&paths.state_dir).map_err(DriverError::Store)?;
         let loaded = store.load_all().map_err(DriverError::Store)?;
         for (path, error) in &loaded.corrupt {
@@ -117,6 +192,7 @@ impl QemuDriver {
         }
         let shared = Arc::new(DriverShared {
             store,
+            options,
             runtime_root: paths.runtime_dir,
             instances: Mutex::new(BTreeMap::new()),
         });
@@ -136,7 +212,7 @@ impl QemuDriver {
         if definition.instance_type != InstanceType::VirtualMachine {
             return Err(DriverError::UnsupportedType(definition.instance_type));
         }
-        MachinePlan::from_definition(&definition).map_err(DriverError::Config)?;
+        let (definition, _) = self.shared.plan(definition).await?;
         let key = (definition.project.clone(), definition.name.clone());
         let mut registry = self.shared.registry();
         if registry.contains_key(&key) {

@@ -10,6 +10,10 @@
 //!    screendump, so it gets the PPM path whatever was asked.
 //! 4. QEMU's refusals become typed errors: an unknown device, a head that is not a console, a VM
 //!    without any display.
+//! 5. The guest chooses its screen mode, so the image's size is bounded before anything follows
+//!    it: at most [`DriverOptions::max_screen_pixels`](crate::DriverOptions) pixels (default
+//!    [`DEFAULT_MAX_SCREEN_PIXELS`]); a larger screen is [`DriverError::ScreenTooLarge`], and
+//!    its image is never read into memory.
 
 use std::time::SystemTime;
 
@@ -26,8 +30,21 @@ const FIRST_QEMU_WITH_PNG: QemuVersion = QemuVersion {
     micro: 0,
 };
 
-/// Takes a screenshot through `qmp`.
-pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screenshot> {
+/// The most pixels a screen may have for its capture to be read, unless the daemon says
+/// otherwise: 16 Mi pixels, 4096x4096, which holds every screen people use (4K UHD is 8.3 Mi, 5K
+/// 14.7 Mi) while one capture holds at most 48 MiB of PPM and as much again of decoded frame,
+/// where the framebuffer's own ceiling (64 Mi pixels) would let one guest make the daemon hold
+/// four times that per capture.
+pub const DEFAULT_MAX_SCREEN_PIXELS: u64 = 16 * 1024 * 1024;
+/// Room for a PPM header (`P6\n16384 16384\n255\n` and more) above the pixels.
+const PPM_HEADER_BYTES: u64 = 64;
+
+/// Takes a screenshot through `qmp` of a screen of at most `max_pixels` pixels.
+pub async fn capture(
+    qmp: &Qmp,
+    options: &ScreenshotOptions,
+    max_pixels: u64,
+) -> Result<Screenshot> {
     if options.head.is_some() && options.device.is_none() {
         return Err(DriverError::HeadWithoutDevice);
     }
@@ -42,10 +59,18 @@ pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screensho
             ScreendumpFormat::Ppm
         },
     };
+    // A PNG can be a little larger than its raw pixels (filter bytes, incompressible data).
+    let limit = if native_png {
+        max_pixels.saturating_mul(4).saturating_add(1 << 20)
+    } else {
+        max_pixels
+            .saturating_mul(3)
+            .saturating_add(PPM_HEADER_BYTES)
+    };
     let image = qmp
-        .screenshot(&request)
+        .screenshot_within(&request, limit)
         .await
-        .map_err(|error| classify(error, options))?;
+        .map_err(|error| classify(error, options, max_pixels))?;
     let captured_at = SystemTime::now();
 
     if native_png {
@@ -76,8 +101,18 @@ pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screensho
 }
 
 /// Turns QEMU's refusals into the errors a caller can act on.
-fn classify(error: vgashot_qmp::Error, options: &ScreenshotOptions) -> DriverError {
+fn classify(
+    error: vgashot_qmp::Error,
+    options: &ScreenshotOptions,
+    max_pixels: u64,
+) -> DriverError {
     let device = || options.device.clone().unwrap_or_default();
+    if let vgashot_qmp::Error::ImageTooLarge { bytes, .. } = error {
+        return DriverError::ScreenTooLarge {
+            bytes,
+            limit: max_pixels,
+        };
+    }
     if let Some(refusal) = error.qmp_error() {
         if refusal.class == ErrorClass::DeviceNotFound {
             return DriverError::DisplayNotFound { device: device() };
@@ -175,7 +210,9 @@ mod tests {
             encoder: PngEncoder::Qemu,
             ..Default::default()
         };
-        let shot = capture(&qmp, &options).await.unwrap();
+        let shot = capture(&qmp, &options, DEFAULT_MAX_SCREEN_PIXELS)
+            .await
+            .unwrap();
         let screendump = peer.join().unwrap();
         assert_eq!(screendump["arguments"].get("format"), None);
         let frame = shot.frame.expect("the PPM path");

@@ -1,6 +1,14 @@
 //! The QEMU arguments of a [`MachinePlan`], after the launcher's fixed prefix.
+//!
+//! QEMU is given no host path: each disk is an fdset of inherited descriptors
+//! (`-add-fd fd=N,set=S` and `-drive file=/dev/fdset/S`; one read-write and one read-only
+//! descriptor, since QEMU's block layer opens both, or the read-only one alone for a read-only
+//! disk), and the kernel and initrd are `/proc/self/fd/N` of an inherited descriptor: QEMU's
+//! kernel loader opens its files with plain `open(2)`, which knows nothing of fdsets, and
+//! `-add-fd` closes the number it was given, so those two stay outside any fdset.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::MachinePlan;
@@ -11,17 +19,48 @@ pub const DISPLAY_DEVICE_ID: &str = "video0";
 /// The chardev id of the serial console ring buffer (read with QMP `ringbuf-read`).
 pub const CONSOLE_CHARDEV_ID: &str = "console";
 
+/// The descriptors QEMU inherits for a plan's host files, by the numbers QEMU sees them at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Descriptors {
+    /// For each of [`MachinePlan::disks`], in order: its descriptors.
+    pub disks: Vec<Vec<RawFd>>,
+    /// The kernel's, when the plan has one.
+    pub kernel: Option<RawFd>,
+    /// The initrd's, when the plan has one.
+    pub initrd: Option<RawFd>,
+}
+
 impl MachinePlan {
     /// The arguments after the launcher's prefix, for an instance called `name` whose serial
-    /// console is kept in a ring buffer of `console_ring_bytes`.
+    /// console is kept in a ring buffer of `console_ring_bytes`, with its host files in
+    /// `descriptors`.
     ///
     /// # Panics
     ///
-    /// If `console_ring_bytes` is not a power of two, which QEMU's ringbuf chardev requires.
-    pub fn qemu_args(&self, name: &str, console_ring_bytes: u32) -> Vec<OsString> {
+    /// If `console_ring_bytes` is not a power of two, which QEMU's ringbuf chardev requires, or
+    /// `descriptors` does not match the plan (a disk, the kernel or the initrd without one).
+    pub fn qemu_args(
+        &self,
+        name: &str,
+        console_ring_bytes: u32,
+        descriptors: &Descriptors,
+    ) -> Vec<OsString> {
         assert!(
             console_ring_bytes.is_power_of_two(),
             "the console ring buffer size {console_ring_bytes} is not a power of two"
+        );
+        assert_eq!(
+            (
+                descriptors.disks.len(),
+                descriptors.kernel.is_some(),
+                descriptors.initrd.is_some()
+            ),
+            (
+                self.disks.len(),
+                self.kernel.is_some(),
+                self.initrd.is_some()
+            ),
+            "descriptors that do not match the plan"
         );
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |option: &str, value: OsString| {
@@ -50,28 +89,32 @@ impl MachinePlan {
             format!("ringbuf,id={CONSOLE_CHARDEV_ID},size={console_ring_bytes}").into(),
         );
         push("-serial", format!("chardev:{CONSOLE_CHARDEV_ID}").into());
-        for disk in &self.disks {
-            let id = format!("disk-{}", disk.device);
-            let mut drive = OsString::from("file=");
-            drive.push(escape_commas(disk.source.as_os_str()));
-            drive.push(format!(",format={},if=none,id={id}", disk.format.as_str()));
-            if disk.readonly {
-                drive.push(",readonly=on");
+        for ((disk, fds), fdset) in self.disks.iter().zip(&descriptors.disks).zip(1..) {
+            for fd in fds {
+                push("-add-fd", format!("fd={fd},set={fdset}").into());
             }
-            push("-drive", drive);
+            let id = format!("disk-{}", disk.device);
+            let mut drive = format!(
+                "file=/dev/fdset/{fdset},format={},if=none,id={id}",
+                disk.format.as_str()
+            );
+            if disk.readonly {
+                drive.push_str(",readonly=on");
+            }
+            push("-drive", drive.into());
             let mut device = format!("virtio-blk-pci,drive={id}");
             if let Some(index) = disk.boot_index {
                 device.push_str(&format!(",bootindex={index}"));
             }
             push("-device", device.into());
         }
-        // -kernel, -initrd and -append take their value verbatim: no option syntax to escape.
-        if let Some(kernel) = &self.kernel {
-            push("-kernel", kernel.into());
+        if let Some(fd) = descriptors.kernel {
+            push("-kernel", format!("/proc/self/fd/{fd}").into());
         }
-        if let Some(initrd) = &self.initrd {
-            push("-initrd", initrd.into());
+        if let Some(fd) = descriptors.initrd {
+            push("-initrd", format!("/proc/self/fd/{fd}").into());
         }
+        // -append takes its value verbatim: no option syntax to escape.
         if let Some(cmdline) = &self.kernel_cmdline {
             push("-append", cmdline.into());
         }
@@ -120,7 +163,7 @@ mod tests {
             }
         );
         assert_eq!(
-            strings(plan.qemu_args("v1", 65536)),
+            strings(plan.qemu_args("v1", 65536, &descriptors(&plan))),
             [
                 "-name",
                 "v1",
@@ -147,7 +190,7 @@ mod tests {
     #[test]
     fn memory_is_rounded_down_to_whole_mebibytes() {
         let plan = plan(&[("limits.memory", "1GB")]).unwrap();
-        let args = strings(plan.qemu_args("v1", 4096));
+        let args = strings(plan.qemu_args("v1", 4096, &descriptors(&plan)));
         // 1e9 bytes are 953.67 MiB.
         assert!(
             args.windows(2).any(|pair| pair == ["-m", "953M"]),
@@ -160,27 +203,30 @@ mod tests {
         let images = Images::new();
         let root = images.raw("root.img");
         let data = images.write("data.qcow2", b"QFI\xfb\0\0\0\x03");
-        let plan = MachinePlan::from_definition(&vm(
-            &[
-                ("limits.cpu", "4"),
-                ("limits.memory", "2GiB"),
-                ("vgashot.vga", "virtio"),
-                ("vgashot.vga.heads", "2"),
-                ("vgashot.network", "user"),
-                ("user.owner", "ci"),
-            ],
-            &[
-                (
-                    "root",
-                    &[("type", "disk"), ("path", "/"), ("source", &root)],
-                ),
-                (
-                    "data",
-                    &[("type", "disk"), ("source", &data), ("readonly", "true")],
-                ),
-                ("eth0", &[("type", "none")]),
-            ],
-        ))
+        let plan = MachinePlan::from_definition(
+            &vm(
+                &[
+                    ("limits.cpu", "4"),
+                    ("limits.memory", "2GiB"),
+                    ("vgashot.vga", "virtio"),
+                    ("vgashot.vga.heads", "2"),
+                    ("vgashot.network", "user"),
+                    ("user.owner", "ci"),
+                ],
+                &[
+                    (
+                        "root",
+                        &[("type", "disk"), ("path", "/"), ("source", &root)],
+                    ),
+                    (
+                        "data",
+                        &[("type", "disk"), ("source", &data), ("readonly", "true")],
+                    ),
+                    ("eth0", &[("type", "none")]),
+                ],
+            ),
+            &policy(),
+        )
         .unwrap();
         assert_eq!(
             plan.disks,
@@ -202,7 +248,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            strings(plan.qemu_args("v1", 1 << 20)),
+            strings(plan.qemu_args("v1", 1 << 20, &descriptors(&plan))),
             [
                 "-name".to_owned(),
                 "v1".into(),
@@ -220,12 +266,18 @@ mod tests {
                 "ringbuf,id=console,size=1048576".into(),
                 "-serial".into(),
                 "chardev:console".into(),
+                "-add-fd".into(),
+                "fd=11,set=1".into(),
                 "-drive".into(),
-                format!("file={data},format=qcow2,if=none,id=disk-data,readonly=on"),
+                "file=/dev/fdset/1,format=qcow2,if=none,id=disk-data,readonly=on".into(),
                 "-device".into(),
                 "virtio-blk-pci,drive=disk-data".into(),
+                "-add-fd".into(),
+                "fd=12,set=2".into(),
+                "-add-fd".into(),
+                "fd=13,set=2".into(),
                 "-drive".into(),
-                format!("file={root},format=raw,if=none,id=disk-root"),
+                "file=/dev/fdset/2,format=raw,if=none,id=disk-root".into(),
                 "-device".into(),
                 "virtio-blk-pci,drive=disk-root,bootindex=0".into(),
                 "-nic".into(),
@@ -235,31 +287,34 @@ mod tests {
     }
 
     #[test]
-    fn commas_are_doubled_in_option_lists() {
+    fn commas_are_doubled_in_names_and_qemu_sees_no_host_path() {
         let images = Images::new();
         let root = images.raw("a,b,,c.img");
-        let plan = MachinePlan::from_definition(&vm(
-            &[],
-            &[(
-                "root",
-                &[("type", "disk"), ("path", "/"), ("source", &root)],
-            )],
-        ))
+        let plan = MachinePlan::from_definition(
+            &vm(
+                &[],
+                &[(
+                    "root",
+                    &[("type", "disk"), ("path", "/"), ("source", &root)],
+                )],
+            ),
+            &policy(),
+        )
         .unwrap();
-        let args = strings(plan.qemu_args("v1,process=evil", 4096));
-        let dir = images.0.path().to_str().unwrap().replace(',', ",,");
+        let args = strings(plan.qemu_args("v1,process=evil", 4096, &descriptors(&plan)));
         assert_eq!(args[1], "v1,,process=evil");
         assert!(
-            args.contains(&format!(
-                "file={dir}/a,,b,,,,c.img,format=raw,if=none,id=disk-root"
-            )),
+            args.contains(&"file=/dev/fdset/1,format=raw,if=none,id=disk-root".to_owned()),
             "{args:?}"
         );
+        let dir = images.0.path().to_str().unwrap();
+        assert!(!args.iter().any(|arg| arg.contains(dir)), "{args:?}");
     }
 
     #[test]
     #[should_panic(expected = "not a power of two")]
     fn the_console_ring_must_be_a_power_of_two() {
-        plan(&[]).unwrap().qemu_args("v1", 1000);
+        let plan = plan(&[]).unwrap();
+        plan.qemu_args("v1", 1000, &descriptors(&plan));
     }
 }

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::ConfigError;
 use super::parse::parse_in_range;
 use super::qcow2::sniff_format;
-use crate::definition::DeviceConfig;
+use super::{ConfigError, MachinePlan};
+use crate::definition::{DeviceConfig, InstanceDefinition};
+use crate::qemu::host_files::{Access, HostFilePolicy};
 
 /// The keys a disk device may have (`pool` only to refuse it with a clear error).
 const DISK_KEYS: &[&str] = &[
@@ -54,8 +55,10 @@ pub struct DiskPlan {
 
 /// The disks of the definition, with boot indexes; other device types are skipped or refused.
 pub(super) fn plan_disks(
-    devices: &BTreeMap<String, DeviceConfig>,
+    definition: &InstanceDefinition,
+    policy: &HostFilePolicy,
 ) -> Result<Vec<DiskPlan>, ConfigError> {
+    let devices = &definition.devices;
     let mut disks = Vec::new();
     // (position in `disks`, boot priority) of the disks that take part in the boot order.
     let mut bootable = Vec::new();
@@ -81,7 +84,8 @@ pub(super) fn plan_disks(
                 });
             }
         }
-        let disk = DiskSpec::parse(device, config)?;
+        let recorded = definition.config.get(&format_key(device));
+        let disk = DiskSpec::parse(device, config, recorded.map(String::as_str), policy)?;
         let earlier_root = if disk.root {
             root.replace(device)
         } else {
@@ -118,8 +122,14 @@ struct DiskSpec {
 }
 
 impl DiskSpec {
-    /// Validates a `disk` device and reads its source's header.
-    fn parse(device: &str, config: &DeviceConfig) -> Result<Self, ConfigError> {
+    /// Validates a `disk` device, checks its source against `policy` and decides its format
+    /// (`recorded`, else from the source's header).
+    fn parse(
+        device: &str,
+        config: &DeviceConfig,
+        recorded: Option<&str>,
+        policy: &HostFilePolicy,
+    ) -> Result<Self, ConfigError> {
         let valid_name = (1..=64).contains(&device.len())
             && device
                 .bytes()
@@ -172,7 +182,7 @@ impl DiskSpec {
                 })
             })
             .transpose()?;
-        let format = sniff_format(device, &source)?;
+        let format = decide_format(device, &source, recorded, policy)?;
         Ok(Self {
             plan: DiskPlan {
                 device: device.to_owned(),
@@ -187,6 +197,106 @@ impl DiskSpec {
     }
 }
 
+/// A disk's format: the one recorded when it was decided, else its source's header (the source
+/// checked against `policy` either way). A raw disk's content is never read here once its format
+/// is recorded, since the guest writes it; a recorded qcow2 image's header is checked again, as
+/// the guest cannot write that.
+fn decide_format(
+    device: &str,
+    source: &Path,
+    recorded: Option<&str>,
+    policy: &HostFilePolicy,
+) -> Result<DiskFormat, ConfigError> {
+    let refused = |error| ConfigError::HostFile {
+        what: format!("Disk device {device:?}"),
+        source: error,
+    };
+    let sniff = || {
+        let file = policy.open(source, Access::ReadOnly).map_err(refused)?;
+        sniff_format(device, source, &file)
+    };
+    match recorded {
+        Some("raw") => {
+            policy.check(source).map_err(refused)?;
+            Ok(DiskFormat::Raw)
+        }
+        Some("qcow2") => match sniff()? {
+            DiskFormat::Qcow2 => Ok(DiskFormat::Qcow2),
+            DiskFormat::Raw => Err(ConfigError::FormatChanged {
+                device: device.to_owned(),
+                path: source.to_owned(),
+            }),
+        },
+        Some(other) => Err(ConfigError::InvalidFormat {
+            device: device.to_owned(),
+            value: other.to_owned(),
+        }),
+        None => sniff(),
+    }
+}
+
+/// The config key that records the format of the disk `device`, in Incus's namespace for
+/// internal state.
+pub fn format_key(device: &str) -> String {
+    format!("volatile.{device}.format")
+}
+
+/// Whether `key` records the format of some device.
+fn is_format_key(key: &str) -> bool {
+    key.starts_with("volatile.") && key.ends_with(".format")
+}
+
+impl MachinePlan {
+    /// Records each disk's format in `definition` (`volatile.<device>.format`) and forgets the
+    /// records of devices that are no longer disks; returns whether anything changed.
+    pub fn record_formats(&self, definition: &mut InstanceDefinition) -> bool {
+        let recorded: BTreeMap<String, String> = self
+            .disks
+            .iter()
+            .map(|disk| (format_key(&disk.device), disk.format.as_str().to_owned()))
+            .collect();
+        let before = definition.config.clone();
+        definition
+            .config
+            .retain(|key, _| !is_format_key(key) || recorded.contains_key(key));
+        definition.config.extend(recorded);
+        definition.config != before
+    }
+}
+
+/// Before `new` replaces `old`: a disk whose source did not change keeps the format recorded in
+/// `old` when `new` leaves the record out (so an update never probes a disk the guest has
+/// written again), and a record that `new` merely echoes from `old` for a disk whose source
+/// changed is forgotten, so that disk's format is decided anew. A record `new` sets to another
+/// value is the client's decision and stays.
+pub fn carry_formats(old: &InstanceDefinition, new: &mut InstanceDefinition) {
+    let source = |definition: &InstanceDefinition, device: &str| {
+        definition
+            .devices
+            .get(device)
+            .and_then(|config| config.get("source"))
+            .cloned()
+    };
+    let devices: Vec<String> = new.devices.keys().cloned().collect();
+    for device in devices {
+        let key = format_key(&device);
+        let Some(old_format) = old.config.get(&key) else {
+            continue;
+        };
+        let unchanged =
+            source(old, &device).is_some() && source(old, &device) == source(new, &device);
+        match new.config.get(&key) {
+            None if unchanged => {
+                new.config.insert(key, old_format.clone());
+            }
+            Some(echoed) if !unchanged && echoed == old_format => {
+                new.config.remove(&key);
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;
@@ -194,6 +304,7 @@ mod tests {
     use super::*;
     use crate::qemu::cmdline::MachinePlan;
     use crate::qemu::cmdline::testing::*;
+    use crate::qemu::host_files::HostFileError;
 
     #[test]
     fn boot_order_follows_incus_priorities() {
@@ -210,10 +321,10 @@ mod tests {
             disk(&[("boot.priority", "0")]),
             disk(&[("path", "/")]),
         );
-        let plan = MachinePlan::from_definition(&vm(
-            &[],
-            &[("a", &a), ("b", &b), ("c", &c), ("root", &root)],
-        ))
+        let plan = MachinePlan::from_definition(
+            &vm(&[], &[("a", &a), ("b", &b), ("c", &c), ("root", &root)]),
+            &policy(),
+        )
         .unwrap();
         let order: Vec<_> = plan
             .disks
@@ -243,7 +354,7 @@ mod tests {
             config
         };
         let try_devices = |devices: &[(&str, &[(&str, &str)])]| {
-            MachinePlan::from_definition(&vm(&[], devices)).unwrap_err()
+            MachinePlan::from_definition(&vm(&[], devices), &policy()).unwrap_err()
         };
         let try_disk = |config: &[(&str, &str)]| try_devices(&[("d1", config)]);
 
@@ -284,11 +395,19 @@ mod tests {
         let error = try_disk(&[("type", "disk"), ("source", &missing)]);
         assert!(matches!(
             &error,
-            ConfigError::DiskSource { source, .. } if source.kind() == io::ErrorKind::NotFound
+            ConfigError::HostFile { source: HostFileError::Io { source, .. }, .. }
+                if source.kind() == io::ErrorKind::NotFound
         ));
+        assert_eq!(
+            error.to_string(),
+            format!("Disk device \"d1\": cannot open {missing}")
+        );
         assert!(matches!(
             try_disk(&[("type", "disk"), ("source", &directory)]),
-            ConfigError::DiskSource { .. }
+            ConfigError::HostFile {
+                source: HostFileError::NotAFile { .. },
+                ..
+            }
         ));
         for value in ["yes", "on", "1", "True", ""] {
             assert!(matches!(
@@ -323,8 +442,83 @@ mod tests {
         }
         // A masked device is ignored whatever it holds.
         assert!(
-            MachinePlan::from_definition(&vm(&[], &[("x y", &[("type", "none"), ("odd", "1")])]))
-                .is_ok()
+            MachinePlan::from_definition(
+                &vm(&[], &[("x y", &[("type", "none"), ("odd", "1")])]),
+                &policy()
+            )
+            .is_ok()
         );
+    }
+
+    /// A definition with one disk `root` of `source` and `config`.
+    fn one_disk(source: &str, config: &[(&str, &str)]) -> InstanceDefinition {
+        vm(
+            config,
+            &[(
+                "root",
+                &[("type", "disk"), ("path", "/"), ("source", source)],
+            )],
+        )
+    }
+
+    #[test]
+    fn a_recorded_format_is_never_probed_again_for_raw_disks() {
+        let images = Images::new();
+        let forged = images.write("forged.img", b"QFI\xfb\0\0\0\x03");
+        let sniffed = MachinePlan::from_definition(&one_disk(&forged, &[]), &policy()).unwrap();
+        assert_eq!(sniffed.disks[0].format, DiskFormat::Qcow2);
+        // Recorded raw (at create), then the guest wrote a qcow2 header: still raw.
+        let raw = one_disk(&forged, &[("volatile.root.format", "raw")]);
+        let plan = MachinePlan::from_definition(&raw, &policy()).unwrap();
+        assert_eq!(plan.disks[0].format, DiskFormat::Raw);
+
+        let plain = images.raw("plain.img");
+        let error = MachinePlan::from_definition(
+            &one_disk(&plain, &[("volatile.root.format", "qcow2")]),
+            &policy(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, ConfigError::FormatChanged { .. }),
+            "{error:?}"
+        );
+        let error = MachinePlan::from_definition(
+            &one_disk(&plain, &[("volatile.root.format", "vmdk")]),
+            &policy(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Invalid value for config key \"volatile.root.format\": \"vmdk\" is not \"raw\" or \
+             \"qcow2\""
+        );
+    }
+
+    #[test]
+    fn formats_are_recorded_and_carried_across_updates() {
+        let images = Images::new();
+        let (first, second) = (images.raw("a.img"), images.raw("b.img"));
+        let mut definition = one_disk(&first, &[("volatile.gone.format", "raw")]);
+        let plan = MachinePlan::from_definition(&definition, &policy()).unwrap();
+        assert!(plan.record_formats(&mut definition));
+        assert!(!plan.record_formats(&mut definition));
+        assert_eq!(
+            definition.config.get("volatile.root.format").unwrap(),
+            "raw"
+        );
+        assert!(!definition.config.contains_key("volatile.gone.format"));
+
+        // An update that leaves the record out keeps it while the source is the same.
+        let mut update = one_disk(&first, &[]);
+        carry_formats(&definition, &mut update);
+        assert_eq!(update.config.get("volatile.root.format").unwrap(), "raw");
+        // A new source with the old record merely echoed is decided anew.
+        let mut moved = one_disk(&second, &[("volatile.root.format", "raw")]);
+        carry_formats(&definition, &mut moved);
+        assert!(!moved.config.contains_key("volatile.root.format"));
+        // A value the client chose stays.
+        let mut chosen = one_disk(&first, &[("volatile.root.format", "qcow2")]);
+        carry_formats(&definition, &mut chosen);
+        assert_eq!(chosen.config.get("volatile.root.format").unwrap(), "qcow2");
     }
 }

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::qemu::host_files::HostFileError;
+
 /// Why a definition cannot run, in Incus's wording where Incus has one.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,16 +44,15 @@ pub enum ConfigError {
         /// What else must be set.
         requirement: &'static str,
     },
-    /// A boot file (kernel, initrd) that cannot be used.
-    #[error("Invalid value for config key {key:?}: cannot use {}", path.display())]
-    BootFile {
-        /// The key.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
+    /// A host file (disk source, kernel, initrd) that the daemon's policy refuses or that
+    /// cannot be opened.
+    #[error("{what}: {source}")]
+    HostFile {
+        /// Whose file: `Disk device "root"` or `Invalid value for config key "..."`.
+        what: String,
+        /// Why.
         #[source]
-        source: io::Error,
+        source: HostFileError,
     },
     /// A device without a `type`.
     #[error("Device {device:?} has no \"type\"")]
@@ -133,6 +134,28 @@ pub enum ConfigError {
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// A recorded disk format (`volatile.<device>.format`) that is not one vgashot opens.
+    #[error(
+        "Invalid value for config key \"volatile.{device}.format\": {value:?} is not \"raw\" or \"qcow2\""
+    )]
+    InvalidFormat {
+        /// The device.
+        device: String,
+        /// The value as given.
+        value: String,
+    },
+    /// A disk recorded as qcow2 whose source no longer starts with a qcow2 header.
+    #[error(
+        "Disk device {device:?}: {} was recorded as qcow2 but no longer is one; set \
+         \"volatile.{device}.format\" to \"raw\" to give it to the guest raw",
+        path.display()
+    )]
+    FormatChanged {
+        /// The device.
+        device: String,
+        /// The source.
+        path: PathBuf,
     },
     /// A qcow2 image that refers to another host file, which a guest could have forged.
     #[error(

@@ -10,11 +10,15 @@
 //!    [`ConfigError::Unsupported`] rather than a misreading. Missing keys take Incus's VM
 //!    defaults: 1 vCPU, 1 GiB.
 //! 3. Devices: `disk` devices become [`DiskPlan`]s; `none` (Incus's way to mask a profile's
-//!    device) is skipped; everything else is refused with what to use instead. Each disk
-//!    source is opened to fail early when it is missing, and its format is sniffed from its
-//!    first bytes, never taken from its name. A qcow2 header that points at another host file
-//!    (backing file, external data file) is refused: a guest can write such a header into its
-//!    own raw disk, and opening it would hand the guest that file.
+//!    device) is skipped; everything else is refused with what to use instead. Every host file
+//!    (disk sources, kernel, initrd) is checked against the daemon's [`HostFilePolicy`] (image
+//!    directories, no symbolic links, regular files only), to fail here with the device named.
+//!    A disk's format is decided once, from its first bytes (never its name), when the disk is
+//!    created or changed, and recorded as `volatile.<device>.format`
+//!    ([`MachinePlan::record_formats`]); later plans take the record and never read a raw
+//!    disk's content again, since the guest writes it: a guest that writes a qcow2 header into
+//!    its raw disk still gets it raw. A qcow2 header that points at another host file (backing
+//!    file, external data file) is refused.
 //! 4. Boot order follows Incus: the root disk (`path: /`) and disks with `boot.priority` get
 //!    boot indexes, higher priority first (the root disk counts as priority 1 unless set), ties
 //!    in device-name order; other disks get none, so the firmware tries them last.
@@ -35,7 +39,7 @@ mod args;
 mod disks;
 mod error;
 mod interval;
-mod keys;
+pub(crate) mod keys;
 mod parse;
 mod qcow2;
 #[cfg(test)]
@@ -43,15 +47,17 @@ mod testing;
 
 use std::path::PathBuf;
 
-pub use args::{CONSOLE_CHARDEV_ID, DISPLAY_DEVICE_ID};
-pub use disks::{DiskFormat, DiskPlan};
+pub use args::{CONSOLE_CHARDEV_ID, DISPLAY_DEVICE_ID, Descriptors};
+pub use disks::{DiskFormat, DiskPlan, carry_formats, format_key};
 pub use error::ConfigError;
 pub use interval::{
     DEFAULT_SCREENSHOT_MIN_INTERVAL, MAX_SCREENSHOT_MIN_INTERVAL, screenshot_min_interval,
 };
 pub use parse::{MAX_HEADS, NetworkMode, VgaModel};
+pub(crate) use qcow2::sniff_format;
 
 use crate::definition::{InstanceDefinition, InstanceType};
+use crate::qemu::host_files::HostFilePolicy;
 use disks::plan_disks;
 use keys::is_known_key;
 use parse::{
@@ -86,9 +92,13 @@ pub struct MachinePlan {
 impl MachinePlan {
     /// Validates the definition's config and devices and plans the machine.
     ///
-    /// Reads the first bytes of each disk source, to sniff its format and to fail here, with
+    /// Checks each host file against `policy` and reads the first bytes of each disk source whose
+    /// format is not recorded yet (blocking: call it off the async workers), to fail here, with
     /// the device named, rather than in QEMU's startup log when a file is missing.
-    pub fn from_definition(definition: &InstanceDefinition) -> Result<MachinePlan, ConfigError> {
+    pub fn from_definition(
+        definition: &InstanceDefinition,
+        policy: &HostFilePolicy,
+    ) -> Result<MachinePlan, ConfigError> {
         if definition.instance_type != InstanceType::VirtualMachine {
             return Err(ConfigError::Container);
         }
@@ -111,10 +121,10 @@ impl MachinePlan {
             (VgaModel::Std | VgaModel::Virtio, None) => 1,
         };
         let kernel = get(keys::KERNEL)
-            .map(|value| boot_file(keys::KERNEL, value))
+            .map(|value| boot_file(keys::KERNEL, value, policy))
             .transpose()?;
         let initrd = get(keys::INITRD)
-            .map(|value| boot_file(keys::INITRD, value))
+            .map(|value| boot_file(keys::INITRD, value, policy))
             .transpose()?;
         let kernel_cmdline = get(keys::CMDLINE).map(str::to_owned);
         screenshot_min_interval(definition)?;
@@ -133,7 +143,7 @@ impl MachinePlan {
             memory_bytes: get(keys::MEMORY).map_or(Ok(DEFAULT_MEMORY_BYTES), parse_memory)?,
             vga,
             heads,
-            disks: plan_disks(&definition.devices)?,
+            disks: plan_disks(definition, policy)?,
             kernel,
             initrd,
             kernel_cmdline,
@@ -149,13 +159,14 @@ mod tests {
 
     use super::*;
     use crate::qemu::cmdline::testing::*;
+    use crate::qemu::host_files::HostFileError;
 
     #[test]
     fn containers_are_refused() {
         let mut container = vm(&[], &[]);
         container.instance_type = InstanceType::Container;
         assert!(matches!(
-            MachinePlan::from_definition(&container),
+            MachinePlan::from_definition(&container, &policy()),
             Err(ConfigError::Container)
         ));
     }
@@ -173,15 +184,15 @@ mod tests {
         .unwrap();
         assert_eq!(booted.kernel.as_deref(), Some(Path::new(&kernel)));
         assert_eq!(booted.initrd.as_deref(), Some(Path::new(&initrd)));
-        let args = strings(booted.qemu_args("v1", 4096));
+        let args = strings(booted.qemu_args("v1", 4096, &descriptors(&booted)));
         let start = args.iter().position(|arg| arg == "-kernel").unwrap();
         assert_eq!(
             args[start..start + 6],
             [
                 "-kernel",
-                &kernel,
+                "/proc/self/fd/30",
                 "-initrd",
-                &initrd,
+                "/proc/self/fd/31",
                 "-append",
                 "console=ttyS0,115200 quiet"
             ]
@@ -200,12 +211,12 @@ mod tests {
         let error = plan(&[("vgashot.boot.kernel", &missing)]).unwrap_err();
         assert!(matches!(
             &error,
-            ConfigError::BootFile { key: "vgashot.boot.kernel", source, .. }
+            ConfigError::HostFile { source: HostFileError::Io { source, .. }, .. }
                 if source.kind() == io::ErrorKind::NotFound
         ));
         assert_eq!(
             error.to_string(),
-            format!("Invalid value for config key \"vgashot.boot.kernel\": cannot use {missing}")
+            format!("Invalid value for config key \"vgashot.boot.kernel\": cannot open {missing}")
         );
         let directory = images.0.path().to_str().unwrap();
         assert!(matches!(
@@ -213,9 +224,11 @@ mod tests {
                 ("vgashot.boot.kernel", kernel.as_str()),
                 ("vgashot.boot.initrd", directory)
             ]),
-            Err(ConfigError::InvalidValue {
-                key: "vgashot.boot.initrd",
-                reason: "is not a regular file",
+            Err(ConfigError::HostFile {
+                source: HostFileError::NotAFile {
+                    kind: "a directory",
+                    ..
+                },
                 ..
             })
         ));
@@ -224,10 +237,8 @@ mod tests {
                 ("vgashot.boot.kernel", &kernel),
                 ("vgashot.boot.initrd", &missing)
             ]),
-            Err(ConfigError::BootFile {
-                key: "vgashot.boot.initrd",
-                ..
-            })
+            Err(ConfigError::HostFile { what, .. })
+                if what == "Invalid value for config key \"vgashot.boot.initrd\""
         ));
         for key in ["vgashot.boot.initrd", "vgashot.boot.cmdline"] {
             let error = plan(&[(key, &initrd)]).unwrap_err();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::ConfigError;
 use super::keys;
+use crate::qemu::host_files::HostFilePolicy;
 
 /// vCPUs when `limits.cpu` is not set (Incus's VM default).
 pub(super) const DEFAULT_VCPUS: u32 = 1;
@@ -144,8 +145,12 @@ pub(super) fn parse_network(value: &str) -> Result<NetworkMode, ConfigError> {
     }
 }
 
-/// `vgashot.boot.kernel` and `vgashot.boot.initrd`: an absolute path of an existing file.
-pub(super) fn boot_file(key: &'static str, value: &str) -> Result<PathBuf, ConfigError> {
+/// `vgashot.boot.kernel` and `vgashot.boot.initrd`: an absolute path of a file `policy` allows.
+pub(super) fn boot_file(
+    key: &'static str,
+    value: &str,
+    policy: &HostFilePolicy,
+) -> Result<PathBuf, ConfigError> {
     let path = PathBuf::from(value);
     if !path.is_absolute() {
         return Err(ConfigError::InvalidValue {
@@ -154,15 +159,13 @@ pub(super) fn boot_file(key: &'static str, value: &str) -> Result<PathBuf, Confi
             reason: "is not an absolute path",
         });
     }
-    match path.metadata() {
-        Ok(metadata) if metadata.is_file() => Ok(path),
-        Ok(_) => Err(ConfigError::InvalidValue {
-            key,
-            value: value.to_owned(),
-            reason: "is not a regular file",
-        }),
-        Err(source) => Err(ConfigError::BootFile { key, path, source }),
-    }
+    policy
+        .check(&path)
+        .map_err(|source| ConfigError::HostFile {
+            what: format!("Invalid value for config key {key:?}"),
+            source,
+        })?;
+    Ok(path)
 }
 
 /// A decimal number within `range`; `None` for anything else (signs, spaces, overflow).
@@ -294,7 +297,7 @@ mod tests {
     fn vga_and_heads() {
         let display = |config: &[(&str, &str)]| {
             let plan = plan(config).unwrap();
-            let args = strings(plan.qemu_args("v1", 4096));
+            let args = strings(plan.qemu_args("v1", 4096, &descriptors(&plan)));
             let start = args.iter().position(|arg| arg == "-vga").unwrap();
             let end = args.iter().position(|arg| arg == "-chardev").unwrap();
             (plan.vga, plan.heads, args[start..end].to_vec())
@@ -382,7 +385,7 @@ mod tests {
         let user = plan(&[("vgashot.network", "user")]).unwrap();
         assert_eq!(user.network, NetworkMode::User);
         assert!(
-            strings(user.qemu_args("v1", 4096))
+            strings(user.qemu_args("v1", 4096, &descriptors(&user)))
                 .ends_with(&["-nic".to_owned(), "user,model=virtio-net-pci".into()])
         );
         assert!(matches!(

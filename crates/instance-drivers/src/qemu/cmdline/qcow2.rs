@@ -1,7 +1,7 @@
 //! The qcow2 probe: what a disk image's first bytes say about its format.
 
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::ConfigError;
@@ -10,21 +10,37 @@ use super::disks::DiskFormat;
 /// The first bytes of a qcow2 image.
 const QCOW2_MAGIC: &[u8; 4] = b"QFI\xfb";
 /// How much of a disk is read: a qcow2 version 3 header up to its incompatible-feature bits.
-const SNIFF_BYTES: u64 = 80;
+const SNIFF_BYTES: usize = 80;
 /// The qcow2 incompatible-feature bit for an external data file.
 const QCOW2_EXTERNAL_DATA_FILE: u64 = 1 << 2;
 
-/// Reads the start of a disk image: qcow2 by its magic, raw otherwise. A qcow2 image that
-/// refers to another host file is refused (see the module documentation of `cmdline`).
-pub(super) fn sniff_format(device: &str, path: &Path) -> Result<DiskFormat, ConfigError> {
-    let mut header = Vec::new();
-    File::open(path)
-        .and_then(|file| file.take(SNIFF_BYTES).read_to_end(&mut header))
-        .map_err(|source| ConfigError::DiskSource {
-            device: device.to_owned(),
-            path: path.to_owned(),
-            source,
-        })?;
+/// Reads the start of the disk image `file` (opened from `path`): qcow2 by its magic, raw
+/// otherwise. A qcow2 image that refers to another host file is refused (see the module
+/// documentation of `cmdline`). Only called when a disk's format is decided (at create, or when
+/// the device is added or changed), and on images already recorded as qcow2, whose header the
+/// guest cannot write: never on a raw disk's guest-written content at start.
+pub(crate) fn sniff_format(
+    device: &str,
+    path: &Path,
+    file: &File,
+) -> Result<DiskFormat, ConfigError> {
+    let mut header = [0; SNIFF_BYTES];
+    let mut filled = 0;
+    while filled < SNIFF_BYTES {
+        match file.read_at(&mut header[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(ConfigError::DiskSource {
+                    device: device.to_owned(),
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    let header = &header[..filled];
     if !header.starts_with(QCOW2_MAGIC) {
         return Ok(DiskFormat::Raw);
     }
@@ -61,8 +77,10 @@ mod tests {
     #[test]
     fn formats_are_sniffed_from_contents() {
         let images = Images::new();
-        let sniff =
-            |name: &str, bytes: &[u8]| sniff_format("d1", Path::new(&images.write(name, bytes)));
+        let sniff = |name: &str, bytes: &[u8]| {
+            let path = images.write(name, bytes);
+            sniff_format("d1", Path::new(&path), &File::open(&path).unwrap())
+        };
         let mut v3 = b"QFI\xfb\0\0\0\x03".to_vec();
         v3.resize(104, 0);
         assert_eq!(sniff("disk.qcow2", b"").unwrap(), DiskFormat::Raw);

@@ -2,8 +2,9 @@
 
 use std::ffi::OsString;
 
-use super::{ConfigError, MachinePlan};
+use super::{ConfigError, Descriptors, MachinePlan};
 use crate::definition::{InstanceDefinition, InstanceType};
+use crate::qemu::host_files::HostFilePolicy;
 
 /// A directory with image files for disk devices.
 pub(crate) struct Images(pub(crate) tempfile::TempDir);
@@ -54,11 +55,39 @@ pub(crate) fn vm(
 }
 
 pub(crate) fn plan(config: &[(&str, &str)]) -> Result<MachinePlan, ConfigError> {
-    MachinePlan::from_definition(&vm(config, &[]))
+    MachinePlan::from_definition(&vm(config, &[]), &policy())
 }
 
 pub(crate) fn strings(args: Vec<OsString>) -> Vec<String> {
     args.into_iter()
         .map(|arg| arg.into_string().unwrap())
         .collect()
+}
+
+/// A policy that allows every file under `/` (the tests' images live in temporary directories).
+pub(crate) fn policy() -> HostFilePolicy {
+    HostFilePolicy {
+        image_dirs: vec!["/".into()],
+        ..HostFilePolicy::default()
+    }
+}
+
+/// Descriptor numbers for `plan`'s host files: disk `i` gets `10 + 2i` (read-write, unless
+/// read-only) and `11 + 2i` (read-only); the kernel 30, the initrd 31.
+pub(crate) fn descriptors(plan: &MachinePlan) -> Descriptors {
+    Descriptors {
+        disks: (0..)
+            .zip(&plan.disks)
+            .map(|(index, disk)| {
+                let (read_write, read_only) = (10 + 2 * index, 11 + 2 * index);
+                if disk.readonly {
+                    vec![read_only]
+                } else {
+                    vec![read_write, read_only]
+                }
+            })
+            .collect(),
+        kernel: plan.kernel.as_ref().map(|_| 30),
+        initrd: plan.initrd.as_ref().map(|_| 31),
+    }
 }
