@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use vgashot_fixtures::Fixture;
 use vgashot_instance_drivers::{
-    DriverPaths, Instance, InstanceDefinition, InstanceType, PngEncoder, QemuDriver, QemuInstance,
-    ScreenshotOptions,
+    DriverOptions, DriverPaths, HostFilePolicy, Instance, InstanceDefinition, InstanceType,
+    PngEncoder, QemuDriver, QemuInstance, ScreenshotOptions,
 };
 
 use crate::report::{Row, Section};
@@ -35,10 +35,19 @@ const SCREENS: [(&str, Option<Fixture>, (u32, u32)); 3] = [
 
 pub async fn measure() -> Result<Section> {
     let dir = tempfile::tempdir()?;
-    let driver = QemuDriver::open(DriverPaths {
-        state_dir: dir.path().join("state"),
-        runtime_dir: dir.path().join("run"),
-    })
+    let driver = QemuDriver::open_with(
+        DriverPaths {
+            state_dir: dir.path().join("state"),
+            runtime_dir: dir.path().join("run"),
+        },
+        DriverOptions {
+            host_files: HostFilePolicy {
+                image_dirs: vec![dir.path().to_owned()],
+                ..HostFilePolicy::default()
+            },
+            ..DriverOptions::default()
+        },
+    )
     .await?;
     let mut section = Section::new(
         "Driver screenshots: our PNG against QEMU's",

@@ -629,4 +629,36 @@ mod tests {
         };
         assert!(log.contains("no-such-option"), "log: {log}");
     }
+
+    #[tokio::test]
+    async fn an_inherited_descriptor_is_read_by_qemus_kernel_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut launch) = Launch::for_tests(dir.path()) else {
+            return;
+        };
+        // Not a kernel: QEMU can only say so after reading it through the descriptor (a path it
+        // cannot open would be "could not open kernel file").
+        let kernel = dir.path().join("not-a-kernel");
+        std::fs::write(&kernel, vec![0xff; 4096]).unwrap();
+        let fd = launch.inherit(std::fs::File::open(&kernel).unwrap().into());
+        assert_eq!(fd, FIRST_INHERITED_FD);
+        let launched = launch
+            .args(["-machine", "pc", "-kernel", &format!("/proc/self/fd/{fd}")])
+            .spawn()
+            .await;
+        // QEMU may exit before or after its QMP socket appears.
+        let log = match launched {
+            Ok(mut process) => {
+                let status = tokio::time::timeout(Duration::from_secs(20), process.wait())
+                    .await
+                    .expect("QEMU kept running with no kernel")
+                    .unwrap();
+                assert!(!status.success());
+                process.log_tail()
+            }
+            Err(LaunchError::Exited { log, .. }) => log,
+            Err(error) => panic!("unexpected error: {error}"),
+        };
+        assert!(log.contains("invalid kernel header"), "log: {log}");
+    }
 }

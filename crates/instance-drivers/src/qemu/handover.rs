@@ -9,17 +9,21 @@
 //!    number QEMU will see it at; those numbers are what [`MachinePlan::qemu_args`] renders.
 
 use std::fs::File;
+use std::os::unix::fs::FileTypeExt;
 
 use vgashot_qemu_process::Launch;
 
-use crate::qemu::cmdline::{ConfigError, Descriptors, DiskFormat, MachinePlan, keys, sniff_format};
+use crate::qemu::cmdline::{
+    ConfigError, Descriptors, DiskDescriptors, DiskFormat, MachinePlan, keys, sniff_format,
+};
 use crate::qemu::host_files::{Access, HostFileError, HostFilePolicy};
 
 /// A plan's host files, open.
 #[derive(Debug)]
 pub(crate) struct OpenedFiles {
-    /// Per disk of the plan, in order: read-write (unless read-only), then read-only.
-    disks: Vec<Vec<File>>,
+    /// Per disk of the plan, in order: read-write (unless read-only), then read-only, and
+    /// whether they are of a block device.
+    disks: Vec<(Vec<File>, bool)>,
     kernel: Option<File>,
     initrd: Option<File>,
 }
@@ -47,8 +51,17 @@ impl OpenedFiles {
                         .map_err(refused)?,
                 );
             }
+            let block_device = read_only
+                .metadata()
+                .map_err(|source| ConfigError::DiskSource {
+                    device: disk.device.clone(),
+                    path: disk.source.clone(),
+                    source,
+                })?
+                .file_type()
+                .is_block_device();
             fds.push(read_only);
-            disks.push(fds);
+            disks.push((fds, block_device));
         }
         let boot_file = |key: &'static str, path: &Option<std::path::PathBuf>| {
             path.as_ref()
@@ -76,7 +89,10 @@ impl OpenedFiles {
             disks: self
                 .disks
                 .into_iter()
-                .map(|fds| fds.into_iter().map(&mut inherit).collect())
+                .map(|(fds, block_device)| DiskDescriptors {
+                    fds: fds.into_iter().map(&mut inherit).collect(),
+                    block_device,
+                })
                 .collect(),
             kernel: self.kernel.map(&mut inherit),
             initrd: self.initrd.map(&mut inherit),

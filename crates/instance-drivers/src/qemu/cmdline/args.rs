@@ -23,11 +23,21 @@ pub const CONSOLE_CHARDEV_ID: &str = "console";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Descriptors {
     /// For each of [`MachinePlan::disks`], in order: its descriptors.
-    pub disks: Vec<Vec<RawFd>>,
+    pub disks: Vec<DiskDescriptors>,
     /// The kernel's, when the plan has one.
     pub kernel: Option<RawFd>,
     /// The initrd's, when the plan has one.
     pub initrd: Option<RawFd>,
+}
+
+/// One disk's descriptors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskDescriptors {
+    /// Read-write (unless the disk is read-only), then read-only.
+    pub fds: Vec<RawFd>,
+    /// Whether they are of a block device, which QEMU opens with its `host_device` driver
+    /// (its `file` driver takes regular files only).
+    pub block_device: bool,
 }
 
 impl MachinePlan {
@@ -89,15 +99,16 @@ impl MachinePlan {
             format!("ringbuf,id={CONSOLE_CHARDEV_ID},size={console_ring_bytes}").into(),
         );
         push("-serial", format!("chardev:{CONSOLE_CHARDEV_ID}").into());
-        for ((disk, fds), fdset) in self.disks.iter().zip(&descriptors.disks).zip(1..) {
-            for fd in fds {
+        for ((disk, given), fdset) in self.disks.iter().zip(&descriptors.disks).zip(1..) {
+            for fd in &given.fds {
                 push("-add-fd", format!("fd={fd},set={fdset}").into());
             }
             let id = format!("disk-{}", disk.device);
-            let mut drive = format!(
-                "file=/dev/fdset/{fdset},format={},if=none,id={id}",
-                disk.format.as_str()
-            );
+            let mut drive = format!("file=/dev/fdset/{fdset},");
+            if given.block_device {
+                drive.push_str("file.driver=host_device,");
+            }
+            drive.push_str(&format!("format={},if=none,id={id}", disk.format.as_str()));
             if disk.readonly {
                 drive.push_str(",readonly=on");
             }

@@ -47,7 +47,7 @@ mod testing;
 
 use std::path::PathBuf;
 
-pub use args::{CONSOLE_CHARDEV_ID, DISPLAY_DEVICE_ID, Descriptors};
+pub use args::{CONSOLE_CHARDEV_ID, DISPLAY_DEVICE_ID, Descriptors, DiskDescriptors};
 pub use disks::{DiskFormat, DiskPlan, carry_formats, format_key};
 pub use error::ConfigError;
 pub use interval::{

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use super::{ConfigError, Descriptors, MachinePlan};
+use super::{ConfigError, Descriptors, DiskDescriptors, MachinePlan};
 use crate::definition::{InstanceDefinition, InstanceType};
 use crate::qemu::host_files::HostFilePolicy;
 
@@ -80,10 +80,14 @@ pub(crate) fn descriptors(plan: &MachinePlan) -> Descriptors {
             .zip(&plan.disks)
             .map(|(index, disk)| {
                 let (read_write, read_only) = (10 + 2 * index, 11 + 2 * index);
-                if disk.readonly {
+                let fds = if disk.readonly {
                     vec![read_only]
                 } else {
                     vec![read_write, read_only]
+                };
+                DiskDescriptors {
+                    fds,
+                    block_device: false,
                 }
             })
             .collect(),
