@@ -110,7 +110,11 @@ async fn measure_screen(vm: &QemuInstance, name: &str, section: &mut Section) ->
     Ok(())
 }
 
-fn definition(name: &str, fixture: Option<Fixture>, dir: &Path) -> Result<InstanceDefinition> {
+pub(crate) fn definition(
+    name: &str,
+    fixture: Option<Fixture>,
+    dir: &Path,
+) -> Result<InstanceDefinition> {
     let mut devices = BTreeMap::new();
     if let Some(fixture) = fixture {
         let image = fixture.write_image(dir)?;
@@ -139,7 +143,11 @@ fn definition(name: &str, fixture: Option<Fixture>, dir: &Path) -> Result<Instan
 
 /// Waits until the guest shows its screen: `size` (QEMU shows a 640x480 placeholder before),
 /// and the fixture's whole picture when there is one.
-async fn wait_for_screen(vm: &QemuInstance, fixture: Option<Fixture>, size: (u32, u32)) -> Result {
+pub(crate) async fn wait_for_screen(
+    vm: &QemuInstance,
+    fixture: Option<Fixture>,
+    size: (u32, u32),
+) -> Result {
     let expected = fixture.and_then(|fixture| fixture.expected_rgb());
     let started = Instant::now();
     loop {
