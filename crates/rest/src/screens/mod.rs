@@ -171,7 +171,12 @@ impl Screens {
                 None => {
                     let (sender, receiver) = watch::channel(None);
                     state.in_flight = Some(receiver.clone());
-                    let previous = state.last.clone();
+                    // The last capture is stale: let it go before the new one is held (a screen
+                    // can be large), keeping only what the new one is compared with.
+                    let previous = state
+                        .last
+                        .take()
+                        .map(|last| (last.hash.clone(), last.changed_at));
                     tokio::spawn(run_capture(
                         vm.clone(),
                         key.clone(),
@@ -222,7 +227,7 @@ async fn run_capture(
     vm: Arc<QemuInstance>,
     key: ScreenKey,
     screen: Arc<Screen>,
-    previous: Option<Arc<Capture>>,
+    previous: Option<(String, SystemTime)>,
     metrics: Arc<ScreenMetrics>,
     sender: watch::Sender<Option<Outcome>>,
 ) {
@@ -243,8 +248,10 @@ async fn run_capture(
         Ok((png, captured_at, frame)) => {
             metrics.observe_capture(started.elapsed());
             let hash = frame.pixel_hash().to_hex();
-            let changed_at = match &previous {
-                Some(previous) if previous.hash == hash => previous.changed_at,
+            let changed_at = match previous {
+                Some((previous_hash, previous_changed_at)) if previous_hash == hash => {
+                    previous_changed_at
+                }
                 _ => captured_at,
             };
             Ok(Arc::new(Capture {
