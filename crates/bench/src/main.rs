@@ -50,6 +50,8 @@ async fn run() -> Result {
     report.push(qmp_section);
     report.push(driver_latency::measure().await?);
     report.push(confinement::measure().await?);
+    // The figures so far, for a run interrupted in the longest section that follows.
+    eprintln!("bench: measured so far:\n{}", report.markdown());
     let (viewers, guest_impact) = viewers::measure().await?;
     report.push(viewers);
     report.push(guest_impact);

@@ -329,15 +329,11 @@ mod tests {
         );
         // The descriptor is close-on-exec until the launcher hands it over.
         let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFD).unwrap();
-        assert_ne!(flags & libc_cloexec(), 0);
+        assert_ne!(flags & nix::fcntl::FdFlag::FD_CLOEXEC.bits(), 0);
         let nested = fixture.images().join("a/b");
         std::fs::create_dir_all(&nested).unwrap();
         std::fs::write(nested.join("deep.img"), b"").unwrap();
         fixture.policy.check(&nested.join("deep.img")).unwrap();
-    }
-
-    fn libc_cloexec() -> i32 {
-        nix::fcntl::FdFlag::FD_CLOEXEC.bits()
     }
 
     #[test]
