@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Daemon, decode_png, json};
-use tempfile::TempDir;
 use vgashot_linux_guest::{
     BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, MIN_MEMORY_MIB, PANIC_LINE, READY_LINE,
 };
@@ -61,15 +60,15 @@ fn prepared() -> Option<&'static LinuxGuest> {
     }
 }
 
-/// A daemon, the guest (with the kernel for `console`) copied into a directory of its own,
-/// and that directory.
-async fn daemon_and_guest(console: Console) -> Option<(Daemon, LinuxGuest, TempDir)> {
+/// A daemon, and the guest (with the kernel for `console`) copied into the daemon's image
+/// directory.
+async fn daemon_and_guest(console: Console) -> Option<(Daemon, LinuxGuest)> {
     let guest = prepared()?;
     let accel = std::env::var("VGASHOT_ACCEL").unwrap_or_else(|_| "tcg".to_owned());
     let daemon = Daemon::start_with_env(&[("VGASHOT_ACCEL", &accel)]).await?;
-    let images = tempfile::tempdir().unwrap();
-    let guest = guest.copy_to(images.path(), console).unwrap();
-    Some((daemon, guest, images))
+    // The kernel and initrd go where the daemon takes images from.
+    let guest = guest.copy_to(daemon.images.path(), console).unwrap();
+    Some((daemon, guest))
 }
 
 /// Creates and starts VM `name` booting `guest` with `options`, [`GUEST_MEMORY_MIB`] and no
@@ -143,7 +142,7 @@ fn lit_share(rgb: &[u8]) -> f64 {
 /// Boots the guest with `console`, checks its console log, and polls its screen until it is
 /// `size` with more than `lit` of its pixels lit (text on it).
 async fn boots_to(console: Console, size: (u32, u32), lit: f64) {
-    let Some((daemon, guest, _images)) = daemon_and_guest(console).await else {
+    let Some((daemon, guest)) = daemon_and_guest(console).await else {
         return;
     };
     let options = BootOptions {
@@ -200,7 +199,7 @@ async fn boots_to_a_text_console_with_the_known_lines() {
 
 #[tokio::test]
 async fn panics_on_request() {
-    let Some((daemon, guest, _images)) = daemon_and_guest(Console::Framebuffer).await else {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
         return;
     };
     let options = BootOptions {
@@ -221,7 +220,7 @@ async fn panics_on_request() {
 #[tokio::test]
 #[ignore = "the daemon gives QEMU no pvpanic device yet, so no panic reaches it"]
 async fn a_panicked_guest_is_an_error() {
-    let Some((daemon, guest, _images)) = daemon_and_guest(Console::Framebuffer).await else {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
         return;
     };
     let options = BootOptions {

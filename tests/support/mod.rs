@@ -18,9 +18,13 @@ use vgashot_rest::client::Client;
 /// A running daemon.
 pub struct Daemon {
     pub dir: TempDir,
+    /// The image directory the daemon allows (`--image-dir`), outside `dir`.
+    pub images: TempDir,
     child: Option<Child>,
     /// The `--listen` address, kept for restarts.
     listen: Option<String>,
+    /// More arguments of `vgashot daemon`, kept for restarts.
+    extra_args: Vec<String>,
     /// Extra environment variables of the daemon, kept for restarts.
     env: Vec<(String, String)>,
 }
@@ -38,52 +42,51 @@ pub fn json(reply: &Reply) -> Value {
 impl Daemon {
     /// Starts the daemon, or returns `None` when QEMU is missing and the test may be skipped.
     pub async fn start() -> Option<Self> {
-        Self::start_in(tempfile::tempdir().unwrap()).await
+        Self::start_with(None, &[]).await
     }
 
     /// Starts the daemon over `dir` (a directory with a name of its own: long, or with a comma),
     /// or returns `None` as [`Self::start`].
     pub async fn start_in(dir: TempDir) -> Option<Self> {
-        vgashot_qemu_process::Launch::for_tests(dir.path())?;
-        let mut daemon = Self {
-            dir,
-            child: None,
-            listen: None,
-            env: Vec::new(),
-        };
-        daemon.spawn().await;
-        Some(daemon)
+        Self::start_configured(dir, None, &[], &[]).await
     }
 
     /// Starts the daemon with extra environment variables (`VGASHOT_ACCEL`, say), or `None` as
     /// [`Self::start`].
     pub async fn start_with_env(env: &[(&str, &str)]) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        vgashot_qemu_process::Launch::for_tests(dir.path())?;
-        let env = env
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
-        let mut daemon = Self {
-            dir,
-            child: None,
-            listen: None,
-            env,
-        };
-        daemon.spawn().await;
-        Some(daemon)
+        Self::start_configured(tempfile::tempdir().unwrap(), None, &[], env).await
     }
 
     /// Starts the daemon also listening with TLS on `address` (`127.0.0.1:0` picks a free port,
     /// which `GET /1.0` then reports in `environment.addresses`), or `None` as [`Self::start`].
     pub async fn start_listening(address: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(Some(address), &[]).await
+    }
+
+    /// Starts the daemon, listening with TLS on `listen` if given, with `extra_args` after the
+    /// test's own (`--image-dir` of [`Self::images`]), or `None` as [`Self::start`].
+    pub async fn start_with(listen: Option<&str>, extra_args: &[&str]) -> Option<Self> {
+        Self::start_configured(tempfile::tempdir().unwrap(), listen, extra_args, &[]).await
+    }
+
+    /// Starts the daemon over `dir` with all of the above, or `None` as [`Self::start`].
+    async fn start_configured(
+        dir: TempDir,
+        listen: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Self> {
         vgashot_qemu_process::Launch::for_tests(dir.path())?;
         let mut daemon = Self {
             dir,
+            images: tempfile::tempdir().unwrap(),
             child: None,
-            listen: Some(address.to_owned()),
-            env: Vec::new(),
+            listen: listen.map(str::to_owned),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         };
         daemon.spawn().await;
         Some(daemon)
@@ -96,10 +99,15 @@ impl Daemon {
         if let Some(address) = &self.listen {
             command.args(["--listen", address]);
         }
+        command
+            .arg("--image-dir")
+            .arg(self.images.path())
+            .args(&self.extra_args);
         let child = command
             .env("VGASHOT_DIR", self.dir.path())
             .env("VGASHOT_LOG", "warn")
             .env_remove("VGASHOT_HTTPS_ADDRESS")
+            .env_remove("VGASHOT_IMAGE_DIRS")
             .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .spawn()
@@ -198,9 +206,9 @@ impl Daemon {
         self.operation("POST", "/1.0/instances", Some(body)).await
     }
 
-    /// Writes `fixture`'s disk image into the test directory.
+    /// Writes `fixture`'s disk image into the image directory the daemon allows.
     pub fn image(&self, fixture: vgashot_fixtures::Fixture) -> PathBuf {
-        fixture.write_image(self.dir.path()).unwrap()
+        fixture.write_image(self.images.path()).unwrap()
     }
 }
 

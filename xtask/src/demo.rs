@@ -31,12 +31,18 @@ pub fn run() -> Result {
     let state = output.join("vgashot");
     std::fs::create_dir_all(&state)
         .map_err(|error| format!("cannot create {}: {error}", state.display()))?;
+    // The image lives in a directory the daemon is told to allow, outside its own.
+    let images = output.join("images");
+    std::fs::create_dir_all(&images)
+        .map_err(|error| format!("cannot create {}: {error}", images.display()))?;
     let image = FIXTURE
-        .write_image(&output)
+        .write_image(&images)
         .map_err(|error| describe(&error))?;
 
     let mut daemon = Command::new(workspace_root().join("target/debug/vgashot"))
         .arg("daemon")
+        .arg("--image-dir")
+        .arg(&images)
         .env("VGASHOT_DIR", &state)
         .process_group(0)
         .spawn()

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use vgashot_fixtures::Fixture;
 use vgashot_instance_drivers::{
-    DriverPaths, Instance, InstanceDefinition, InstanceType, PngEncoder, QemuDriver, QemuInstance,
-    ScreenshotOptions,
+    DriverOptions, DriverPaths, HostFilePolicy, Instance, InstanceDefinition, InstanceType,
+    PngEncoder, QemuDriver, QemuInstance, ScreenshotOptions,
 };
 
 use crate::report::{Row, Section};
@@ -35,10 +35,19 @@ const SCREENS: [(&str, Option<Fixture>, (u32, u32)); 3] = [
 
 pub async fn measure() -> Result<Section> {
     let dir = tempfile::tempdir()?;
-    let driver = QemuDriver::open(DriverPaths {
-        state_dir: dir.path().join("state"),
-        runtime_dir: dir.path().join("run"),
-    })
+    let driver = QemuDriver::open_with(
+        DriverPaths {
+            state_dir: dir.path().join("state"),
+            runtime_dir: dir.path().join("run"),
+        },
+        DriverOptions {
+            host_files: HostFilePolicy {
+                image_dirs: vec![dir.path().to_owned()],
+                ..HostFilePolicy::default()
+            },
+            ..DriverOptions::default()
+        },
+    )
     .await?;
     let mut section = Section::new(
         "Driver screenshots: our PNG against QEMU's",
@@ -101,7 +110,11 @@ async fn measure_screen(vm: &QemuInstance, name: &str, section: &mut Section) ->
     Ok(())
 }
 
-fn definition(name: &str, fixture: Option<Fixture>, dir: &Path) -> Result<InstanceDefinition> {
+pub(crate) fn definition(
+    name: &str,
+    fixture: Option<Fixture>,
+    dir: &Path,
+) -> Result<InstanceDefinition> {
     let mut devices = BTreeMap::new();
     if let Some(fixture) = fixture {
         let image = fixture.write_image(dir)?;
@@ -130,7 +143,11 @@ fn definition(name: &str, fixture: Option<Fixture>, dir: &Path) -> Result<Instan
 
 /// Waits until the guest shows its screen: `size` (QEMU shows a 640x480 placeholder before),
 /// and the fixture's whole picture when there is one.
-async fn wait_for_screen(vm: &QemuInstance, fixture: Option<Fixture>, size: (u32, u32)) -> Result {
+pub(crate) async fn wait_for_screen(
+    vm: &QemuInstance,
+    fixture: Option<Fixture>,
+    size: (u32, u32),
+) -> Result {
     let expected = fixture.and_then(|fixture| fixture.expected_rgb());
     let started = Instant::now();
     loop {

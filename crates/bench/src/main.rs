@@ -8,10 +8,13 @@
 //!    socket and a file path, as upstream Incus does).
 //! 3. [`driver_latency`]: the qemu driver's `console_screenshot` (PPM through a memfd, PNG encoded
 //!    by us) against QEMU's own PNG screendump, in text mode and two graphics modes.
-//! 4. [`viewers`]: the release daemon under 1 to 1000 concurrent clients of one screen, shared
+//! 4. [`confinement`]: VM start time and screenshot latency with QEMU confined (its own user,
+//!    seccomp) against QEMU unconfined.
+//! 5. [`viewers`]: the release daemon under 1 to 1000 concurrent clients of one screen, shared
 //!    captures against a capture per request, and what each costs QEMU (the guest) in CPU time.
 
 mod baseline;
+mod confinement;
 mod driver_latency;
 mod qmp_latency;
 mod report;
@@ -46,6 +49,9 @@ async fn run() -> Result {
     let mut report = Report::new(qemu_version, Accel::detect());
     report.push(qmp_section);
     report.push(driver_latency::measure().await?);
+    report.push(confinement::measure().await?);
+    // The figures so far, for a run interrupted in the longest section that follows.
+    eprintln!("bench: measured so far:\n{}", report.markdown());
     let (viewers, guest_impact) = viewers::measure().await?;
     report.push(viewers);
     report.push(guest_impact);

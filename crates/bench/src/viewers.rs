@@ -101,7 +101,7 @@ pub async fn measure() -> Result<(Section, Section)> {
     let mut daemon = Daemon::spawn(&binary)?;
     let socket = daemon.socket();
     daemon.wait_until_serving().await?;
-    let image = Fixture::Counter.write_image(daemon.dir.path())?;
+    let image = Fixture::Counter.write_image(daemon.images.path())?;
     call(
         &socket,
         "POST",
@@ -521,6 +521,8 @@ fn daemon_binary() -> PathBuf {
 /// The daemon, over a directory of its own; dropping it kills the daemon and its VMs.
 struct Daemon {
     dir: TempDir,
+    /// The image directory the daemon allows, outside `dir`.
+    images: TempDir,
     child: Option<Child>,
 }
 
@@ -528,8 +530,11 @@ impl Daemon {
     /// Starts `binary daemon` over a new temporary `VGASHOT_DIR`.
     fn spawn(binary: &Path) -> Result<Self> {
         let dir = tempfile::tempdir()?;
+        let images = tempfile::tempdir()?;
         let child = Command::new(binary)
             .arg("daemon")
+            .arg("--image-dir")
+            .arg(images.path())
             .env("VGASHOT_DIR", dir.path())
             .env("VGASHOT_LOG", "warn")
             .env_remove("VGASHOT_HTTPS_ADDRESS")
@@ -537,6 +542,7 @@ impl Daemon {
             .spawn()?;
         Ok(Self {
             dir,
+            images,
             child: Some(child),
         })
     }

@@ -86,6 +86,17 @@ pub enum DriverError {
     /// The VM has no display to take a screenshot of (`vgashot.vga=none`).
     #[error("Instance has no display")]
     NoDisplay,
+    /// The guest's screen has more pixels than the daemon captures.
+    #[error(
+        "The screen is larger than the {limit} pixels this daemon captures (its image is {bytes} \
+         bytes); the limit is set with `vgashot daemon --max-screen-pixels`"
+    )]
+    ScreenTooLarge {
+        /// The size of the image QEMU wrote.
+        bytes: u64,
+        /// The bound, in pixels.
+        limit: u64,
+    },
     /// QEMU's image could not be decoded or ours could not be encoded.
     #[error("cannot process the screen image")]
     Image(#[source] vgashot_framebuffer::FrameError),
@@ -124,6 +135,9 @@ pub enum DriverError {
         /// The longest path a Unix socket can be bound at.
         max: usize,
     },
+    /// A task run off the async workers (file-system checks) ended without an answer.
+    #[error("a blocking task of the driver failed")]
+    Task(#[source] tokio::task::JoinError),
     /// A file of the instance's runtime directory could not be used.
     #[error("cannot {operation} {}", path.display())]
     Io {

@@ -28,4 +28,6 @@ pub use instance::{
     ScreenshotOptions,
 };
 pub use lock::DirectoryLock;
-pub use qemu::{DriverPaths, QemuDriver, QemuInstance};
+pub use qemu::{
+    DEFAULT_MAX_SCREEN_PIXELS, DriverOptions, DriverPaths, HostFilePolicy, QemuDriver, QemuInstance,
+};

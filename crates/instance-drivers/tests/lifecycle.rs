@@ -153,7 +153,9 @@ async fn a_new_driver_reattaches_to_running_vms() {
     drop(vm);
     assert!(!support::exited(pid), "the VM outlives the driver");
 
-    let driver = QemuDriver::open(harness.paths.clone()).await.unwrap();
+    let driver = QemuDriver::open_with(harness.paths.clone(), support::options(&harness.dir))
+        .await
+        .unwrap();
     let vm = driver.get("default", "v1").unwrap();
     let state = vm.state();
     assert_eq!(state.status, InstanceStatus::Running);
@@ -192,7 +194,9 @@ async fn a_stale_pid_file_is_not_a_running_vm() {
     .unwrap();
     drop(vm);
     harness.driver.detach().await;
-    let driver = QemuDriver::open(harness.paths.clone()).await.unwrap();
+    let driver = QemuDriver::open_with(harness.paths.clone(), support::options(&harness.dir))
+        .await
+        .unwrap();
     let state = driver.get("default", "v1").unwrap().state();
     assert_eq!(state.status, InstanceStatus::Stopped);
     assert_eq!(state.pid, None);

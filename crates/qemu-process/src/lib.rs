@@ -13,14 +13,24 @@
 //!    when the launching thread's process dies, so tests never leave an orphaned QEMU behind.
 //! 5. [`Launch::spawn_detached`] starts a VM that outlives us (`-daemonize`, with a pid file), as
 //!    a daemon needs: it can restart and find its VMs again by pid file and QMP socket.
+//! 6. [`Launch::confine`] adds the sandbox and the user QEMU drops to ([`confine`]), chosen by
+//!    the version of the binary found. [`Launch::inherit`] hands QEMU an open descriptor at a
+//!    known number (3, 4, ...), so QEMU can be given files without ever resolving a host path:
+//!    the descriptors are moved above the numbers they will take, then `dup2`'d into place in
+//!    the child just before `exec`, the only moment they lose `O_CLOEXEC`.
+
+pub mod confine;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
+
+pub use confine::{Capabilities, Confinement, QemuUser};
 
 /// The file name of the QMP socket inside the runtime directory.
 pub const QMP_SOCKET: &str = "qmp.sock";
@@ -35,6 +45,9 @@ const QEMU_BINARY: &str = "qemu-system-x86_64";
 const SOCKET_WAIT: Duration = Duration::from_secs(20);
 /// How much of QEMU's log goes into an error.
 const LOG_TAIL_BYTES: usize = 2048;
+/// The number of the first descriptor [`Launch::inherit`] hands over: after stdin, stdout and
+/// stderr.
+const FIRST_INHERITED_FD: RawFd = 3;
 
 /// Errors of launching QEMU.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +95,25 @@ pub enum LaunchError {
     /// Waiting on the child failed.
     #[error("cannot wait for QEMU")]
     Wait(#[source] io::Error),
+    /// The user QEMU should run as cannot be found or made.
+    #[error("cannot run QEMU as the user {name:?}: {reason}")]
+    User {
+        /// The user name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `qemu-system-x86_64 -version` printed no version.
+    #[error("cannot read the version of {}: it printed {output:?}", binary.display())]
+    Version {
+        /// The binary.
+        binary: PathBuf,
+        /// What it printed.
+        output: String,
+    },
+    /// A descriptor for QEMU could not be duplicated.
+    #[error("cannot hand a descriptor to QEMU")]
+    Descriptor(#[source] io::Error),
 }
 
 /// Locates the QEMU binary: `$VGASHOT_QEMU`, else `qemu-system-x86_64` on `PATH`.
@@ -135,13 +167,16 @@ impl Accel {
 }
 
 /// A QEMU command line being built, with its runtime directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Launch {
     binary: PathBuf,
     accel: Accel,
     runtime_dir: PathBuf,
     args: Vec<OsString>,
     die_with_parent: bool,
+    confinement: Confinement,
+    /// Descriptors QEMU inherits, at `FIRST_INHERITED_FD + index`.
+    inherited: Vec<OwnedFd>,
 }
 
 impl Launch {
@@ -154,7 +189,22 @@ impl Launch {
             runtime_dir: runtime_dir.into(),
             args: Vec::new(),
             die_with_parent: false,
+            confinement: Confinement::default(),
+            inherited: Vec::new(),
         })
+    }
+
+    /// Runs QEMU confined as `confinement` says (none by default).
+    pub fn confine(mut self, confinement: Confinement) -> Self {
+        self.confinement = confinement;
+        self
+    }
+
+    /// Hands `fd` to QEMU: it inherits it at the returned number (name it in `-add-fd fd=N`
+    /// or `/proc/self/fd/N`). Our copy keeps `O_CLOEXEC` and is closed once QEMU has started.
+    pub fn inherit(&mut self, fd: OwnedFd) -> RawFd {
+        self.inherited.push(fd);
+        FIRST_INHERITED_FD + self.inherited.len() as RawFd - 1
     }
 
     /// Appends one argument after the fixed prefix.
@@ -217,8 +267,19 @@ impl Launch {
     }
 
     /// Prepares the runtime directory (stale socket and pid file removed, a fresh log) and the
-    /// command with `extra` arguments after the rest.
-    fn prepare(&self, extra: &[OsString]) -> Result<Command, LaunchError> {
+    /// command with `extra` arguments after the rest, the confinement's options last, and the
+    /// inherited descriptors (which it takes: later launches of `self` inherit none).
+    async fn prepare(&mut self, extra: &[OsString]) -> Result<Command, LaunchError> {
+        let confinement = if self.confinement == Confinement::default() {
+            Vec::new()
+        } else {
+            let binary = self.binary.clone();
+            let capabilities = tokio::task::spawn_blocking(move || confine::probe(&binary))
+                .await
+                .map_err(|error| LaunchError::Wait(io::Error::other(error)))??;
+            self.confinement.args(&self.binary, &capabilities)
+        };
+        let inherited = self.take_inherited()?;
         let runtime_error = |source| LaunchError::RuntimeDir {
             path: self.runtime_dir.clone(),
             source,
@@ -238,6 +299,7 @@ impl Launch {
         command
             .args(self.command_line())
             .args(extra)
+            .args(confinement)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -252,7 +314,37 @@ impl Launch {
                 });
             }
         }
+        if !inherited.is_empty() {
+            // SAFETY: runs in the forked child before exec and only calls dup2(2), which is
+            // async-signal-safe, on descriptors the closure owns; every source lies above every
+            // target (see `take_inherited`), so no dup2 overwrites a source still needed.
+            unsafe {
+                command.pre_exec(move || {
+                    for (target, source) in (FIRST_INHERITED_FD..).zip(&inherited) {
+                        if libc::dup2(source.as_raw_fd(), target) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         Ok(command)
+    }
+
+    /// The inherited descriptors, each duplicated (with `O_CLOEXEC`) to a number above all the
+    /// numbers QEMU will see them at.
+    fn take_inherited(&mut self) -> Result<Vec<OwnedFd>, LaunchError> {
+        let above = FIRST_INHERITED_FD + self.inherited.len() as RawFd;
+        std::mem::take(&mut self.inherited)
+            .into_iter()
+            .map(|fd| {
+                let raised = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(above))
+                    .map_err(|errno| LaunchError::Descriptor(errno.into()))?;
+                // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+                Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raised) })
+            })
+            .collect()
     }
 
     fn spawn_error(&self) -> impl FnOnce(io::Error) -> LaunchError + '_ {
@@ -268,8 +360,12 @@ impl Launch {
     }
 
     /// Starts QEMU as our child and waits until its QMP socket exists.
-    pub async fn spawn(self) -> Result<QemuProcess, LaunchError> {
-        let child = self.prepare(&[])?.spawn().map_err(self.spawn_error())?;
+    pub async fn spawn(mut self) -> Result<QemuProcess, LaunchError> {
+        let child = self
+            .prepare(&[])
+            .await?
+            .spawn()
+            .map_err(self.spawn_error())?;
         let mut process = QemuProcess {
             child,
             qmp_socket: self.qmp_socket(),
@@ -289,13 +385,17 @@ impl Launch {
     /// outlives this process and a terminal's Ctrl-C. Returns once QEMU has finished starting
     /// (its first process exits then, leaving the VM running) with the VM's pid, read from the pid
     /// file QEMU wrote in the runtime directory.
-    pub async fn spawn_detached(self) -> Result<Detached, LaunchError> {
+    pub async fn spawn_detached(mut self) -> Result<Detached, LaunchError> {
         let extra = [
             OsString::from("-daemonize"),
             "-pidfile".into(),
             self.pid_file().into_os_string(),
         ];
-        let mut starter = self.prepare(&extra)?.spawn().map_err(self.spawn_error())?;
+        let mut starter = self
+            .prepare(&extra)
+            .await?
+            .spawn()
+            .map_err(self.spawn_error())?;
         let log_tail = || read_log_tail(&self.runtime_dir.join(QEMU_LOG));
         let status = match tokio::time::timeout(SOCKET_WAIT, starter.wait()).await {
             Ok(status) => status.map_err(LaunchError::Wait)?,
@@ -501,6 +601,8 @@ mod tests {
             runtime_dir: "/run/vm1".into(),
             args: Vec::new(),
             die_with_parent: false,
+            confinement: Confinement::default(),
+            inherited: Vec::new(),
         }
         .args(["-vga", "std"]);
         let line: Vec<_> = launch
@@ -533,6 +635,8 @@ mod tests {
             runtime_dir: "/run/a,server=off,x".into(),
             args: Vec::new(),
             die_with_parent: false,
+            confinement: Confinement::default(),
+            inherited: Vec::new(),
         };
         let line = launch.command_line();
         assert_eq!(
@@ -558,5 +662,37 @@ mod tests {
             panic!("unexpected error: {error}");
         };
         assert!(log.contains("no-such-option"), "log: {log}");
+    }
+
+    #[tokio::test]
+    async fn an_inherited_descriptor_is_read_by_qemus_kernel_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut launch) = Launch::for_tests(dir.path()) else {
+            return;
+        };
+        // Not a kernel: QEMU can only say so after reading it through the descriptor (a path it
+        // cannot open would be "could not open kernel file").
+        let kernel = dir.path().join("not-a-kernel");
+        std::fs::write(&kernel, vec![0xff; 4096]).unwrap();
+        let fd = launch.inherit(std::fs::File::open(&kernel).unwrap().into());
+        assert_eq!(fd, FIRST_INHERITED_FD);
+        let launched = launch
+            .args(["-machine", "pc", "-kernel", &format!("/proc/self/fd/{fd}")])
+            .spawn()
+            .await;
+        // QEMU may exit before or after its QMP socket appears.
+        let log = match launched {
+            Ok(mut process) => {
+                let status = tokio::time::timeout(Duration::from_secs(20), process.wait())
+                    .await
+                    .expect("QEMU kept running with no kernel")
+                    .unwrap();
+                assert!(!status.success());
+                process.log_tail()
+            }
+            Err(LaunchError::Exited { log, .. }) => log,
+            Err(error) => panic!("unexpected error: {error}"),
+        };
+        assert!(log.contains("invalid kernel header"), "log: {log}");
     }
 }

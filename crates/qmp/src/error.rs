@@ -194,6 +194,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The image QEMU wrote is larger than the caller allows (the guest chose a larger screen):
+    /// it was not read.
+    #[error("the screen image is {bytes} bytes, more than the {limit} allowed")]
+    ImageTooLarge {
+        /// The image's size.
+        bytes: u64,
+        /// The bound.
+        limit: u64,
+    },
 }
 
 impl Error {

@@ -8,8 +8,10 @@
 //!    `O_WRONLY|O_CREAT|O_TRUNC`, which for a memfd makes a fresh open file description: offset 0
 //!    and truncated, whatever earlier captures left.
 //! 3. When QEMU answers, the image is complete in the memfd (QEMU writes and closes it before
-//!    replying); read it with `pread` from offset 0, truncate the memfd to free its pages, and
-//!    put the file back in the pool.
+//!    replying). Its size is checked against the caller's bound before anything is allocated
+//!    (the guest chooses its screen mode, so the size is the guest's choice): a larger image is
+//!    [`Error::ImageTooLarge`]. Then, on tokio's blocking pool, it is read with `pread` from
+//!    offset 0 and the memfd truncated to free its pages, and the file goes back to the pool.
 //!
 //! Why `/proc/self/fd/M` and not `/dev/fdset/N`: QEMU resolves `/dev/fdset/N` by `dup`ing a
 //! descriptor of the set whose access mode matches, so it needs a write-only descriptor (a memfd
@@ -45,6 +47,11 @@ use crate::commands::{Screendump, ScreendumpFormat};
 use crate::error::{Error, Result};
 use crate::fds::{register_detached, spawn_undo};
 
+/// The largest image [`Qmp::screenshot`] reads: a PPM of 64 Mi RGB pixels (the most
+/// `vgashot-framebuffer` decodes) and its header. Callers that bound screens more tightly use
+/// [`Qmp::screenshot_within`].
+pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024 * 3 + 64;
+
 /// What to capture, and in which format QEMU should write it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScreenshotRequest {
@@ -58,14 +65,24 @@ pub struct ScreenshotRequest {
 }
 
 impl CaptureFile {
-    /// Reads the whole image QEMU wrote, then truncates the file so the idle pool holds no pages.
-    fn take_image(&self) -> Result<Vec<u8>> {
+    /// Reads the whole image QEMU wrote, if it is at most `limit` bytes, then truncates the file
+    /// so the idle pool holds no pages. Blocking.
+    fn take_image(&self, limit: u64) -> Result<Vec<u8>> {
         let capture_error = |operation| move |source| Error::CaptureFile { operation, source };
         let length = self
             .memfd
             .metadata()
             .map_err(capture_error("measure the image"))?
             .len();
+        if length > limit {
+            self.memfd
+                .set_len(0)
+                .map_err(capture_error("truncate the file"))?;
+            return Err(Error::ImageTooLarge {
+                bytes: length,
+                limit,
+            });
+        }
         let length = usize::try_from(length)
             .map_err(|_| capture_error("measure the image")(io::ErrorKind::FileTooLarge.into()))?;
         let mut image = vec![0; length];
@@ -82,12 +99,12 @@ impl CaptureFile {
 /// A capture file lent to one capture. Settled with [`Loan::give_back`] (the file is fit for the
 /// next capture) or [`Loan::discard`]; dropped unsettled, when the capture's future is dropped
 /// midway, it removes the file from QEMU in the background, since QEMU may still write into it.
-struct Loan<'a> {
-    qmp: &'a Qmp,
+struct Loan {
+    qmp: Qmp,
     file: Option<CaptureFile>,
 }
 
-impl Loan<'_> {
+impl Loan {
     fn file(&self) -> &CaptureFile {
         self.file
             .as_ref()
@@ -107,7 +124,7 @@ impl Loan<'_> {
     }
 }
 
-impl Drop for Loan<'_> {
+impl Drop for Loan {
     fn drop(&mut self) {
         if let Some(file) = self.file.take() {
             self.qmp.discard_capture_file(file);
@@ -133,6 +150,16 @@ impl Qmp {
     /// # Ok(()) }
     /// ```
     pub async fn screenshot(&self, request: &ScreenshotRequest) -> Result<Vec<u8>> {
+        self.screenshot_within(request, MAX_IMAGE_BYTES).await
+    }
+
+    /// [`Qmp::screenshot`] of an image of at most `limit` bytes; a larger one is
+    /// [`Error::ImageTooLarge`], never read into memory.
+    pub async fn screenshot_within(
+        &self,
+        request: &ScreenshotRequest,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
         let loan = self.take_capture_file().await?;
         let arguments = Screendump {
             filename: format!("/proc/self/fd/{}", loan.file().qemu_fd),
@@ -145,7 +172,17 @@ impl Qmp {
         };
         match self.screendump(&arguments).await {
             Ok(()) => {
-                let image = loan.file().take_image();
+                // Read off the async workers. The loan travels with the read, so a capture
+                // cancelled meanwhile still settles it: dropped unsettled, it removes the file.
+                let (loan, image) = tokio::task::spawn_blocking(move || {
+                    let image = loan.file().take_image(limit);
+                    (loan, image)
+                })
+                .await
+                .map_err(|error| Error::CaptureFile {
+                    operation: "read the image",
+                    source: io::Error::other(error),
+                })?;
                 loan.give_back();
                 image
             }
@@ -174,9 +211,9 @@ impl Qmp {
     }
 
     /// Lends a file from the pool, or registers a new one.
-    async fn take_capture_file(&self) -> Result<Loan<'_>> {
+    async fn take_capture_file(&self) -> Result<Loan> {
         let lend = |file| Loan {
-            qmp: self,
+            qmp: self.clone(),
             file: Some(file),
         };
         if let Some(file) = self.captures().take() {

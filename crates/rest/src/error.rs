@@ -131,7 +131,8 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::HeadNotFound { .. }
         | DriverError::HeadWithoutDevice
         | DriverError::NoDisplay
-        | DriverError::SocketPathTooLong { .. } => StatusCode::BAD_REQUEST,
+        | DriverError::SocketPathTooLong { .. }
+        | DriverError::ScreenTooLarge { .. } => StatusCode::BAD_REQUEST,
         DriverError::NotFound => StatusCode::NOT_FOUND,
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
         DriverError::Store(_)
@@ -142,6 +143,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::ConsoleEncoding(_)
         | DriverError::StopFailed { .. }
         | DriverError::DirectoryInUse { .. }
+        | DriverError::Task(_)
         | DriverError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

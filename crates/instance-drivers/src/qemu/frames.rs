@@ -31,7 +31,8 @@ impl FrameSource for QemuInstance {
             head: screen.head,
             ..Default::default()
         };
-        let (frame, captured_at) = screenshot::capture_frame(&qmp, &options)
+        let max_pixels = self.max_screen_pixels();
+        let (frame, captured_at) = screenshot::capture_frame(&qmp, &options, max_pixels)
             .await
             .map_err(source_error)?;
         Ok(TimedFrame { frame, captured_at })

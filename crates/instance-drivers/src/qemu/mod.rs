@@ -10,18 +10,22 @@
 //!    store: the run-time directory goes, then the tombstone), then loads every definition and,
 //!    for each one whose pid file names a live QEMU serving that instance's QMP socket,
 //!    re-attaches to it without stopping it: a daemon can restart under running VMs.
-//! 3. [`QemuDriver::create`] validates a definition completely (names, config, devices, and
-//!    that its QMP socket path fits a `sockaddr_un`) before storing it, so what is stored can be
-//!    started, and gives it an empty run-time directory, so nothing of an earlier instance of
-//!    the same name (its console log) is inherited.
+//! 3. [`QemuDriver::create`] validates a definition completely (names, config, devices, host
+//!    files against the [`HostFilePolicy`], off the async workers, and that its QMP socket path
+//!    fits a `sockaddr_un`) and records its disks' formats before storing it, so what is stored
+//!    can be started, and gives it an empty run-time directory, so nothing of an earlier
+//!    instance of the same name (its console log) is inherited.
 //! 4. A delete is done in the store's steps ([`crate::store`], step 7): tombstone, run-time
 //!    directory, tombstone removed, then the registry entry; a crash anywhere in between is
 //!    finished by the next open (step 2).
-//! 5. Each VM is a [`QemuInstance`], which implements [`crate::Instance`].
+//! 5. Each VM is a [`QemuInstance`], which implements [`crate::Instance`]. It starts QEMU
+//!    confined ([`DriverOptions::confinement`]) and hands it its host files as descriptors.
 
 pub mod cmdline;
 mod console;
 mod frames;
+mod handover;
+pub mod host_files;
 mod process;
 mod screenshot;
 mod vm;
@@ -33,7 +37,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::sys::signal::Signal;
+use vgashot_qemu_process::Confinement;
 
+pub use host_files::HostFilePolicy;
+pub use screenshot::DEFAULT_MAX_SCREEN_PIXELS;
 pub use vm::QemuInstance;
 
 use crate::definition::{
@@ -43,6 +50,7 @@ use crate::error::{DriverError, Result};
 use crate::instance::Instance;
 use crate::store::{Store, StoreError};
 use cmdline::MachinePlan;
+use handover::OpenedFiles;
 
 /// Where the driver keeps things.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +71,29 @@ const RUNTIME_DIR_MODE: u32 = 0o700;
 /// How long a leftover QEMU of a deleted instance has to die after SIGKILL.
 const LEFTOVER_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How the driver treats the host: which files VMs may be given, how QEMU is confined, and how
+/// large a guest's screen may be captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// Which host files may be disks, kernels and initrds. The driver adds its own state and
+    /// runtime directories to [`HostFilePolicy::private_dirs`].
+    pub host_files: HostFilePolicy,
+    /// The user and sandbox QEMU runs with.
+    pub confinement: Confinement,
+    /// The most pixels a screen may have to be captured ([`DEFAULT_MAX_SCREEN_PIXELS`]).
+    pub max_screen_pixels: u64,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        Self {
+            host_files: HostFilePolicy::default(),
+            confinement: Confinement::default(),
+            max_screen_pixels: DEFAULT_MAX_SCREEN_PIXELS,
+        }
+    }
+}
+
 /// Instances by (project, name).
 type Registry = BTreeMap<(String, String), Arc<QemuInstance>>;
 
@@ -71,6 +102,7 @@ pub(crate) struct DriverShared {
     pub(crate) store: Store,
     runtime_root: PathBuf,
     instances: Mutex<Registry>,
+    pub(crate) options: DriverOptions,
 }
 
 impl DriverShared {
@@ -83,6 +115,28 @@ impl DriverShared {
 
     fn runtime_dir(&self, project: &str, name: &str) -> PathBuf {
         self.runtime_root.join(project).join(name)
+    }
+
+    /// Plans `definition` off the async workers (its host files checked, see
+    /// [`MachinePlan::from_definition`]) and records its disks' formats in it.
+    pub(crate) async fn plan(
+        &self,
+        mut definition: InstanceDefinition,
+    ) -> Result<(InstanceDefinition, MachinePlan)> {
+        let policy = self.options.host_files.clone();
+        blocking(move || {
+            let plan =
+                MachinePlan::from_definition(&definition, &policy).map_err(DriverError::Config)?;
+            plan.record_formats(&mut definition);
+            Ok((definition, plan))
+        })
+        .await
+    }
+
+    /// Opens `plan`'s host files for QEMU, off the async workers.
+    pub(crate) async fn open_host_files(&self, plan: MachinePlan) -> Result<OpenedFiles> {
+        let policy = self.options.host_files.clone();
+        blocking(move || OpenedFiles::open(&plan, &policy).map_err(DriverError::Config)).await
     }
 
     /// Begins the delete of a stopped instance (step 4): its definition becomes a tombstone,
@@ -194,6 +248,15 @@ fn check_socket_path(socket: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs blocking file-system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(DriverError::Task)?
+}
+
 /// The qemu driver: creates, finds and deletes QEMU VMs.
 #[derive(Clone)]
 pub struct QemuDriver {
@@ -209,13 +272,25 @@ impl std::fmt::Debug for QemuDriver {
 }
 
 impl QemuDriver {
-    /// Opens the driver over `paths`: finishes interrupted deletes, loads every stored
+    /// Opens the driver over `paths` with the default [`DriverOptions`] (images from
+    /// [`host_files::DEFAULT_IMAGE_DIR`], QEMU not confined): see [`QemuDriver::open_with`].
+    pub async fn open(paths: DriverPaths) -> Result<Self> {
+        Self::open_with(paths, DriverOptions::default()).await
+    }
+
+    /// Opens the driver over `paths` with `options`: finishes interrupted deletes, loads every stored
     /// definition and re-attaches to the VMs that still run. Definitions that cannot be read are
     /// logged and skipped.
     ///
     /// One driver at a time may own `paths`; a daemon makes sure of it with
     /// [`crate::DirectoryLock`] before it opens the driver.
-    pub async fn open(paths: DriverPaths) -> Result<Self> {
+    pub async fn open_with(paths: DriverPaths, mut options: DriverOptions) -> Result<Self> {
+        // Compared as paths: the canonical form too, in case the given one has a link in it.
+        for dir in [&paths.state_dir, &paths.runtime_dir] {
+            let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            options.host_files.private_dirs.push(dir.clone());
+            options.host_files.private_dirs.push(canonical);
+        }
         let store = Store::open(&paths.state_dir).map_err(DriverError::Store)?;
         private_dir(&paths.runtime_dir).map_err(|source| DriverError::Io {
             operation: "create",
@@ -230,6 +305,7 @@ impl QemuDriver {
             store,
             runtime_root: paths.runtime_dir,
             instances: Mutex::new(BTreeMap::new()),
+            options,
         });
         for (project, name) in &loaded.tombstones {
             // The instance is gone either way; what is left is retried by the next create of
@@ -254,7 +330,7 @@ impl QemuDriver {
         if definition.instance_type != InstanceType::VirtualMachine {
             return Err(DriverError::UnsupportedType(definition.instance_type));
         }
-        MachinePlan::from_definition(&definition).map_err(DriverError::Config)?;
+        let (definition, _) = self.shared.plan(definition).await?;
         let (project, name) = (definition.project.clone(), definition.name.clone());
         check_socket_path(
             &self

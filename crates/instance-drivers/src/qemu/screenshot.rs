@@ -2,7 +2,7 @@
 //!
 //! How a capture works:
 //! 1. Ask QEMU for a PPM (its cheapest format: a header and raw RGB) through a memfd we own
-//!    (`Qmp::screenshot`). QEMU holds its main loop, and so the guest, only for that copy.
+//!    (`Qmp::screenshot_within`). QEMU holds its main loop, and so the guest, only for that copy.
 //! 2. Decode the PPM ([`Frame::from_ppm_vec`], bounded and checked) on tokio's blocking pool,
 //!    away from QEMU and from the async workers: [`capture_frame`] stops there (the screens
 //!    engine encodes lazily), [`capture`] also encodes the PNG ([`PngCompression::Fastest`]).
@@ -10,6 +10,10 @@
 //!    screendump, so it gets the PPM path whatever was asked.
 //! 4. QEMU's refusals become typed errors: an unknown device, a head that is not a console, a VM
 //!    without any display.
+//! 5. The guest chooses its screen mode, so the image's size is bounded before anything follows
+//!    it: at most [`DriverOptions::max_screen_pixels`](crate::DriverOptions) pixels (default
+//!    [`DEFAULT_MAX_SCREEN_PIXELS`]); a larger screen is [`DriverError::ScreenTooLarge`], and
+//!    its image is never read into memory.
 
 use std::time::SystemTime;
 
@@ -26,12 +30,25 @@ const FIRST_QEMU_WITH_PNG: QemuVersion = QemuVersion {
     micro: 0,
 };
 
-/// Takes a screenshot through `qmp`.
-pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screenshot> {
+/// The most pixels a screen may have for its capture to be read, unless the daemon says
+/// otherwise: 16 Mi pixels, 4096x4096, which holds every screen people use (4K UHD is 8.3 Mi, 5K
+/// 14.7 Mi) while one capture holds at most 48 MiB of PPM and as much again of decoded frame,
+/// where the framebuffer's own ceiling (64 Mi pixels) would let one guest make the daemon hold
+/// four times that per capture.
+pub const DEFAULT_MAX_SCREEN_PIXELS: u64 = 16 * 1024 * 1024;
+/// Room for a PPM header (`P6\n16384 16384\n255\n` and more) above the pixels.
+const PPM_HEADER_BYTES: u64 = 64;
+
+/// Takes a screenshot through `qmp` of a screen of at most `max_pixels` pixels.
+pub async fn capture(
+    qmp: &Qmp,
+    options: &ScreenshotOptions,
+    max_pixels: u64,
+) -> Result<Screenshot> {
     let native_png =
         options.encoder == PngEncoder::Qemu && qmp.greeting().version.qemu >= FIRST_QEMU_WITH_PNG;
     if !native_png {
-        let (frame, captured_at) = capture_frame(qmp, options).await?;
+        let (frame, captured_at) = capture_frame(qmp, options, max_pixels).await?;
         let (frame, png) = tokio::task::spawn_blocking(move || {
             let png = frame.encode_png(PngCompression::Fastest)?;
             Ok((frame, png))
@@ -47,7 +64,7 @@ pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screensho
             captured_at,
         });
     }
-    let image = screendump(qmp, options, ScreendumpFormat::Png).await?;
+    let image = screendump(qmp, options, ScreendumpFormat::Png, max_pixels).await?;
     let captured_at = SystemTime::now();
     let (width, height) = png_dimensions(&image)?;
     Ok(Screenshot {
@@ -59,10 +76,15 @@ pub async fn capture(qmp: &Qmp, options: &ScreenshotOptions) -> Result<Screensho
     })
 }
 
-/// The pixels of a screen through `qmp` and when QEMU gave them: its PPM, decoded on tokio's
-/// blocking pool, with no PNG encoded (encodings are the caller's, made when asked for).
-pub async fn capture_frame(qmp: &Qmp, options: &ScreenshotOptions) -> Result<(Frame, SystemTime)> {
-    let image = screendump(qmp, options, ScreendumpFormat::Ppm).await?;
+/// The pixels of a screen of at most `max_pixels` through `qmp` and when QEMU gave them: its
+/// PPM, decoded on tokio's blocking pool, with no PNG encoded (encodings are the caller's, made
+/// when asked for).
+pub async fn capture_frame(
+    qmp: &Qmp,
+    options: &ScreenshotOptions,
+    max_pixels: u64,
+) -> Result<(Frame, SystemTime)> {
+    let image = screendump(qmp, options, ScreendumpFormat::Ppm, max_pixels).await?;
     let captured_at = SystemTime::now();
     let frame = tokio::task::spawn_blocking(move || Frame::from_ppm_vec(image))
         .await
@@ -71,11 +93,13 @@ pub async fn capture_frame(qmp: &Qmp, options: &ScreenshotOptions) -> Result<(Fr
     Ok((frame, captured_at))
 }
 
-/// QEMU's image of the screen `options` names, in `format`.
+/// QEMU's image of the screen `options` names, in `format`, refused unread when it is larger
+/// than a screen of `max_pixels` can make.
 async fn screendump(
     qmp: &Qmp,
     options: &ScreenshotOptions,
     format: ScreendumpFormat,
+    max_pixels: u64,
 ) -> Result<Vec<u8>> {
     if options.head.is_some() && options.device.is_none() {
         return Err(DriverError::HeadWithoutDevice);
@@ -85,14 +109,31 @@ async fn screendump(
         head: options.head,
         format,
     };
-    qmp.screenshot(&request)
+    // A PNG can be a little larger than its raw pixels (filter bytes, incompressible data).
+    let limit = match format {
+        ScreendumpFormat::Png => max_pixels.saturating_mul(4).saturating_add(1 << 20),
+        ScreendumpFormat::Ppm => max_pixels
+            .saturating_mul(3)
+            .saturating_add(PPM_HEADER_BYTES),
+    };
+    qmp.screenshot_within(&request, limit)
         .await
-        .map_err(|error| classify(error, options))
+        .map_err(|error| classify(error, options, max_pixels))
 }
 
 /// Turns QEMU's refusals into the errors a caller can act on.
-fn classify(error: vgashot_qmp::Error, options: &ScreenshotOptions) -> DriverError {
+fn classify(
+    error: vgashot_qmp::Error,
+    options: &ScreenshotOptions,
+    max_pixels: u64,
+) -> DriverError {
     let device = || options.device.clone().unwrap_or_default();
+    if let vgashot_qmp::Error::ImageTooLarge { bytes, .. } = error {
+        return DriverError::ScreenTooLarge {
+            bytes,
+            limit: max_pixels,
+        };
+    }
     if let Some(refusal) = error.qmp_error() {
         if refusal.class == ErrorClass::DeviceNotFound {
             return DriverError::DisplayNotFound { device: device() };
@@ -190,7 +231,9 @@ mod tests {
             encoder: PngEncoder::Qemu,
             ..Default::default()
         };
-        let shot = capture(&qmp, &options).await.unwrap();
+        let shot = capture(&qmp, &options, DEFAULT_MAX_SCREEN_PIXELS)
+            .await
+            .unwrap();
         let screendump = peer.join().unwrap();
         assert_eq!(screendump["arguments"].get("format"), None);
         let frame = shot.frame.expect("the PPM path");

@@ -38,7 +38,7 @@ use crate::error::{DriverError, Result};
 use crate::instance::{
     Instance, InstanceState, InstanceStatus, ResourceUsage, Screenshot, ScreenshotOptions,
 };
-use crate::qemu::cmdline::MachinePlan;
+use crate::qemu::cmdline::carry_formats;
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
 use crate::qemu::{DriverShared, process, screenshot};
 
@@ -173,6 +173,11 @@ impl QemuInstance {
     /// The QMP connection of the running VM, if it runs (for its frame source).
     pub(crate) fn running_qmp(&self) -> Option<Qmp> {
         self.running_vm().map(|vm| vm.qmp)
+    }
+
+    /// The most pixels a screen of this VM may have to be captured.
+    pub(crate) fn max_screen_pixels(&self) -> u64 {
+        self.shared.options.max_screen_pixels
     }
 
     fn qmp_config(&self) -> Config {
@@ -477,7 +482,8 @@ impl Instance for QemuInstance {
         updated.devices = definition.devices;
         updated.profiles = definition.profiles;
         updated.ephemeral = definition.ephemeral;
-        MachinePlan::from_definition(&updated).map_err(DriverError::Config)?;
+        carry_formats(&self.definition(), &mut updated);
+        let (updated, _) = self.shared.plan(updated).await?;
         self.shared
             .store
             .update(&updated)
@@ -497,10 +503,22 @@ impl Instance for QemuInstance {
         if self.cell().vm.is_some() || self.cell().unreachable_pid.is_some() {
             return Err(DriverError::AlreadyRunning);
         }
-        let plan = MachinePlan::from_definition(&self.definition()).map_err(DriverError::Config)?;
-        let launch = Launch::new(&self.runtime_dir)
+        let stored = self.definition();
+        let (planned, plan) = self.shared.plan(stored.clone()).await?;
+        if planned.config != stored.config {
+            // Formats recorded now for a definition stored without them; persisted with the
+            // start time below.
+            *self
+                .definition
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = planned;
+        }
+        let files = self.shared.open_host_files(plan.clone()).await?;
+        let mut launch = Launch::new(&self.runtime_dir)
             .map_err(DriverError::Launch)?
-            .args(plan.qemu_args(&self.name, RING_BYTES));
+            .confine(self.shared.options.confinement.clone());
+        let descriptors = files.hand_to(&mut launch);
+        let launch = launch.args(plan.qemu_args(&self.name, RING_BYTES, &descriptors));
         let detached = launch.spawn_detached().await.map_err(DriverError::Launch)?;
         let qmp = match Qmp::connect(&detached.qmp_socket, self.qmp_config()).await {
             Ok(qmp) => qmp,
@@ -573,7 +591,7 @@ impl Instance for QemuInstance {
 
     async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {
         let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
-        screenshot::capture(&vm.qmp, options).await
+        screenshot::capture(&vm.qmp, options, self.max_screen_pixels()).await
     }
 }
 

@@ -11,8 +11,8 @@ use tempfile::TempDir;
 use vgashot_fixtures::Fixture;
 
 use vgashot_instance_drivers::{
-    DriverPaths, Instance, InstanceDefinition, InstanceStatus, InstanceType, QemuDriver,
-    QemuInstance,
+    DriverOptions, DriverPaths, HostFilePolicy, Instance, InstanceDefinition, InstanceStatus,
+    InstanceType, QemuDriver, QemuInstance,
 };
 
 /// The memory every test VM gets: plenty for a boot sector, small for CI.
@@ -33,7 +33,9 @@ impl Harness {
             state_dir: dir.path().join("state"),
             runtime_dir: dir.path().join("run"),
         };
-        let driver = QemuDriver::open(paths.clone()).await.unwrap();
+        let driver = QemuDriver::open_with(paths.clone(), options(&dir))
+            .await
+            .unwrap();
         Some(Self { dir, paths, driver })
     }
 
@@ -90,6 +92,17 @@ impl Harness {
             ]),
         );
         definition
+    }
+}
+
+/// The driver's options in tests: images from `dir/images`.
+pub fn options(dir: &TempDir) -> DriverOptions {
+    DriverOptions {
+        host_files: HostFilePolicy {
+            image_dirs: vec![dir.path().join("images")],
+            ..HostFilePolicy::default()
+        },
+        ..DriverOptions::default()
     }
 }
 

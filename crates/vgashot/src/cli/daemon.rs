@@ -3,7 +3,9 @@
 //!    daemon exits, so a second daemon on the same directory refuses to start; then raise the
 //!    open-file soft limit to the hard one, since every connection, VM and QMP socket is a
 //!    descriptor (the connection caps of `vgashot_rest::server` stay well below it);
-//! 1. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run);
+//! 1. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run), with the
+//!    host's policy ([`HostArgs`]): the image directories, whether block devices may be disks,
+//!    the user QEMU runs as (made when missing) and the largest screen captured;
 //! 2. with `--listen` (or `VGASHOT_HTTPS_ADDRESS`, as Incus's `core.https_address`), bind the
 //!    TLS listener with the certificate of `$VGASHOT_DIR` (made on first use) before serving, so
 //!    a bad address fails the start rather than a later request;
@@ -17,8 +19,13 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
-use vgashot_instance_drivers::{DirectoryLock, DriverPaths, QemuDriver};
+use clap::{Args, Subcommand};
+use vgashot_instance_drivers::qemu::host_files::DEFAULT_IMAGE_DIR;
+use vgashot_instance_drivers::{
+    DEFAULT_MAX_SCREEN_PIXELS, DirectoryLock, DriverOptions, DriverPaths, HostFilePolicy,
+    QemuDriver,
+};
+use vgashot_qemu_process::{Confinement, QemuUser};
 use vgashot_rest::trust::Added;
 use vgashot_rest::{Daemon, HttpsListener, TrustStore};
 
@@ -39,15 +46,88 @@ pub enum TrustCommand {
     },
 }
 
+/// The user QEMU runs as unless told otherwise: one of its own, not `nobody`, which other
+/// daemons share (a QEMU escaped as `nobody` could signal them, and they it).
+const DEFAULT_QEMU_USER: &str = "vgashot-qemu";
+
+/// What the daemon lets VMs touch on the host, and how QEMU is confined.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// A directory whose files (at any depth) may be disks, kernels and initrds; repeat it for
+    /// more (in the variable, separate them with `:`). Paths with symbolic links are refused.
+    #[arg(
+        long = "image-dir",
+        env = "VGASHOT_IMAGE_DIRS",
+        value_name = "DIR",
+        value_delimiter = ':',
+        default_value = DEFAULT_IMAGE_DIR
+    )]
+    image_dirs: Vec<PathBuf>,
+    /// Also accept block devices (inside an image directory) as disks.
+    #[arg(long, env = "VGASHOT_ALLOW_BLOCK_DEVICES")]
+    allow_block_devices: bool,
+    /// The user QEMU drops to when the daemon runs as root; created as a system user if missing.
+    #[arg(long, env = "VGASHOT_QEMU_USER", value_name = "USER", default_value = DEFAULT_QEMU_USER)]
+    qemu_user: String,
+    /// Run QEMU as the daemon's own user and without its seccomp sandbox (to measure what the
+    /// confinement costs, or to debug QEMU; never on a host that serves others).
+    #[arg(long, env = "VGASHOT_QEMU_UNCONFINED")]
+    qemu_unconfined: bool,
+    /// The most pixels a guest's screen may have to be captured; a larger screen gets a 400.
+    #[arg(long, env = "VGASHOT_MAX_SCREEN_PIXELS", value_name = "PIXELS", default_value_t = DEFAULT_MAX_SCREEN_PIXELS)]
+    max_screen_pixels: u64,
+}
+
+impl HostArgs {
+    /// The driver's options: the QEMU user resolved (and made) now, and each image directory
+    /// that does not exist named in the log.
+    fn driver_options(self) -> Result<DriverOptions, String> {
+        for dir in &self.image_dirs {
+            match std::fs::canonicalize(dir) {
+                Ok(real) if real != *dir => tracing::warn!(
+                    dir = %dir.display(), real = %real.display(),
+                    "this image directory's path has a symbolic link, so its files are refused: \
+                     give the real path"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    dir = %dir.display(), %error,
+                    "an image directory is missing: VMs can use no file from it until it exists"
+                ),
+            }
+        }
+        let confinement = if self.qemu_unconfined {
+            tracing::warn!("QEMU runs unconfined, as asked: as the daemon's user, without seccomp");
+            Confinement::default()
+        } else {
+            let user = QemuUser::ensure(&self.qemu_user)
+                .map_err(|error| vgashot_rest::describe(&error))?;
+            Confinement::confined(user)
+        };
+        Ok(DriverOptions {
+            host_files: HostFilePolicy {
+                image_dirs: self.image_dirs,
+                private_dirs: Vec::new(),
+                allow_block_devices: self.allow_block_devices,
+            },
+            confinement,
+            max_screen_pixels: self.max_screen_pixels,
+        })
+    }
+}
+
 /// Runs the daemon over `dir` until SIGTERM or SIGINT.
-pub async fn daemon(dir: PathBuf, listen: Option<String>) -> Result<(), String> {
+pub async fn daemon(dir: PathBuf, listen: Option<String>, host: HostArgs) -> Result<(), String> {
     let _lock = DirectoryLock::acquire(&dir).map_err(|error| vgashot_rest::describe(&error))?;
     raise_open_file_limit();
     let paths = DriverPaths {
         state_dir: dir.clone(),
         runtime_dir: dir.join("run"),
     };
-    let driver = QemuDriver::open(paths)
+    let options = tokio::task::spawn_blocking(move || host.driver_options())
+        .await
+        .map_err(|error| error.to_string())??;
+    let driver = QemuDriver::open_with(paths, options)
         .await
         .map_err(|error| vgashot_rest::describe(&error))?;
     let https = match listen.as_deref().filter(|address| !address.is_empty()) {

@@ -50,6 +50,8 @@ enum Command {
         /// 8443, or `:PORT` for every address); clients are trusted by certificate.
         #[arg(long, env = "VGASHOT_HTTPS_ADDRESS", value_name = "ADDR:PORT")]
         listen: Option<String>,
+        #[command(flatten)]
+        host: daemon::HostArgs,
     },
     /// Manage the client certificates trusted over TLS.
     Trust {
@@ -108,9 +110,9 @@ pub enum CliError {
 pub fn run(cli: Cli) -> ExitCode {
     let dir = cli.dir;
     let outcome = match cli.command {
-        Command::Daemon { listen } => runtime(true).and_then(|runtime| {
+        Command::Daemon { listen, host } => runtime(true).and_then(|runtime| {
             runtime
-                .block_on(daemon::daemon(dir, listen))
+                .block_on(daemon::daemon(dir, listen, host))
                 .map_err(CliError::Daemon)
         }),
         Command::Trust { command } => daemon::trust(&dir, command).map_err(CliError::Daemon),
