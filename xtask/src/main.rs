@@ -12,8 +12,11 @@
 //!    starts for the many-viewers section), which rewrites `BENCHMARKS.md`.
 //! 4. `swagger`: regenerates `swagger/rest-api.{yaml,json}` from the handlers' annotations;
 //!    `swagger --check` fails when the committed files are stale, and validates the document
-//!    with `openapi-spec-validator` (from PyPI, in a virtualenv under `target/`).
+//!    with `openapi-spec-validator` (from PyPI, in a virtualenv under `target/`). `test` then
+//!    checks the document as a contract against the release daemon (`contract.rs`):
+//!    schemathesis with every check, and a Python client generated from it that drives a VM.
 
+mod contract;
 mod demo;
 mod qemu;
 mod swagger;
@@ -23,7 +26,8 @@ use std::process::{Command, ExitCode};
 type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str = "usage: cargo xtask <test|demo|bench|swagger [--check]>
-  test     install QEMU if needed, then fmt --check, clippy -D warnings, all tests, swagger --check
+  test     install QEMU if needed, then fmt --check, clippy -D warnings, all tests, swagger --check,
+           and the API contract (schemathesis, a generated Python client)
   demo     run the daemon with a demo VM, save its screen (demo-output/screenshot.png); Ctrl-C stops
   bench    measure screenshot latency and rewrite BENCHMARKS.md
   swagger  regenerate swagger/rest-api.{yaml,json}; --check fails when they are stale";
@@ -100,7 +104,10 @@ fn test() -> Result {
         &["test", "--workspace"],
         &[("VGASHOT_TEST_BINARY", release.as_os_str())],
     )?;
-    swagger::run(true)
+    swagger::run(true)?;
+    // The document as a contract: schemathesis and a generated Python client against the
+    // release daemon.
+    contract::run()
 }
 
 fn bench(args: &[String]) -> Result {

@@ -13,9 +13,13 @@ pub enum ApiError {
     /// No route for this path (Incus answers exactly "not found").
     #[error("not found")]
     UnknownPath,
-    /// The route exists but not for this method.
+    /// The route exists but not for this method; the 405 says which methods it has (`Allow`,
+    /// as RFC 9110 requires).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The route's methods, as the `Allow` header lists them: `GET, POST`.
+        allowed: &'static str,
+    },
     /// The caller is not trusted and the route is not open to untrusted clients (Incus's
     /// `response.Forbidden(nil)`, which is also what incusd answers there).
     #[error("not authorized")]
@@ -72,7 +76,7 @@ impl ApiError {
             | Self::ProjectNotFound
             | Self::ProfileNotFound
             | Self::OperationNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::BadJson(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,7 +98,13 @@ impl ApiError {
         if status.is_server_error() {
             tracing::error!(%message, "request failed");
         }
-        envelope::error(status, message)
+        let mut response = envelope::error(status, message);
+        if let Self::MethodNotAllowed { allowed } = self {
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+        }
+        response
     }
 }
 

@@ -534,8 +534,9 @@ impl Default for InstanceBackup {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstancesPost {
-    /// Architecture name (empty: the server's).
+    /// Architecture name (empty: the server's, the only one: `x86_64`).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(pattern = "^(x86_64)?$")]
     pub architecture: String,
     /// The instance's configuration.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -550,8 +551,10 @@ pub struct InstancesPost {
     /// `[]` (`--no-profiles`) means none.
     #[serde(default)]
     pub profiles: Option<Vec<String>>,
-    /// Snapshot to restore (only meaningful for PUT; Go's `omitempty`).
+    /// Snapshot to restore (only meaningful for PUT; Go's `omitempty`): none, snapshots are
+    /// not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 0)]
     pub restore: Option<String>,
     /// Whether the instance has saved state.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -559,17 +562,25 @@ pub struct InstancesPost {
     /// Description.
     #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
-    /// Name (empty: the server picks one).
+    /// Name: required (this server does not pick one); 1 to 63 letters, digits and hyphens,
+    /// starting with a letter and not ending with a hyphen (a DNS label, as Incus).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(
+        required = true,
+        pattern = "^[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    )]
     pub name: String,
-    /// Where the instance comes from.
+    /// Where the instance comes from: required.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(required = true)]
     pub source: InstanceSource,
-    /// Cloud instance type (`t2.micro`, `c2-m4`) to derive limits from; empty for none.
+    /// Cloud instance type (`t2.micro`, `c2-m4`) to derive limits from: not supported, so empty.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(max_length = 0)]
     pub instance_type: String,
-    /// `virtual-machine` or `container` (empty: `container`, as incusd).
+    /// `virtual-machine`: required, as the default (`container`, as incusd) is refused.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
+    #[schema(required = true, pattern = "^virtual-machine$")]
     pub kind: String,
     /// Whether to start the instance once created (`incus launch`).
     #[serde(default, deserialize_with = "null_as_default")]
@@ -599,8 +610,9 @@ impl InstancesPost {
 #[serde(deny_unknown_fields)]
 pub struct InstanceSource {
     /// `none`, `image`, `migration` or `copy`. incusd answers anything else (empty included)
-    /// with 400 `Unknown source type X`.
+    /// with 400 `Unknown source type X`; this server supports `none` only.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
+    #[schema(required = true, pattern = "^none$")]
     pub kind: String,
     /// Certificate of the remote server (image or migration source).
     #[serde(default, deserialize_with = "null_as_default")]
@@ -670,8 +682,9 @@ pub struct InstanceSource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstancePut {
-    /// Architecture name.
+    /// Architecture name (`x86_64`, the only one, or empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(x86_64)?$")]
     pub architecture: Option<String>,
     /// Configuration (replaces the instance's own configuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -685,8 +698,9 @@ pub struct InstancePut {
     /// Profiles to apply, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<Vec<String>>,
-    /// Name of a snapshot to restore (then every other field is ignored, as incusd does).
+    /// Name of a snapshot to restore: none, snapshots are not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 0)]
     pub restore: Option<String>,
     /// Whether the instance has saved state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -705,8 +719,9 @@ pub struct InstancePut {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceStatePut {
-    /// `start`, `stop`, `restart`, `freeze` or `unfreeze`.
+    /// `start`, `stop`, `restart`, `freeze` or `unfreeze`: required.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(required = true, pattern = "^(start|stop|restart|freeze|unfreeze)$")]
     pub action: String,
     /// Seconds to wait for a clean shutdown; -1 waits forever (the client's default for `stop`),
     /// 0 is what `start` sends.

@@ -1,13 +1,32 @@
 //! The OpenAPI document of the API, generated from the handlers' annotations.
 //!
+//! The document is a contract, checked by `cargo xtask test` against a live daemon with
+//! schemathesis and by generating a Python client from it (`xtask/src/contract.rs`):
+//!
+//! 1. Query parameters come from the same typed structs that parse them (`IntoParams`), with
+//!    their ranges and patterns.
+//! 2. Answers whose shape depends on `recursion` are `anyOf` their shapes ([`InstanceList`] and
+//!    the others below): `anyOf`, not `oneOf`, since an empty list is every one of them.
+//! 3. [`document`] drops the defaults utoipa derives from `Default` for fields that are
+//!    objects: they say nothing a client needs (the fields are always sent) and client
+//!    generators cannot have a model property with a default.
+//!
 //! `cargo xtask swagger` writes it to `swagger/rest-api.yaml` and `swagger/rest-api.json`, which
 //! are committed next to the code that serves them; a test fails when they are stale. OpenAPI 3
 //! keeps what Swagger 2.0 loses: the console operation answers `application/octet-stream` or
 //! `image/png`, and both are documented.
 
-use utoipa::OpenApi;
+use std::borrow::Cow;
+
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, ArrayItems, ObjectBuilder, Schema, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::api;
+use crate::model::{Instance, InstanceFull, Profile};
+use crate::operations::Operation;
 
 /// The whole API.
 #[derive(OpenApi)]
@@ -58,18 +77,153 @@ use crate::api;
 )]
 pub struct ApiDoc;
 
+/// The document, with the defaults of object fields dropped (step 3 of the module's docs).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    if let Some(components) = document.components.as_mut() {
+        components
+            .schemas
+            .values_mut()
+            .for_each(drop_object_defaults);
+    }
+    document
+}
+
+/// Removes every `default` whose value is an object from `schema` and the schemas in it.
+fn drop_object_defaults(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else {
+        return;
+    };
+    let (default, children): (&mut Option<serde_json::Value>, Vec<&mut RefOr<Schema>>) =
+        match schema {
+            Schema::Object(object) => (
+                &mut object.default,
+                object
+                    .properties
+                    .values_mut()
+                    .chain(
+                        object
+                            .additional_properties
+                            .as_deref_mut()
+                            .and_then(|additional| match additional {
+                                AdditionalProperties::RefOr(schema) => Some(schema),
+                                _ => None,
+                            }),
+                    )
+                    .collect(),
+            ),
+            Schema::Array(array) => (
+                &mut array.default,
+                match &mut array.items {
+                    ArrayItems::RefOrSchema(items) => vec![items.as_mut()],
+                    ArrayItems::False => Vec::new(),
+                },
+            ),
+            Schema::AllOf(all) => (&mut all.default, all.items.iter_mut().collect()),
+            Schema::AnyOf(any) => (&mut any.default, any.items.iter_mut().collect()),
+            Schema::OneOf(one) => (&mut one.default, one.items.iter_mut().collect()),
+            _ => return,
+        };
+    if default.as_ref().is_some_and(serde_json::Value::is_object) {
+        *default = None;
+    }
+    children.into_iter().for_each(drop_object_defaults);
+}
+
 /// The document as YAML, as committed in `swagger/rest-api.yaml`.
 pub fn yaml() -> String {
-    ApiDoc::openapi()
+    document()
         .to_yaml()
         .expect("the document serialises to YAML")
 }
 
 /// The document as JSON, as committed in `swagger/rest-api.json`.
 pub fn json() -> String {
-    let mut json = ApiDoc::openapi()
+    let mut json = document()
         .to_pretty_json()
         .expect("the document serialises to JSON");
     json.push('\n');
     json
+}
+
+/// A list of URLs (what `recursion=0` answers).
+fn urls() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String))
+        .into()
+}
+
+/// The component `T`.
+fn component<T: ToSchema>() -> RefOr<Schema> {
+    Ref::from_schema_name(T::name()).into()
+}
+
+/// An object whose every value is `value` (operations by status).
+fn by_status(value: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .additional_properties(Some(AdditionalProperties::RefOr(value)))
+        .into()
+}
+
+/// A list of the component `T`.
+fn list_of<T: ToSchema>() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name(T::name()))
+        .into()
+}
+
+/// Adds the component `T` and the components it uses to `schemas`.
+fn collect<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    schemas.push((T::name().into_owned(), T::schema()));
+    T::schemas(schemas);
+}
+
+/// Declares a documentation-only type whose schema is `anyOf` the shapes `recursion` picks.
+macro_rules! by_recursion {
+    ($(#[$doc:meta])* $name:ident: [$($shape:expr),+ $(,)?] uses [$($component:ty),+]) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                AnyOfBuilder::new()
+                    $(.item($shape))+
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                $(collect::<$component>(schemas);)+
+            }
+        }
+    };
+}
+
+by_recursion! {
+    /// `GET /1.0/instances`: URLs (`recursion=0`), instances (`1`), or instances with their
+    /// state (`2`).
+    InstanceList: [urls(), list_of::<Instance>(), list_of::<InstanceFull>()]
+        uses [Instance, InstanceFull]
+}
+
+by_recursion! {
+    /// `GET /1.0/instances/{name}`: the instance (`recursion=0`), or with its state (`1`, `2`).
+    InstanceOrFull: [component::<Instance>(), component::<InstanceFull>()]
+        uses [Instance, InstanceFull]
+}
+
+by_recursion! {
+    /// `GET /1.0/profiles`: URLs (`recursion=0`) or profiles (`1`, `2`).
+    ProfileList: [urls(), list_of::<Profile>()] uses [Profile]
+}
+
+by_recursion! {
+    /// `GET /1.0/operations`: by status (`running`, `success`, `failure`), URLs (`recursion=0`)
+    /// or operations (`1`, `2`).
+    OperationList: [by_status(urls()), by_status(list_of::<Operation>())] uses [Operation]
 }

@@ -13,31 +13,107 @@ use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
-use crate::request::Query;
-use crate::screens::variant::{ImageFormat, Variant};
+use serde::{Deserialize, Deserializer};
+
+use crate::request::{Project, ProjectQuery, Query, invalid};
+use crate::screens::variant::{self, ImageFormat, Variant};
 use crate::screens::{ScreenKey, stream};
 
 /// What `type` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum ConsoleType {
     /// The serial console's log (the default, as in Incus).
+    #[default]
     Log,
     /// A screenshot of the VGA console.
     Vga,
 }
 
-impl ConsoleType {
-    /// Parses `type`: `log` (also when absent or empty, as Incus) or `vga`. Anything else is a
-    /// 400 (upstream answers 500 here, although its own API documentation says 400).
-    fn parse(query: &Query) -> Result<Self, ApiError> {
-        match query.get("type") {
-            None | Some("" | "log") => Ok(Self::Log),
-            Some("vga") => Ok(Self::Vga),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid value for type parameter: {other}"
-            ))),
+impl<'de> Deserialize<'de> for ConsoleType {
+    /// Reads `type`: `log` (also when empty, as Incus) or `vga`. Anything else is a 400
+    /// (upstream answers 500 here, although its own API documentation says 400).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match String::deserialize(deserializer)?.as_str() {
+            "" | "log" => Ok(Self::Log),
+            "vga" => Ok(Self::Vga),
+            other => Err(invalid("type", other, None)),
         }
+    }
+}
+
+/// The query of `GET /1.0/instances/{name}/console`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConsoleQuery {
+    /// Project name (only `default` exists; absent or empty means it).
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$", example = "default")]
+    pub project: Project,
+    /// What to return: the console log (`log`, the default) or a screenshot of the VGA console
+    /// (`vga`).
+    #[serde(default, rename = "type")]
+    #[param(value_type = Option<ConsoleType>)]
+    pub kind: ConsoleType,
+    /// `vga`: the display device (`video0`); the primary console when absent.
+    pub device: Option<String>,
+    /// `vga`: the head of a multi-head display device; needs `device`.
+    #[serde(default, deserialize_with = "head")]
+    #[param(maximum = 15)]
+    pub head: Option<u32>,
+    /// `vga`: thumbnail width in pixels (1-8192, no larger than the screen); with only one of
+    /// width and height the aspect ratio is kept.
+    #[serde(default, deserialize_with = "variant::width")]
+    #[param(minimum = 1, maximum = 8192)]
+    pub width: Option<u32>,
+    /// `vga`: thumbnail height in pixels (1-8192, no larger than the screen).
+    #[serde(default, deserialize_with = "variant::height")]
+    #[param(minimum = 1, maximum = 8192)]
+    pub height: Option<u32>,
+    /// `vga`: image format, `png` (default), `jpeg` or `webp`.
+    #[serde(default, deserialize_with = "variant::format")]
+    pub format: Option<ImageFormat>,
+    /// `vga`: JPEG quality, 1-100 (default 80); PNG and WebP are lossless.
+    #[serde(default, deserialize_with = "variant::quality")]
+    #[param(minimum = 1, maximum = 100)]
+    pub quality: Option<u8>,
+    /// `vga`: `mjpeg` streams the screen as `multipart/x-mixed-replace` JPEG frames.
+    #[serde(default, deserialize_with = "stream_type")]
+    pub stream: Option<StreamType>,
+    /// `vga` with `stream`: at most this many frames per second, 1-30 (default 5).
+    #[serde(default, deserialize_with = "stream::fps")]
+    #[param(minimum = 1, maximum = 30)]
+    pub fps: Option<u32>,
+}
+
+impl ConsoleQuery {
+    /// The rendering asked for, in `default_format` unless `format` says otherwise.
+    fn variant(&self, default_format: ImageFormat) -> Result<Variant, ApiError> {
+        Variant::new(
+            self.width,
+            self.height,
+            self.format,
+            self.quality,
+            default_format,
+        )
+    }
+}
+
+/// Reads `head`: a number (whether the device has that head is checked with the device).
+fn head<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| invalid("head", &value, None))
+}
+
+/// Reads `stream`: empty for a single image, `mjpeg` for a stream.
+fn stream_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<StreamType>, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "" => Ok(None),
+        "mjpeg" => Ok(Some(StreamType::Mjpeg)),
+        other => Err(invalid("stream", other, Some("mjpeg"))),
     }
 }
 
@@ -62,16 +138,7 @@ impl ConsoleType {
     tag = "instances",
     params(
         ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name", example = "default"),
-        ("type" = Option<ConsoleType>, Query, description = "What to return: the console log (`log`, the default) or a screenshot of the VGA console (`vga`)"),
-        ("device" = Option<String>, Query, description = "`vga`: the display device (`video0`); the primary console when absent"),
-        ("head" = Option<u32>, Query, description = "`vga`: the head of a multi-head display device; needs `device`"),
-        ("width" = Option<u32>, Query, description = "`vga`: thumbnail width in pixels (1-8192, no larger than the screen); with only one of width and height the aspect ratio is kept"),
-        ("height" = Option<u32>, Query, description = "`vga`: thumbnail height in pixels (1-8192, no larger than the screen)"),
-        ("format" = Option<ImageFormat>, Query, description = "`vga`: image format, `png` (default), `jpeg` or `webp`"),
-        ("quality" = Option<u8>, Query, description = "`vga`: JPEG quality, 1-100 (default 80); PNG and WebP are lossless"),
-        ("stream" = Option<StreamType>, Query, description = "`vga`: `mjpeg` streams the screen as `multipart/x-mixed-replace` JPEG frames"),
-        ("fps" = Option<u32>, Query, description = "`vga` with `stream`: at most this many frames per second, 1-30 (default 5)"),
+        ConsoleQuery,
         ("If-None-Match" = Option<String>, Header, description = "`vga`: the `ETag` of a screenshot the client has; unchanged, the answer is 304"),
     ),
     responses(
@@ -97,15 +164,15 @@ pub async fn get(
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let console = ConsoleType::parse(query)?;
-    let project = query.project()?;
+    let query: ConsoleQuery = query.typed()?;
+    let project = query.project.name()?;
     let instance = context.instance(project, name)?;
-    match console {
+    match query.kind {
         ConsoleType::Log => {
             let log = instance.console_log().await?;
             Ok(envelope::bytes("application/octet-stream", log))
         }
-        ConsoleType::Vga => screenshot(context, instance, project, query, headers).await,
+        ConsoleType::Vga => screenshot(context, instance, project, &query, headers).await,
     }
 }
 
@@ -114,19 +181,19 @@ async fn screenshot(
     context: &Context,
     instance: Arc<QemuInstance>,
     project: &str,
-    query: &Query,
+    query: &ConsoleQuery,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
     let key = screen_key(project, instance.name(), query)?;
-    if let Some(StreamType::Mjpeg) = StreamType::parse(query)? {
-        let variant = Variant::parse(query, ImageFormat::Jpeg)?;
+    if let Some(StreamType::Mjpeg) = query.stream {
+        let variant = query.variant(ImageFormat::Jpeg)?;
         if variant.format != ImageFormat::Jpeg {
             return Err(ApiError::BadRequest(
                 "The mjpeg stream is made of JPEG frames: leave format out, or set it to jpeg"
                     .into(),
             ));
         }
-        let fps = stream::parse_fps(query)?;
+        let fps = query.fps.unwrap_or(stream::DEFAULT_FPS);
         // Fail now, in the error envelope, rather than with an empty stream.
         context.screens.capture(&instance, &key).await?;
         return Ok(stream::mjpeg(
@@ -137,7 +204,7 @@ async fn screenshot(
             fps,
         ));
     }
-    let variant = Variant::parse(query, ImageFormat::Png)?;
+    let variant = query.variant(ImageFormat::Png)?;
     let (capture, _) = context.screens.capture(&instance, &key).await?;
     let etag = capture.etag(&variant);
     let validators = [
@@ -170,9 +237,10 @@ async fn screenshot(
 /// Which screen a request asks for. Only screens that can exist are named, so a client cannot
 /// make the daemon keep state for any number of made-up devices or heads: the display device is
 /// the instance's own (`video0`), and heads go up to the most a device can have.
-fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, ApiError> {
+fn screen_key(project: &str, name: &str, query: &ConsoleQuery) -> Result<ScreenKey, ApiError> {
     let device = query
-        .get("device")
+        .device
+        .as_deref()
         .filter(|device| !device.is_empty())
         .map(str::to_owned);
     if let Some(device) = device
@@ -184,14 +252,7 @@ fn screen_key(project: &str, name: &str, query: &Query) -> Result<ScreenKey, Api
         }
         .into());
     }
-    let head = query
-        .get("head")
-        .map(|head| {
-            head.parse::<u32>().map_err(|_| {
-                ApiError::BadRequest(format!("Invalid value for head parameter: {head}"))
-            })
-        })
-        .transpose()?;
+    let head = query.head;
     if let (Some(head @ MAX_HEADS..), Some(device)) = (head, &device) {
         return Err(DriverError::HeadNotFound {
             device: device.clone(),
@@ -227,19 +288,6 @@ pub enum StreamType {
     Mjpeg,
 }
 
-impl StreamType {
-    /// Parses `stream`: absent or empty for a single image, `mjpeg` for a stream.
-    fn parse(query: &Query) -> Result<Option<Self>, ApiError> {
-        match query.get("stream") {
-            None | Some("") => Ok(None),
-            Some("mjpeg") => Ok(Some(Self::Mjpeg)),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid value for stream parameter: {other} (mjpeg)"
-            ))),
-        }
-    }
-}
-
 /// Clear the console log
 #[utoipa::path(
     delete,
@@ -248,7 +296,7 @@ impl StreamType {
     tag = "instances",
     params(
         ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name", example = "default"),
+        ProjectQuery,
     ),
     responses(
         (status = 200, description = "The log is empty", body = crate::envelope::SyncEnvelope<serde_json::Value>),
@@ -256,7 +304,7 @@ impl StreamType {
     ),
 )]
 pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    let instance = context.instance(query.project()?, name)?;
+    let instance = context.instance(query.typed::<ProjectQuery>()?.project.name()?, name)?;
     instance.clear_console_log().await?;
     Ok(envelope::sync(serde_json::json!({})))
 }
@@ -265,15 +313,79 @@ pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiR
 mod tests {
     use super::*;
 
+    fn parse(raw: &str) -> Result<ConsoleQuery, ApiError> {
+        Query::parse(Some(raw)).typed()
+    }
+
     #[test]
     fn console_types() {
-        let parse = |raw| ConsoleType::parse(&Query::parse(Some(raw)));
-        assert_eq!(parse("").unwrap(), ConsoleType::Log);
-        assert_eq!(parse("type=").unwrap(), ConsoleType::Log);
-        assert_eq!(parse("type=log").unwrap(), ConsoleType::Log);
-        assert_eq!(parse("type=vga").unwrap(), ConsoleType::Vga);
-        let bogus = parse("type=bogus").unwrap_err();
+        let kind = |raw| parse(raw).map(|query| query.kind);
+        assert_eq!(kind("").unwrap(), ConsoleType::Log);
+        assert_eq!(kind("type=").unwrap(), ConsoleType::Log);
+        assert_eq!(kind("type=log").unwrap(), ConsoleType::Log);
+        assert_eq!(kind("type=vga").unwrap(), ConsoleType::Vga);
+        let bogus = kind("type=bogus").unwrap_err();
         assert_eq!(bogus.to_string(), "Invalid value for type parameter: bogus");
         assert_eq!(bogus.status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn screenshot_parameters_are_checked() {
+        let variant = |raw| parse(raw)?.variant(ImageFormat::Png);
+        assert!(variant("type=vga").unwrap().is_plain());
+        let thumbnail = variant("width=320&format=jpeg&quality=70").unwrap();
+        assert_eq!(thumbnail.width, Some(320));
+        assert_eq!(thumbnail.format, ImageFormat::Jpeg);
+        let stream = parse("stream=mjpeg&quality=70").unwrap();
+        assert_eq!(stream.stream, Some(StreamType::Mjpeg));
+        assert_eq!(stream.variant(ImageFormat::Jpeg).unwrap().quality, Some(70));
+        assert_eq!(parse("fps=").unwrap().fps, None);
+        for (bad, message) in [
+            (
+                "width=0",
+                "Invalid value for width parameter: 0 (1 to 8192)",
+            ),
+            (
+                "width=-1",
+                "Invalid value for width parameter: -1 (1 to 8192)",
+            ),
+            (
+                "height=99999",
+                "Invalid value for height parameter: 99999 (1 to 8192)",
+            ),
+            (
+                "width=abc",
+                "Invalid value for width parameter: abc (1 to 8192)",
+            ),
+            (
+                "format=gif",
+                "Invalid value for format parameter: gif (png, jpeg or webp)",
+            ),
+            (
+                "quality=0",
+                "Invalid value for quality parameter: 0 (1 to 100)",
+            ),
+            (
+                "quality=101",
+                "Invalid value for quality parameter: 101 (1 to 100)",
+            ),
+            (
+                "format=jpeg&quality=x",
+                "Invalid value for quality parameter: x (1 to 100)",
+            ),
+            (
+                "quality=50",
+                "The quality parameter applies to jpeg only: png and webp are lossless",
+            ),
+            ("fps=31", "Invalid value for fps parameter: 31 (1 to 30)"),
+            ("stream=x", "Invalid value for stream parameter: x (mjpeg)"),
+            ("head=x", "Invalid value for head parameter: x"),
+        ] {
+            let error = variant(bad)
+                .and_then(|_| parse(bad).map(|_| ()))
+                .unwrap_err();
+            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(error.to_string(), message, "{bad}");
+        }
     }
 }

@@ -24,14 +24,15 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use vgashot_instance_drivers::QemuInstance;
 
 use super::variant::{ImageFormat, Variant};
 use super::{ScreenKey, Screens};
 use crate::envelope::ApiResponse;
-use crate::error::ApiError;
-use crate::request::Query;
+use crate::request::bounded;
 
 /// The part boundary of the multipart stream.
 pub const BOUNDARY: &str = "vgashot-frame";
@@ -40,20 +41,17 @@ pub const DEFAULT_FPS: u32 = 5;
 /// The most frames per second a stream may ask for.
 pub const MAX_FPS: u32 = 30;
 
-/// The `fps` parameter: 1 to [`MAX_FPS`], [`DEFAULT_FPS`] when absent.
-pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
-    match query.get("fps") {
-        None | Some("") => Ok(DEFAULT_FPS),
-        Some(value) => value
-            .parse::<u32>()
-            .ok()
-            .filter(|fps| (1..=MAX_FPS).contains(fps))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "Invalid value for fps parameter: {value} (1 to {MAX_FPS})"
-                ))
-            }),
+/// Reads the `fps` parameter: 1 to [`MAX_FPS`]; empty is the default, [`DEFAULT_FPS`].
+pub fn fps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    if value.is_empty() {
+        return Ok(None);
     }
+    bounded(
+        IntoDeserializer::<D::Error>::into_deserializer(value),
+        "fps",
+        1..=MAX_FPS,
+    )
 }
 
 /// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality.

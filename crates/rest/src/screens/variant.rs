@@ -8,8 +8,10 @@ use bytes::Bytes;
 use tokio::sync::OnceCell;
 use vgashot_framebuffer::{Frame, FrameError, PngCompression};
 
+use serde::{Deserialize, Deserializer};
+
 use crate::error::ApiError;
-use crate::request::Query;
+use crate::request::{bounded, invalid};
 
 /// The largest thumbnail side accepted: as large as any screen QEMU shows.
 pub const MAX_SIDE: u32 = 8192;
@@ -49,6 +51,37 @@ impl ImageFormat {
     }
 }
 
+/// Reads the `width` parameter: 1 to [`MAX_SIDE`].
+pub fn width<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    side(deserializer, "width")
+}
+
+/// Reads the `height` parameter: 1 to [`MAX_SIDE`].
+pub fn height<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    side(deserializer, "height")
+}
+
+/// Reads a thumbnail side called `name`: 1 to [`MAX_SIDE`].
+fn side<'de, D: Deserializer<'de>>(deserializer: D, name: &str) -> Result<Option<u32>, D::Error> {
+    bounded(deserializer, name, 1..=MAX_SIDE)
+}
+
+/// Reads the `quality` parameter: 1 to 100.
+pub fn quality<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    bounded(deserializer, "quality", 1..=100)
+}
+
+/// Reads the `format` parameter: `png`, `jpeg` (or `jpg`) or `webp`; empty is the default.
+pub fn format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ImageFormat>, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "" => Ok(None),
+        "png" => Ok(Some(ImageFormat::Png)),
+        "jpeg" | "jpg" => Ok(Some(ImageFormat::Jpeg)),
+        "webp" => Ok(Some(ImageFormat::Webp)),
+        other => Err(invalid("format", other, Some("png, jpeg or webp"))),
+    }
+}
+
 /// A rendering of a screen: size (`None` for the screen's own), format and quality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Variant {
@@ -78,59 +111,25 @@ impl Variant {
         *self == Self::plain()
     }
 
-    /// Reads `width`, `height`, `format` and `quality` from a query, with `format` defaulting to
-    /// `default_format` (PNG for a screenshot, JPEG for a stream); anything out of range is a 400
-    /// that says what is accepted.
-    pub fn parse(query: &Query, default_format: ImageFormat) -> Result<Self, ApiError> {
-        let side = |name: &str| -> Result<Option<u32>, ApiError> {
-            query
-                .get(name)
-                .map(|value| {
-                    value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|side| (1..=MAX_SIDE).contains(side))
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "Invalid value for {name} parameter: {value} (1 to {MAX_SIDE})"
-                            ))
-                        })
-                })
-                .transpose()
-        };
-        let format = match query.get("format") {
-            None | Some("") => default_format,
-            Some("png") => ImageFormat::Png,
-            Some("jpeg" | "jpg") => ImageFormat::Jpeg,
-            Some("webp") => ImageFormat::Webp,
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "Invalid value for format parameter: {other} (png, jpeg or webp)"
-                )));
-            }
-        };
-        let quality = query
-            .get("quality")
-            .map(|value| {
-                value
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|quality| (1..=100).contains(quality))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
-                            "Invalid value for quality parameter: {value} (1 to 100)"
-                        ))
-                    })
-            })
-            .transpose()?;
+    /// The rendering asked for, with `format` defaulting to `default_format` (PNG for a
+    /// screenshot, JPEG for a stream); the values were checked as the query was read
+    /// ([`side`], [`quality`], [`format`]), and a quality for a lossless format is a 400.
+    pub fn new(
+        width: Option<u32>,
+        height: Option<u32>,
+        format: Option<ImageFormat>,
+        quality: Option<u8>,
+        default_format: ImageFormat,
+    ) -> Result<Self, ApiError> {
+        let format = format.unwrap_or(default_format);
         if quality.is_some() && format != ImageFormat::Jpeg {
             return Err(ApiError::BadRequest(
                 "The quality parameter applies to jpeg only: png and webp are lossless".into(),
             ));
         }
         Ok(Self {
-            width: side("width")?,
-            height: side("height")?,
+            width,
+            height,
             format,
             quality,
         })
@@ -227,39 +226,28 @@ impl VariantCache {
 mod tests {
     use super::*;
 
-    fn parse(raw: &str) -> Result<Variant, ApiError> {
-        Variant::parse(&Query::parse(Some(raw)), ImageFormat::Png)
-    }
-
     #[test]
-    fn a_stream_defaults_to_jpeg_and_takes_a_quality() {
-        let query = Query::parse(Some("stream=mjpeg&quality=70"));
-        let variant = Variant::parse(&query, ImageFormat::Jpeg).unwrap();
-        assert_eq!(variant.format, ImageFormat::Jpeg);
-        assert_eq!(variant.quality, Some(70));
-    }
-
-    #[test]
-    fn parameters_are_checked() {
-        assert!(parse("type=vga").unwrap().is_plain());
-        let thumbnail = parse("width=320&format=jpeg&quality=70").unwrap();
-        assert_eq!(thumbnail.width, Some(320));
-        assert_eq!(thumbnail.format, ImageFormat::Jpeg);
+    fn a_quality_is_for_jpeg_only() {
+        let stream = Variant::new(None, None, None, Some(70), ImageFormat::Jpeg).unwrap();
+        assert_eq!(stream.format, ImageFormat::Jpeg);
+        assert_eq!(stream.quality, Some(70));
+        let thumbnail = Variant::new(
+            Some(320),
+            None,
+            Some(ImageFormat::Jpeg),
+            Some(70),
+            ImageFormat::Png,
+        )
+        .unwrap();
         assert_eq!(thumbnail.etag_suffix(), "-w320-jpeg-q70");
-        for bad in [
-            "width=0",
-            "width=-1",
-            "height=99999",
-            "width=abc",
-            "format=gif",
-            "quality=0",
-            "quality=101",
-            "format=jpeg&quality=x",
-            "quality=50",
-            "format=webp&quality=50",
-        ] {
-            let error = parse(bad).unwrap_err();
-            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            Variant::new(None, None, None, None, ImageFormat::Png)
+                .unwrap()
+                .is_plain()
+        );
+        for format in [None, Some(ImageFormat::Webp)] {
+            let error = Variant::new(None, None, format, Some(50), ImageFormat::Png).unwrap_err();
+            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST);
         }
     }
 }
