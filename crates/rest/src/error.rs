@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use vgashot_instance_drivers::DriverError;
+use vgashot_instance_drivers::store::StoreError;
 
 use crate::envelope::{self, ApiResponse};
 
@@ -124,7 +125,10 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::HeadNotFound { .. }
         | DriverError::HeadWithoutDevice
         | DriverError::NoDisplay => StatusCode::BAD_REQUEST,
-        DriverError::NotFound => StatusCode::NOT_FOUND,
+        // The instance went away while the request ran (deleted meanwhile): gone, not broken.
+        DriverError::NotFound | DriverError::Store(StoreError::NotFound { .. }) => {
+            StatusCode::NOT_FOUND
+        }
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
         DriverError::Store(_)
         | DriverError::Launch(_)

@@ -536,20 +536,24 @@ impl Default for InstanceBackup {
 pub struct InstancesPost {
     /// Architecture name (empty: the server's, the only one: `x86_64`).
     #[serde(default, deserialize_with = "null_as_default")]
-    #[schema(pattern = "^(x86_64)?$")]
+    #[schema(nullable, pattern = "^(x86_64)?$")]
     pub architecture: String,
     /// The instance's configuration.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub config: BTreeMap<String, String>,
     /// The instance's devices.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub devices: BTreeMap<String, BTreeMap<String, String>>,
     /// Whether the instance is deleted when it stops.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub ephemeral: bool,
     /// Profiles to apply. `null` (what the client sends without `-p`) means `["default"]`;
-    /// `[]` (`--no-profiles`) means none.
+    /// `[]` (`--no-profiles`) means none. Only `default` exists.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::ProfileName>>)]
     pub profiles: Option<Vec<String>>,
     /// Snapshot to restore (only meaningful for PUT; Go's `omitempty`): none, snapshots are
     /// not supported.
@@ -558,9 +562,11 @@ pub struct InstancesPost {
     pub restore: Option<String>,
     /// Whether the instance has saved state.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub stateful: bool,
     /// Description.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub description: String,
     /// Name: required (this server does not pick one); 1 to 63 letters, digits and hyphens,
     /// starting with a letter and not ending with a hyphen (a DNS label, as Incus).
@@ -576,7 +582,7 @@ pub struct InstancesPost {
     pub source: InstanceSource,
     /// Cloud instance type (`t2.micro`, `c2-m4`) to derive limits from: not supported, so empty.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[schema(max_length = 0)]
+    #[schema(nullable, max_length = 0)]
     pub instance_type: String,
     /// `virtual-machine`: required, as the default (`container`, as incusd) is refused.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
@@ -584,6 +590,7 @@ pub struct InstancesPost {
     pub kind: String,
     /// Whether to start the instance once created (`incus launch`).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub start: bool,
 }
 
@@ -616,6 +623,7 @@ pub struct InstanceSource {
     pub kind: String,
     /// Certificate of the remote server (image or migration source).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub certificate: String,
     /// Image alias to use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -672,6 +680,7 @@ pub struct InstanceSource {
     /// Whether to copy a running instance without stopping it (the Go field has no `omitempty`:
     /// the client always sends it).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub allow_inconsistent: bool,
 }
 
@@ -695,8 +704,9 @@ pub struct InstancePut {
     /// Whether the instance is deleted when it stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral: Option<bool>,
-    /// Profiles to apply, in order.
+    /// Profiles to apply, in order (only `default` exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::openapi::ProfileName>>)]
     pub profiles: Option<Vec<String>>,
     /// Name of a snapshot to restore: none, snapshots are not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -723,15 +733,18 @@ pub struct InstanceStatePut {
     #[serde(default, deserialize_with = "null_as_default")]
     #[schema(required = true, pattern = "^(start|stop|restart|freeze|unfreeze)$")]
     pub action: String,
-    /// Seconds to wait for a clean shutdown; -1 waits forever (the client's default for `stop`),
-    /// 0 is what `start` sends.
+    /// Seconds to wait for a clean shutdown, at most 60; -1 ("forever", the client's default
+    /// for `stop`) waits one minute; 0 is what `start` sends.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable, minimum = -1, maximum = 60)]
     pub timeout: i64,
     /// Whether to stop at once, without a clean shutdown.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub force: bool,
     /// Whether to save (stop) or restore (start) the running state.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub stateful: bool,
 }
 

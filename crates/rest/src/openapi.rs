@@ -25,6 +25,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::api;
+use crate::envelope::{ErrorEnvelope, SyncEnvelope};
 use crate::model::{Instance, InstanceFull, Profile};
 use crate::operations::Operation;
 
@@ -146,6 +147,14 @@ pub fn json() -> String {
     json
 }
 
+/// The name of a profile a request may apply: only `default` exists.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ProfileName {
+    /// The default profile (empty).
+    Default,
+}
+
 /// A list of URLs (what `recursion=0` answers).
 fn urls() -> RefOr<Schema> {
     ArrayBuilder::new()
@@ -178,7 +187,8 @@ fn collect<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
     T::schemas(schemas);
 }
 
-/// Declares a documentation-only type whose schema is `anyOf` the shapes `recursion` picks.
+/// Declares a documentation-only type whose schema is `anyOf` the shapes an answer can have
+/// (mostly the ones `recursion` picks).
 macro_rules! by_recursion {
     ($(#[$doc:meta])* $name:ident: [$($shape:expr),+ $(,)?] uses [$($component:ty),+]) => {
         $(#[$doc])*
@@ -215,6 +225,15 @@ by_recursion! {
     /// `GET /1.0/instances/{name}`: the instance (`recursion=0`), or with its state (`1`, `2`).
     InstanceOrFull: [component::<Instance>(), component::<InstanceFull>()]
         uses [Instance, InstanceFull]
+}
+
+by_recursion! {
+    /// `GET /1.0/operations/{id}/wait`: the ended operation, or (as upstream, with HTTP 200) an
+    /// error envelope for a failed operation or a timeout.
+    WaitAnswer: [
+        <SyncEnvelope<Operation> as PartialSchema>::schema(),
+        component::<ErrorEnvelope>(),
+    ] uses [Operation, ErrorEnvelope]
 }
 
 by_recursion! {

@@ -406,14 +406,11 @@ pub(crate) fn timestamp() -> String {
 }
 
 /// Reads `/wait`'s `timeout` query value: seconds, where any negative number (upstream's
-/// `-1`) or an empty value means no limit.
+/// `-1`) means no limit, as no value at all does.
 pub fn wait_timeout<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     let value = <String as serde::Deserialize>::deserialize(deserializer)?;
-    if value.is_empty() {
-        return Ok(None);
-    }
     let seconds: i64 = value
         .parse()
         .map_err(|_| serde::de::Error::custom(format!("Invalid timeout {value:?}")))?;
@@ -879,7 +876,6 @@ pub(crate) mod tests {
                 .map(|query| query.timeout)
         };
         assert_eq!(parse(None).unwrap(), None);
-        assert_eq!(parse(Some("timeout=")).unwrap(), None);
         assert_eq!(parse(Some("timeout=-1")).unwrap(), None);
         assert_eq!(
             parse(Some("timeout=30")).unwrap(),

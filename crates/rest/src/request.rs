@@ -117,7 +117,8 @@ impl Project {
     }
 }
 
-/// The `recursion` parameter: 0 (the default, also when empty), 1 or 2.
+/// The `recursion` parameter: 0 (the default), 1 or 2. An empty value is refused like any
+/// other that is not a number, so that what the document calls an integer is one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Recursion(pub u8);
 
@@ -125,7 +126,7 @@ impl<'de> Deserialize<'de> for Recursion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = text(deserializer)?;
         match value.as_str() {
-            "" | "0" => Ok(Self(0)),
+            "0" => Ok(Self(0)),
             "1" => Ok(Self(1)),
             "2" => Ok(Self(2)),
             other => Err(invalid("recursion", other, None)),
@@ -133,8 +134,8 @@ impl<'de> Deserialize<'de> for Recursion {
     }
 }
 
-/// The `all-projects` parameter: `true`, or `false` (also when empty); anything else is a 400
-/// rather than silently false.
+/// The `all-projects` parameter: `true` or `false`; anything else (an empty value included) is
+/// a 400 rather than silently false.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AllProjects(pub bool);
 
@@ -143,7 +144,7 @@ impl<'de> Deserialize<'de> for AllProjects {
         let value = text(deserializer)?;
         match value.as_str() {
             "true" => Ok(Self(true)),
-            "" | "false" => Ok(Self(false)),
+            "false" => Ok(Self(false)),
             other => Err(invalid("all-projects", other, Some("true or false"))),
         }
     }
@@ -174,8 +175,9 @@ pub struct RecursionQuery {
     pub recursion: Recursion,
 }
 
-/// Reads the body as JSON of type `T`, at most [`MAX_BODY_BYTES`]. Malformed JSON, a wrong
-/// shape and fields `T` does not define are all 400s with the decoder's message.
+/// Reads the body as a JSON object of type `T`, at most [`MAX_BODY_BYTES`]. Malformed JSON, a
+/// wrong shape (an array included) and fields `T` does not define are all 400s with the
+/// decoder's message.
 pub async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
     let bytes = Limited::new(body, MAX_BODY_BYTES)
         .collect()
@@ -187,6 +189,17 @@ pub async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiErro
             },
         })?
         .to_bytes();
+    // Every body of this API is an object; serde would also fill a struct from an array.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+                .err()
+                .map_or_else(
+                    || ApiError::BadRequest("The request body must be a JSON object".into()),
+                    ApiError::BadJson,
+                ),
+        );
+    }
     serde_json::from_slice(&bytes).map_err(ApiError::BadJson)
 }
 

@@ -13,9 +13,10 @@ use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-use crate::request::{Project, ProjectQuery, Query, invalid};
+use crate::request::{Project, ProjectQuery, Query, bounded, invalid};
 use crate::screens::variant::{self, ImageFormat, Variant};
 use crate::screens::{ScreenKey, stream};
 
@@ -55,7 +56,11 @@ pub struct ConsoleQuery {
     #[serde(default, rename = "type")]
     #[param(value_type = Option<ConsoleType>)]
     pub kind: ConsoleType,
-    /// `vga`: the display device (`video0`); the primary console when absent.
+    /// `vga`: the display device (`video0`, the only one); the primary console when absent or
+    /// empty. Only screens that can exist are named, so a client cannot make the daemon keep
+    /// state for any number of made-up devices.
+    #[serde(default, deserialize_with = "device")]
+    #[param(value_type = Option<String>, pattern = "^(video0)?$")]
     pub device: Option<String>,
     /// `vga`: the head of a multi-head display device; needs `device`.
     #[serde(default, deserialize_with = "head")]
@@ -99,19 +104,28 @@ impl ConsoleQuery {
     }
 }
 
-/// Reads `head`: a number (whether the device has that head is checked with the device).
-fn head<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    let value = String::deserialize(deserializer)?;
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| invalid("head", &value, None))
-}
-
-/// Reads `stream`: empty for a single image, `mjpeg` for a stream.
-fn stream_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<StreamType>, D::Error> {
+/// Reads `device`: the instance's own display device, `video0` (empty: none named).
+fn device<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     match String::deserialize(deserializer)?.as_str() {
         "" => Ok(None),
+        DISPLAY_DEVICE_ID => Ok(Some(DISPLAY_DEVICE_ID.to_owned())),
+        other => Err(D::Error::custom(
+            DriverError::DisplayNotFound {
+                device: other.to_owned(),
+            }
+            .to_string(),
+        )),
+    }
+}
+
+/// Reads `head`: 0 to the most heads a display device can have, less one.
+fn head<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    bounded(deserializer, "head", 0..=MAX_HEADS - 1)
+}
+
+/// Reads `stream`: `mjpeg` for a stream (absent for a single image).
+fn stream_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<StreamType>, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
         "mjpeg" => Ok(Some(StreamType::Mjpeg)),
         other => Err(invalid("stream", other, Some("mjpeg"))),
     }
@@ -184,7 +198,7 @@ async fn screenshot(
     query: &ConsoleQuery,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let key = screen_key(project, instance.name(), query)?;
+    let key = screen_key(project, instance.name(), query);
     if let Some(StreamType::Mjpeg) = query.stream {
         let variant = query.variant(ImageFormat::Jpeg)?;
         if variant.format != ImageFormat::Jpeg {
@@ -235,37 +249,16 @@ async fn screenshot(
 }
 
 /// Which screen a request asks for. Only screens that can exist are named, so a client cannot
-/// make the daemon keep state for any number of made-up devices or heads: the display device is
-/// the instance's own (`video0`), and heads go up to the most a device can have.
-fn screen_key(project: &str, name: &str, query: &ConsoleQuery) -> Result<ScreenKey, ApiError> {
-    let device = query
-        .device
-        .as_deref()
-        .filter(|device| !device.is_empty())
-        .map(str::to_owned);
-    if let Some(device) = device
-        .as_ref()
-        .filter(|device| *device != DISPLAY_DEVICE_ID)
-    {
-        return Err(DriverError::DisplayNotFound {
-            device: device.clone(),
-        }
-        .into());
-    }
-    let head = query.head;
-    if let (Some(head @ MAX_HEADS..), Some(device)) = (head, &device) {
-        return Err(DriverError::HeadNotFound {
-            device: device.clone(),
-            head,
-        }
-        .into());
-    }
-    Ok(ScreenKey {
+/// make the daemon keep state for any number of made-up devices or heads: reading the query
+/// allowed the instance's own display device (`video0`) only, and heads up to the most a device
+/// can have.
+fn screen_key(project: &str, name: &str, query: &ConsoleQuery) -> ScreenKey {
+    ScreenKey {
         project: project.to_owned(),
         name: name.to_owned(),
-        device,
-        head,
-    })
+        device: query.device.clone(),
+        head: query.head,
+    }
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part, as
@@ -339,7 +332,6 @@ mod tests {
         let stream = parse("stream=mjpeg&quality=70").unwrap();
         assert_eq!(stream.stream, Some(StreamType::Mjpeg));
         assert_eq!(stream.variant(ImageFormat::Jpeg).unwrap().quality, Some(70));
-        assert_eq!(parse("fps=").unwrap().fps, None);
         for (bad, message) in [
             (
                 "width=0",
@@ -379,7 +371,14 @@ mod tests {
             ),
             ("fps=31", "Invalid value for fps parameter: 31 (1 to 30)"),
             ("stream=x", "Invalid value for stream parameter: x (mjpeg)"),
-            ("head=x", "Invalid value for head parameter: x"),
+            ("head=x", "Invalid value for head parameter: x (0 to 15)"),
+            ("head=16", "Invalid value for head parameter: 16 (0 to 15)"),
+            ("device=video1", "Display device \"video1\" not found"),
+            (
+                "format=",
+                "Invalid value for format parameter:  (png, jpeg or webp)",
+            ),
+            ("fps=", "Invalid value for fps parameter:  (1 to 30)"),
         ] {
             let error = variant(bad)
                 .and_then(|_| parse(bad).map(|_| ()))

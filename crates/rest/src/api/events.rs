@@ -36,7 +36,13 @@ pub struct EventsQuery {
     path = "/1.0/events",
     operation_id = "events_get",
     tag = "events",
-    params(EventsQuery),
+    params(
+        EventsQuery,
+        ("Connection" = String, Header, description = "`Upgrade` (a websocket handshake)"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The handshake's nonce, base64"),
+    ),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
         (status = 400, description = "Not a websocket request, or an unknown type", body = crate::envelope::ErrorEnvelope),

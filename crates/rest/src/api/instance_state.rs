@@ -19,7 +19,12 @@ use crate::request::{ProjectQuery, Query, json_body};
 /// How long a clean shutdown may take when the client says "forever" (`timeout: -1`, what
 /// `incus stop` sends): a guest that ignores the ACPI button is then stopped by force rather
 /// than left hanging the request for ever.
-pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(MAX_STOP_TIMEOUT_SECONDS as u64);
+
+/// The longest clean shutdown a client may ask for, in seconds: as long as "forever". Every
+/// other change of the instance waits for a stop in progress, so a longer one would hold them
+/// all (`timeout` out of `-1..=60` is a 400).
+pub const MAX_STOP_TIMEOUT_SECONDS: i64 = 60;
 
 /// The wire form of an instance's state.
 pub fn state(vm: &QemuInstance) -> InstanceState {
@@ -89,8 +94,14 @@ impl Action {
             ));
         }
         let timeout = match request.timeout {
-            seconds if seconds < 0 => FOREVER_STOP_TIMEOUT,
-            seconds => Duration::from_secs(seconds.unsigned_abs()),
+            -1 => FOREVER_STOP_TIMEOUT,
+            seconds @ 0..=MAX_STOP_TIMEOUT_SECONDS => Duration::from_secs(seconds.unsigned_abs()),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "Invalid timeout {other}: -1 (one minute) or 0 to \
+                     {MAX_STOP_TIMEOUT_SECONDS} seconds"
+                )));
+            }
         };
         let force = request.force;
         Ok(match request.action.as_str() {
@@ -209,6 +220,21 @@ mod tests {
             }
         );
         assert!(Action::parse(&request("explode", 0, false)).is_err());
+        assert_eq!(
+            Action::parse(&request("stop", 60, false)).unwrap(),
+            Action::Stop {
+                force: false,
+                timeout: FOREVER_STOP_TIMEOUT
+            }
+        );
+        for bad in [61, -2] {
+            assert_eq!(
+                Action::parse(&request("stop", bad, false))
+                    .unwrap_err()
+                    .to_string(),
+                format!("Invalid timeout {bad}: -1 (one minute) or 0 to 60 seconds")
+            );
+        }
         let mut stateful = request("stop", 0, false);
         stateful.stateful = true;
         assert!(Action::parse(&stateful).is_err());

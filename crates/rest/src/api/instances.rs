@@ -30,7 +30,11 @@ pub struct ListQuery {
     #[serde(default)]
     #[param(value_type = Option<u8>, minimum = 0, maximum = 2)]
     pub recursion: Recursion,
-    /// Keep the instances that match, e.g. `status eq Running`.
+    /// Keep the instances that match, e.g. `status eq Running`: clauses `[not] FIELD eq|ne
+    /// VALUE` joined by `and` or `or` (values may also be double-quoted to hold spaces).
+    #[param(
+        pattern = r#"^ *(([Nn][Oo][Tt] +)?[^\s"]+ +([Ee][Qq]|[Nn][Ee]) +[^\s"]+( +([Aa][Nn][Dd]|[Oo][Rr]) +([Nn][Oo][Tt] +)?[^\s"]+ +([Ee][Qq]|[Nn][Ee]) +[^\s"]+)*)? *$"#
+    )]
     pub filter: Option<String>,
 }
 
@@ -264,6 +268,7 @@ fn profiles(requested: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     params(("name" = String, Path, description = "Instance name"), RecursionQuery),
     responses(
         (status = 200, description = "The instance", body = crate::envelope::SyncEnvelope<crate::openapi::InstanceOrFull>),
+        (status = 400, description = "Bad parameter", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
     ),
 )]

@@ -94,7 +94,7 @@ pub async fn get(context: &Context, id: &str) -> Result<ApiResponse, ApiError> {
         WaitQuery,
     ),
     responses(
-        (status = 200, description = "The ended operation, or an error envelope for a failure or a timeout", body = crate::envelope::SyncEnvelope<Operation>),
+        (status = 200, description = "The ended operation, or an error envelope for a failure or a timeout", body = crate::openapi::WaitAnswer),
         (status = 400, description = "Bad timeout", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such operation", body = crate::envelope::ErrorEnvelope),
     ),

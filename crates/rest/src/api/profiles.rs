@@ -30,6 +30,7 @@ pub fn default_profile() -> Profile {
     params(RecursionQuery),
     responses(
         (status = 200, description = "The profiles' URLs, or the profiles", body = crate::envelope::SyncEnvelope<crate::openapi::ProfileList>),
+        (status = 400, description = "Bad parameter", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such project", body = crate::envelope::ErrorEnvelope),
     ),
 )]

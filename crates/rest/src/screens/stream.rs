@@ -24,8 +24,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use serde::de::IntoDeserializer;
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use vgashot_instance_drivers::QemuInstance;
 
@@ -41,17 +40,9 @@ pub const DEFAULT_FPS: u32 = 5;
 /// The most frames per second a stream may ask for.
 pub const MAX_FPS: u32 = 30;
 
-/// Reads the `fps` parameter: 1 to [`MAX_FPS`]; empty is the default, [`DEFAULT_FPS`].
+/// Reads the `fps` parameter: 1 to [`MAX_FPS`] ([`DEFAULT_FPS`] when absent).
 pub fn fps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    let value = String::deserialize(deserializer)?;
-    if value.is_empty() {
-        return Ok(None);
-    }
-    bounded(
-        IntoDeserializer::<D::Error>::into_deserializer(value),
-        "fps",
-        1..=MAX_FPS,
-    )
+    bounded(deserializer, "fps", 1..=MAX_FPS)
 }
 
 /// Starts streaming `key`'s screen of `vm` as JPEG frames of `variant`'s size and quality.

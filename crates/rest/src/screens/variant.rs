@@ -71,10 +71,9 @@ pub fn quality<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>,
     bounded(deserializer, "quality", 1..=100)
 }
 
-/// Reads the `format` parameter: `png`, `jpeg` (or `jpg`) or `webp`; empty is the default.
+/// Reads the `format` parameter: `png`, `jpeg` (or `jpg`) or `webp`.
 pub fn format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ImageFormat>, D::Error> {
     match String::deserialize(deserializer)?.as_str() {
-        "" => Ok(None),
         "png" => Ok(Some(ImageFormat::Png)),
         "jpeg" | "jpg" => Ok(Some(ImageFormat::Jpeg)),
         "webp" => Ok(Some(ImageFormat::Webp)),
