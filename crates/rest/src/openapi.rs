@@ -6,10 +6,13 @@
 //! 1. Query parameters come from the same typed structs that parse them (`IntoParams`), with
 //!    their ranges and patterns.
 //! 2. Answers whose shape depends on `recursion` are `anyOf` their shapes ([`InstanceList`] and
-//!    the others below): `anyOf`, not `oneOf`, since an empty list is every one of them.
+//!    the others below): `anyOf`, not `oneOf`, since an empty list is every one of them. The
+//!    most specific shape comes first, as generated clients try them in order.
 //! 3. [`document`] drops the defaults utoipa derives from `Default` for fields that are
 //!    objects: they say nothing a client needs (the fields are always sent) and client
-//!    generators cannot have a model property with a default.
+//!    generators cannot have a model property with a default. It also unwraps the one-item
+//!    `oneOf` utoipa puts around a flattened struct in an `allOf` (to hold its description),
+//!    which generators drop, losing the struct's fields.
 //!
 //! `cargo xtask swagger` writes it to `swagger/rest-api.yaml` and `swagger/rest-api.json`, which
 //! are committed next to the code that serves them; a test fails when they are stale. OpenAPI 3
@@ -90,7 +93,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// Removes every `default` whose value is an object from `schema` and the schemas in it.
+/// Removes every `default` whose value is an object from `schema` and the schemas in it (and
+/// unwraps one-item `oneOf`s in `allOf`s).
 fn drop_object_defaults(schema: &mut RefOr<Schema>) {
     let RefOr::T(schema) = schema else {
         return;
@@ -120,7 +124,10 @@ fn drop_object_defaults(schema: &mut RefOr<Schema>) {
                     ArrayItems::False => Vec::new(),
                 },
             ),
-            Schema::AllOf(all) => (&mut all.default, all.items.iter_mut().collect()),
+            Schema::AllOf(all) => {
+                all.items.iter_mut().for_each(unwrap_single_one_of);
+                (&mut all.default, all.items.iter_mut().collect())
+            }
             Schema::AnyOf(any) => (&mut any.default, any.items.iter_mut().collect()),
             Schema::OneOf(one) => (&mut one.default, one.items.iter_mut().collect()),
             _ => return,
@@ -129,6 +136,15 @@ fn drop_object_defaults(schema: &mut RefOr<Schema>) {
         *default = None;
     }
     children.into_iter().for_each(drop_object_defaults);
+}
+
+/// Replaces a `oneOf` of one schema by that schema.
+fn unwrap_single_one_of(schema: &mut RefOr<Schema>) {
+    if let RefOr::T(Schema::OneOf(one)) = schema {
+        if one.items.len() == 1 {
+            *schema = one.items.remove(0);
+        }
+    }
 }
 
 /// The document as YAML, as committed in `swagger/rest-api.yaml`.
@@ -217,13 +233,13 @@ macro_rules! by_recursion {
 by_recursion! {
     /// `GET /1.0/instances`: URLs (`recursion=0`), instances (`1`), or instances with their
     /// state (`2`).
-    InstanceList: [urls(), list_of::<Instance>(), list_of::<InstanceFull>()]
+    InstanceList: [list_of::<InstanceFull>(), list_of::<Instance>(), urls()]
         uses [Instance, InstanceFull]
 }
 
 by_recursion! {
     /// `GET /1.0/instances/{name}`: the instance (`recursion=0`), or with its state (`1`, `2`).
-    InstanceOrFull: [component::<Instance>(), component::<InstanceFull>()]
+    InstanceOrFull: [component::<InstanceFull>(), component::<Instance>()]
         uses [Instance, InstanceFull]
 }
 
@@ -238,11 +254,11 @@ by_recursion! {
 
 by_recursion! {
     /// `GET /1.0/profiles`: URLs (`recursion=0`) or profiles (`1`, `2`).
-    ProfileList: [urls(), list_of::<Profile>()] uses [Profile]
+    ProfileList: [list_of::<Profile>(), urls()] uses [Profile]
 }
 
 by_recursion! {
     /// `GET /1.0/operations`: by status (`running`, `success`, `failure`), URLs (`recursion=0`)
     /// or operations (`1`, `2`).
-    OperationList: [by_status(urls()), by_status(list_of::<Operation>())] uses [Operation]
+    OperationList: [by_status(list_of::<Operation>()), by_status(urls())] uses [Operation]
 }
