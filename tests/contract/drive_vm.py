@@ -119,7 +119,7 @@ def main(url, image):
 
     metrics = metrics_get.sync_detailed(client=api)
     expect(metrics.status_code == 200, f"metrics: {metrics.status_code}")
-    expect(f'name="{NAME}"' in metrics.content.decode(), "the metrics do not name the VM")
+    expect(f'name="{NAME}"' in metrics.parsed, "the metrics do not name the VM")
 
     change_state(api, "stop")
     state = instance_state_get.sync_detailed(NAME, client=api).parsed.metadata

@@ -31,9 +31,10 @@ pub struct ListQuery {
     #[param(value_type = Option<u8>, minimum = 0, maximum = 2)]
     pub recursion: Recursion,
     /// Keep the instances that match, e.g. `status eq Running`: clauses `[not] FIELD eq|ne
-    /// VALUE` joined by `and` or `or` (values may also be double-quoted to hold spaces).
+    /// VALUE` joined by `and` or `or` (values may also be double-quoted to hold spaces), words
+    /// separated by whitespace as Rust's `char::is_whitespace` has it.
     #[param(
-        pattern = r#"^ *(([Nn][Oo][Tt] +)?[^\s"]+ +([Ee][Qq]|[Nn][Ee]) +[^\s"]+( +([Aa][Nn][Dd]|[Oo][Rr]) +([Nn][Oo][Tt] +)?[^\s"]+ +([Ee][Qq]|[Nn][Ee]) +[^\s"]+)*)? *$"#
+        pattern = r#"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(([Nn][Oo][Tt][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)?[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Ee][Qq]|[Nn][Ee])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+([\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Aa][Nn][Dd]|[Oo][Rr])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Nn][Oo][Tt][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)?[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Ee][Qq]|[Nn][Ee])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+)*)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#
     )]
     pub filter: Option<String>,
 }
