@@ -19,8 +19,9 @@
 //!    verified against the daemon's certificate, with the client certificate; any failure
 //!    fails the step. `tests/contract/schemathesis.toml` holds its configuration, with the
 //!    reason for each setting.
-//! 5. Cleanup, whatever happened: every instance is stopped by force and deleted through the
-//!    API, the daemon gets SIGTERM, and any QEMU left under the directory is killed.
+//! 5. Cleanup, whatever happened: once no operation runs (at most [`OPERATIONS_BOUND`]), every
+//!    instance is stopped by force and deleted through the API, the daemon gets SIGTERM, and
+//!    any QEMU left under the directory is killed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +41,8 @@ const PYTHON_CLIENT: (&str, &str) = ("openapi_python_client", "openapi-python-cl
 /// Examples per operation and phase: enough to find a drift, few enough for a few minutes on
 /// two cores.
 const MAX_EXAMPLES: &str = "30";
+/// How long operations still running at the end may take to finish before cleaning up.
+const OPERATIONS_BOUND: Duration = Duration::from_secs(30);
 /// How long the daemon may take to answer after it starts.
 const START_BOUND: Duration = Duration::from_secs(20);
 /// The QEMU every VM of the run is started with (step 2).
@@ -159,6 +162,18 @@ impl Daemon {
     /// and kills any QEMU still running under its directory.
     async fn clean_up(mut self) {
         let client = self.local();
+        // An operation still running (a start) could launch a QEMU after the listing below.
+        let started = Instant::now();
+        while started.elapsed() < OPERATIONS_BOUND {
+            let operations = client
+                .call("GET", "/1.0/operations", None)
+                .await
+                .unwrap_or_default();
+            if operations.get("running").is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let instances = client
             .call("GET", "/1.0/instances", None)
             .await
