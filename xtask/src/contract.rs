@@ -196,6 +196,37 @@ impl Daemon {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
         vgashot_qemu_process::testing::kill_detached_under(&self.dir.join("run"));
+        kill_processes_using(&self.dir);
+    }
+}
+
+/// SIGKILLs every process whose command line names `dir` (a QEMU whose pid file went away with
+/// a deleted instance while it was being started still has its QMP socket there).
+fn kill_processes_using(dir: &Path) {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let named = std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|part| part == needle));
+        if named {
+            eprintln!(
+                "xtask: killing process {pid}, left running under {}",
+                dir.display()
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
@@ -256,6 +287,8 @@ fn fuzz(daemon: &Daemon) -> Result {
     let started = Instant::now();
     let outcome = run_status(
         Command::new(venv_bin("st"))
+            // Its example cache (`.schemathesis/`) lands under `target/`.
+            .current_dir(root.join("target/contract"))
             .arg("--config-file")
             .arg(root.join("tests/contract/schemathesis.toml"))
             .arg("run")
