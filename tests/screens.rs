@@ -414,6 +414,7 @@ async fn a_slow_stream_reader_misses_frames_instead_of_queueing_them() {
             true,
         )
         .await;
+    wait_for_a_screen(&daemon, "v1").await;
     let captures = || metric(&daemon, "vgashot_screenshot_captures_total", "v1");
     // Full-size frames at 30 fps of a changing screen, not read for STALLED frames: each
     // capture is a new frame, which replaces the one the viewer has not taken.
@@ -450,6 +451,19 @@ async fn a_slow_stream_reader_misses_frames_instead_of_queueing_them() {
         frames < STALLED / 2 + 30,
         "{frames} frames arrived after {STALLED} were made unread: the daemon queued them"
     );
+}
+
+/// Waits (bounded) until `name` has a screen to capture (its firmware set a video mode).
+async fn wait_for_a_screen(daemon: &Daemon, name: &str) {
+    let started = Instant::now();
+    let path = format!("/1.0/instances/{name}/console?type=vga");
+    while daemon.request("GET", &path, None).await.status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} never had a screen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits (bounded) until `count` reaches `target`.

@@ -38,7 +38,7 @@ async fn bystander(daemon: &Daemon) -> Bystander {
 /// A VM booting the Mode13 fixture (which ignores the ACPI power button) from a disk image of
 /// its own (QEMU locks an image for its writer).
 fn vm_body(daemon: &Daemon, name: &str, ephemeral: bool, start: bool) -> Value {
-    let image = daemon.dir.path().join(format!("{name}.img"));
+    let image = daemon.images.path().join(format!("{name}.img"));
     std::fs::copy(daemon.image(Fixture::Mode13), &image).unwrap();
     json!({
         "name": name,
@@ -622,7 +622,7 @@ async fn commas_in_paths_cannot_inject_qemu_options() {
     let decoy = daemon.image(bars);
     let evil = PathBuf::from(format!(
         "{}/evil,file={}",
-        daemon.dir.path().display(),
+        daemon.images.path().display(),
         decoy.display()
     ));
     std::fs::create_dir_all(evil.parent().unwrap()).unwrap();

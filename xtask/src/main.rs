@@ -12,10 +12,14 @@
 //!    saved, and the commands to try; Ctrl-C stops the VM and the daemon.
 //! 3. `bench`: the benchmark (`crates/bench`, built in release, with the release daemon it
 //!    starts for the many-viewers section), which rewrites `BENCHMARKS.md`.
-//! 4. `swagger`: regenerates `swagger/rest-api.{yaml,json}` from the handlers' annotations;
+//! 4. `contract`: only the contract step of `test`, on the release daemon it builds.
+//! 5. `swagger`: regenerates `swagger/rest-api.{yaml,json}` from the handlers' annotations;
 //!    `swagger --check` fails when the committed files are stale, and validates the document
-//!    with `openapi-spec-validator` (from PyPI, in a virtualenv under `target/`).
+//!    with `openapi-spec-validator` (from PyPI, in a virtualenv under `target/`). `test` then
+//!    checks the document as a contract against the release daemon (`contract.rs`):
+//!    schemathesis with every check, and a Python client generated from it that drives a VM.
 
+mod contract;
 mod demo;
 mod qemu;
 mod swagger;
@@ -25,10 +29,12 @@ use std::process::{Command, ExitCode};
 type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str = "usage: cargo xtask <test|demo|bench|swagger [--check]>
-  test     install QEMU if needed, then fmt --check, clippy -D warnings, all tests, swagger --check
+  test     install QEMU if needed, then fmt --check, clippy -D warnings, all tests, swagger --check,
+           and the API contract (schemathesis, a generated Python client)
   demo     run the daemon with a demo VM, save its screen (demo-output/screenshot.png); Ctrl-C stops
   bench    measure screenshot latency and rewrite BENCHMARKS.md
-  swagger  regenerate swagger/rest-api.{yaml,json}; --check fails when they are stale";
+  swagger  regenerate swagger/rest-api.{yaml,json}; --check fails when they are stale
+  contract only the API contract step of `test` (schemathesis, the generated Python client)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +43,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("bench") => bench(&args[1..]),
         Some("swagger") => swagger::run(args.get(1).map(String::as_str) == Some("--check")),
+        Some("contract") => contract(),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -106,7 +113,17 @@ fn test() -> Result {
             ("VGASHOT_REQUIRE_LINUX_GUEST", "1".as_ref()),
         ],
     )?;
-    swagger::run(true)
+    swagger::run(true)?;
+    // The document as a contract: schemathesis and a generated Python client against the
+    // release daemon.
+    contract::run()
+}
+
+/// The contract step alone, on the release daemon it builds first.
+fn contract() -> Result {
+    qemu::ensure_installed()?;
+    cargo(&["build", "--release", "--package", "vgashot"])?;
+    contract::run()
 }
 
 fn bench(args: &[String]) -> Result {

@@ -1,11 +1,12 @@
 //! `cargo xtask swagger [--check]`: the OpenAPI files under `swagger/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{Result, workspace_root};
 
-/// Where the validator is installed, so the machine's Python stays untouched.
+/// Where the validator (and the contract test's tools) are installed, so the machine's Python
+/// stays untouched.
 const VENV: &str = "target/swagger-venv";
 /// The validator, from PyPI.
 const VALIDATOR: &str = "openapi-spec-validator";
@@ -40,33 +41,55 @@ pub fn run(check: bool) -> Result {
     Ok(())
 }
 
-/// Validates the document with openapi-spec-validator, installing it into a virtualenv first.
+/// Validates the document with openapi-spec-validator, installing it into the virtualenv first.
 fn validate(document: &Path) -> Result {
-    let root = workspace_root();
-    let venv = root.join(VENV);
-    let python = venv.join("bin/python");
+    ensure_package("openapi_spec_validator", VALIDATOR)?;
+    run_command(
+        Command::new(venv_bin("python"))
+            .args(["-m", "openapi_spec_validator"])
+            .arg(document),
+        "openapi-spec-validator",
+    )
+}
+
+/// A program of the virtualenv (`python`, or one a package installed).
+pub fn venv_bin(name: &str) -> PathBuf {
+    workspace_root().join(VENV).join("bin").join(name)
+}
+
+/// Makes sure the virtualenv exists and `module` imports in it, installing `requirement`
+/// (`name==version`, or a bare name) from PyPI when it does not.
+pub fn ensure_package(module: &str, requirement: &str) -> Result {
+    let python = venv_bin("python");
     if !python.exists() {
         run_command(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(workspace_root().join(VENV)),
             "python3 -m venv (on Debian: apt-get install python3-venv)",
         )?;
     }
     let installed = Command::new(&python)
-        .args(["-c", "import openapi_spec_validator"])
+        .args(["-c", &format!("import {module}")])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    if !installed {
-        run_command(
-            Command::new(&python).args(["-m", "pip", "install", "--quiet", VALIDATOR]),
-            "pip install openapi-spec-validator",
-        )?;
+    let pinned = requirement.split_once("==").is_none_or(|(name, version)| {
+        Command::new(&python)
+            .args(["-m", "pip", "show", name])
+            .output()
+            .is_ok_and(|output| {
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .any(|line| line == format!("Version: {version}"))
+            })
+    });
+    if installed && pinned {
+        return Ok(());
     }
     run_command(
-        Command::new(&python)
-            .args(["-m", "openapi_spec_validator"])
-            .arg(document),
-        "openapi-spec-validator",
+        Command::new(&python).args(["-m", "pip", "install", "--quiet", requirement]),
+        &format!("pip install {requirement}"),
     )
 }
 

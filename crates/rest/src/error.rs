@@ -2,6 +2,7 @@
 
 use http::StatusCode;
 use vgashot_instance_drivers::DriverError;
+use vgashot_instance_drivers::store::StoreError;
 use vgashot_screens::{ScreensError, SourceError};
 
 use crate::envelope::{self, ApiResponse};
@@ -13,9 +14,13 @@ pub enum ApiError {
     /// No route for this path (Incus answers exactly "not found").
     #[error("not found")]
     UnknownPath,
-    /// The route exists but not for this method.
+    /// The route exists but not for this method; the 405 says which methods it has (`Allow`,
+    /// as RFC 9110 requires).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The route's methods, as the `Allow` header lists them: `GET, POST`.
+        allowed: &'static str,
+    },
     /// The caller is not trusted and the route is not open to untrusted clients (Incus's
     /// `response.Forbidden(nil)`, which is also what incusd answers there).
     #[error("not authorized")]
@@ -84,7 +89,7 @@ impl ApiError {
             | Self::ProjectNotFound
             | Self::ProfileNotFound
             | Self::OperationNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden | Self::CrossOrigin(_) => StatusCode::FORBIDDEN,
             Self::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadRequest(_) | Self::BadJson(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
@@ -110,7 +115,13 @@ impl ApiError {
         if status.is_server_error() && !matches!(self, Self::Limit(_)) {
             tracing::error!(%message, "request failed");
         }
-        envelope::error(status, message)
+        let mut response = envelope::error(status, message);
+        if let Self::MethodNotAllowed { allowed } = self {
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+        }
+        response
     }
 }
 
@@ -133,7 +144,10 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::NoDisplay
         | DriverError::SocketPathTooLong { .. }
         | DriverError::ScreenTooLarge { .. } => StatusCode::BAD_REQUEST,
-        DriverError::NotFound => StatusCode::NOT_FOUND,
+        // The instance went away while the request ran (deleted meanwhile): gone, not broken.
+        DriverError::NotFound | DriverError::Store(StoreError::NotFound { .. }) => {
+            StatusCode::NOT_FOUND
+        }
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
         DriverError::Store(_)
         | DriverError::Launch(_)

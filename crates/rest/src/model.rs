@@ -534,45 +534,63 @@ impl Default for InstanceBackup {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstancesPost {
-    /// Architecture name (empty: the server's).
+    /// Architecture name (empty: the server's, the only one: `x86_64`).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable, pattern = "^(x86_64)?$")]
     pub architecture: String,
     /// The instance's configuration.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub config: BTreeMap<String, String>,
     /// The instance's devices.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub devices: BTreeMap<String, BTreeMap<String, String>>,
     /// Whether the instance is deleted when it stops.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub ephemeral: bool,
     /// Profiles to apply. `null` (what the client sends without `-p`) means `["default"]`;
-    /// `[]` (`--no-profiles`) means none.
+    /// `[]` (`--no-profiles`) means none. Only `default` exists.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::ProfileName>>)]
     pub profiles: Option<Vec<String>>,
-    /// Snapshot to restore (only meaningful for PUT; Go's `omitempty`).
+    /// Snapshot to restore (only meaningful for PUT; Go's `omitempty`): none, snapshots are
+    /// not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 0)]
     pub restore: Option<String>,
     /// Whether the instance has saved state.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub stateful: bool,
     /// Description.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub description: String,
-    /// Name (empty: the server picks one).
+    /// Name: required (this server does not pick one); 1 to 63 letters, digits and hyphens,
+    /// starting with a letter and not ending with a hyphen (a DNS label, as Incus).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(
+        required = true,
+        pattern = "^[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    )]
     pub name: String,
-    /// Where the instance comes from.
+    /// Where the instance comes from: required.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(required = true)]
     pub source: InstanceSource,
-    /// Cloud instance type (`t2.micro`, `c2-m4`) to derive limits from; empty for none.
+    /// Cloud instance type (`t2.micro`, `c2-m4`) to derive limits from: not supported, so empty.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable, max_length = 0)]
     pub instance_type: String,
-    /// `virtual-machine` or `container` (empty: `container`, as incusd).
+    /// `virtual-machine`: required, as the default (`container`, as incusd) is refused.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
+    #[schema(required = true, pattern = "^virtual-machine$")]
     pub kind: String,
     /// Whether to start the instance once created (`incus launch`).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub start: bool,
 }
 
@@ -599,11 +617,13 @@ impl InstancesPost {
 #[serde(deny_unknown_fields)]
 pub struct InstanceSource {
     /// `none`, `image`, `migration` or `copy`. incusd answers anything else (empty included)
-    /// with 400 `Unknown source type X`.
+    /// with 400 `Unknown source type X`; this server supports `none` only.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
+    #[schema(required = true, pattern = "^none$")]
     pub kind: String,
     /// Certificate of the remote server (image or migration source).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub certificate: String,
     /// Image alias to use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -660,6 +680,7 @@ pub struct InstanceSource {
     /// Whether to copy a running instance without stopping it (the Go field has no `omitempty`:
     /// the client always sends it).
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub allow_inconsistent: bool,
 }
 
@@ -670,8 +691,9 @@ pub struct InstanceSource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstancePut {
-    /// Architecture name.
+    /// Architecture name (`x86_64`, the only one, or empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(x86_64)?$")]
     pub architecture: Option<String>,
     /// Configuration (replaces the instance's own configuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -682,11 +704,13 @@ pub struct InstancePut {
     /// Whether the instance is deleted when it stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral: Option<bool>,
-    /// Profiles to apply, in order.
+    /// Profiles to apply, in order (only `default` exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::openapi::ProfileName>>)]
     pub profiles: Option<Vec<String>>,
-    /// Name of a snapshot to restore (then every other field is ignored, as incusd does).
+    /// Name of a snapshot to restore: none, snapshots are not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 0)]
     pub restore: Option<String>,
     /// Whether the instance has saved state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -705,18 +729,23 @@ pub struct InstancePut {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceStatePut {
-    /// `start`, `stop`, `restart`, `freeze` or `unfreeze`.
+    /// `start`, `stop`, `restart`, `freeze` or `unfreeze`: required.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(required = true, pattern = "^(start|stop|restart|freeze|unfreeze)$")]
     pub action: String,
-    /// Seconds to wait for a clean shutdown; -1 waits forever (the client's default for `stop`),
-    /// 0 is what `start` sends.
+    /// Seconds to wait for a clean shutdown; more than 300 is cut to 300, and -1 ("forever",
+    /// the client's default for `stop`) waits one minute; 0 is what `start` sends. A forced stop
+    /// cuts a clean one in progress short.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable, minimum = -1)]
     pub timeout: i64,
     /// Whether to stop at once, without a clean shutdown.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub force: bool,
     /// Whether to save (stop) or restore (start) the running state.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub stateful: bool,
 }
 

@@ -405,15 +405,15 @@ pub(crate) fn timestamp() -> String {
     humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
 }
 
-/// Parses `/wait`'s `timeout` query value: seconds, where any negative number (upstream's
-/// `-1`) or no value at all means no limit.
-pub fn parse_wait_timeout(value: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    let Some(value) = value.filter(|value| !value.is_empty()) else {
-        return Ok(None);
-    };
+/// Reads `/wait`'s `timeout` query value: seconds, where any negative number (upstream's
+/// `-1`) means no limit, as no value at all does.
+pub fn wait_timeout<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let value = <String as serde::Deserialize>::deserialize(deserializer)?;
     let seconds: i64 = value
         .parse()
-        .map_err(|_| ApiError::BadRequest(format!("Invalid timeout {value:?}")))?;
+        .map_err(|_| serde::de::Error::custom(format!("Invalid timeout {value:?}")))?;
     Ok(u64::try_from(seconds).ok().map(Duration::from_secs))
 }
 
@@ -467,7 +467,7 @@ pub async fn get_operation(operations: &Operations, id: &str) -> Result<ApiRespo
 }
 
 /// `GET /1.0/operations/{id}/wait?timeout=N`: waits for the end of the operation (see
-/// [`parse_wait_timeout`]) and answers it in the sync envelope.
+/// [`wait_timeout`]) and answers it in the sync envelope.
 ///
 /// As upstream 6.0.4 (whose handler has already sent `200 OK` when it starts waiting), a
 /// failed operation and a timeout answer HTTP 200 with an *error* envelope (`error_code` 500,
@@ -870,17 +870,20 @@ pub(crate) mod tests {
 
     #[test]
     fn wait_timeouts_parse_as_incus() {
-        assert_eq!(parse_wait_timeout(None).unwrap(), None);
-        assert_eq!(parse_wait_timeout(Some("")).unwrap(), None);
-        assert_eq!(parse_wait_timeout(Some("-1")).unwrap(), None);
+        let parse = |raw| {
+            crate::request::Query::parse(raw)
+                .typed::<crate::api::operations::WaitQuery>()
+                .map(|query| query.timeout)
+        };
+        assert_eq!(parse(None).unwrap(), None);
+        assert_eq!(parse(Some("timeout=-1")).unwrap(), None);
         assert_eq!(
-            parse_wait_timeout(Some("30")).unwrap(),
+            parse(Some("timeout=30")).unwrap(),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_wait_timeout(Some("0")).unwrap(), Some(Duration::ZERO));
-        assert!(matches!(
-            parse_wait_timeout(Some("soon")),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert_eq!(parse(Some("timeout=0")).unwrap(), Some(Duration::ZERO));
+        let soon = parse(Some("timeout=soon")).unwrap_err();
+        assert!(matches!(soon, ApiError::BadRequest(_)));
+        assert_eq!(soon.to_string(), "Invalid timeout \"soon\"");
     }
 }

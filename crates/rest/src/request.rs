@@ -1,17 +1,33 @@
 //! Reading what a request carries: its query string and its JSON body, with Incus's rules.
 //!
-//! Bodies are JSON, and say so: a request that carries a body with any other `Content-Type` (or
-//! none) is refused before it reaches its handler ([`check_body_type`]), whatever the endpoint.
-//! The `incus` client, `vgashot` and the web page all send `application/json`; the kinds a web
-//! page of another site may send without a CORS preflight (`text/plain`, forms) never are.
+//! Query parameters are typed: every endpoint has a struct deriving both `serde::Deserialize`
+//! and `utoipa::IntoParams`, so the one type both parses the request and documents it in the
+//! OpenAPI document, and the two cannot drift.
+//!
+//! 1. [`Query::parse`] percent-decodes the query string into keys and values; a repeated key
+//!    keeps its last value, as before.
+//! 2. [`Query::typed`] hands those pairs to `serde_urlencoded`, which fills the endpoint's
+//!    struct; keys the struct does not name are ignored, as Incus ignores them.
+//! 3. Values are checked while they are read, by the parameter types below ([`Project`],
+//!    [`Recursion`], [`AllProjects`]) and by `deserialize_with` functions built on [`bounded`]; a bad
+//!    value is a 400 in Incus's words (`Invalid value for recursion parameter: 9`), the
+//!    decoder's message passed through unchanged.
+//! 4. Bodies are JSON, and say so: a request that carries a body with any other `Content-Type` (or
+//!    none) is refused before it reaches its handler ([`check_body_type`]), whatever the endpoint.
+//!    The `incus` client, `vgashot` and the web page all send `application/json`; the kinds a web
+//!    page of another site may send without a CORS preflight (`text/plain`, forms) never are.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 
 use http::Request;
 use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Incoming};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 
@@ -35,29 +51,91 @@ impl Query {
         )
     }
 
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+    /// The parameters as the endpoint's typed struct `T`; a bad value is a 400 that says why.
+    pub fn typed<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.0)
+            .finish();
+        serde_urlencoded::from_str(&encoded)
+            .map_err(|error| ApiError::BadRequest(error.to_string()))
     }
+}
 
-    /// The `project` parameter (default `default`), which must name a project that exists.
-    pub fn project(&self) -> Result<&str, ApiError> {
-        match self.get("project") {
-            None | Some("") => Ok(DEFAULT_PROJECT),
-            Some(DEFAULT_PROJECT) => Ok(DEFAULT_PROJECT),
+/// The error of a bad parameter value, in Incus's words, with what is accepted when given.
+pub(crate) fn invalid<E: serde::de::Error>(name: &str, value: &str, accepted: Option<&str>) -> E {
+    match accepted {
+        Some(accepted) => E::custom(format!(
+            "Invalid value for {name} parameter: {value} ({accepted})"
+        )),
+        None => E::custom(format!("Invalid value for {name} parameter: {value}")),
+    }
+}
+
+/// Reads a parameter's value as text.
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    String::deserialize(deserializer)
+}
+
+/// Reads an integer parameter `name` that must lie in `range`; out of range or not a number is
+/// a 400 that names the range. For `deserialize_with` of an `Option` field (with `default`).
+pub fn bounded<'de, D, T>(
+    deserializer: D,
+    name: &str,
+    range: RangeInclusive<T>,
+) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr + PartialOrd + Display,
+{
+    let value = text(deserializer)?;
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|number| range.contains(number))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                &value,
+                Some(&format!("{} to {}", range.start(), range.end())),
+            )
+        })
+}
+
+/// The `project` parameter, which must name a project that exists: only `default` does, and
+/// an absent or empty one means it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Project(Option<String>);
+
+impl Project {
+    /// The project's name, or a 404 for a project that does not exist.
+    pub fn name(&self) -> Result<&str, ApiError> {
+        match self.0.as_deref() {
+            None | Some("" | DEFAULT_PROJECT) => Ok(DEFAULT_PROJECT),
             Some(_) => Err(ApiError::ProjectNotFound),
         }
     }
 
-    /// The `recursion` parameter: 0 (default), 1 or 2.
-    pub fn recursion(&self) -> Result<u8, ApiError> {
-        match self.get("recursion") {
-            None | Some("") | Some("0") => Ok(0),
-            Some("1") => Ok(1),
-            Some("2") => Ok(2),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid value for recursion parameter: {other}"
-            ))),
+    /// The name given, if any and not empty, unchecked (for `all-projects`).
+    pub fn given(&self) -> Option<&str> {
+        self.0.as_deref().filter(|name| !name.is_empty())
+    }
+}
+
+/// The `recursion` parameter: 0 (the default), 1 or 2. An empty value is refused like any
+/// other that is not a number, so that what the document calls an integer is one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Recursion(pub u8);
+
+impl<'de> Deserialize<'de> for Recursion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = text(deserializer)?;
+        match value.as_str() {
+            "0" => Ok(Self(0)),
+            "1" => Ok(Self(1)),
+            "2" => Ok(Self(2)),
+            other => Err(invalid("recursion", other, None)),
         }
     }
 }
@@ -91,8 +169,50 @@ pub fn check_body_type<B: Body>(request: &Request<B>) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body as JSON of type `T`, at most [`MAX_BODY_BYTES`]. Malformed JSON, a wrong
-/// shape and fields `T` does not define are all 400s with the decoder's message.
+/// The `all-projects` parameter: `true` or `false`; anything else (an empty value included) is
+/// a 400 rather than silently false.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllProjects(pub bool);
+
+impl<'de> Deserialize<'de> for AllProjects {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = text(deserializer)?;
+        match value.as_str() {
+            "true" => Ok(Self(true)),
+            "false" => Ok(Self(false)),
+            other => Err(invalid("all-projects", other, Some("true or false"))),
+        }
+    }
+}
+
+/// Only `project`: the query of most endpoints.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectQuery {
+    /// Project name (only `default` exists; absent or empty means it).
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$")]
+    pub project: Project,
+}
+
+/// `project` and `recursion`: the query of an object's `GET` (`1`: with its state) and of
+/// short lists (`1`: objects rather than URLs).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecursionQuery {
+    /// Project name (only `default` exists; absent or empty means it).
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$")]
+    pub project: Project,
+    /// Recursion level: 0 (the default), 1 or 2.
+    #[serde(default)]
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 2)]
+    pub recursion: Recursion,
+}
+
+/// Reads the body as a JSON object of type `T`, at most [`MAX_BODY_BYTES`]. Malformed JSON, a
+/// wrong shape (an array included) and fields `T` does not define are all 400s with the
+/// decoder's message.
 pub async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
     let bytes = Limited::new(body, MAX_BODY_BYTES)
         .collect()
@@ -104,6 +224,17 @@ pub async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiErro
             },
         })?
         .to_bytes();
+    // Every body of this API is an object; serde would also fill a struct from an array.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+                .err()
+                .map_or_else(
+                    || ApiError::BadRequest("The request body must be a JSON object".into()),
+                    ApiError::BadJson,
+                ),
+        );
+    }
     serde_json::from_slice(&bytes).map_err(ApiError::BadJson)
 }
 
@@ -111,19 +242,62 @@ pub async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiErro
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize)]
+    struct Example {
+        #[serde(default)]
+        project: Project,
+        #[serde(default)]
+        recursion: Recursion,
+        #[serde(default, rename = "all-projects")]
+        all_projects: AllProjects,
+        #[serde(default, deserialize_with = "side")]
+        width: Option<u32>,
+        name: Option<String>,
+    }
+
+    fn side<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+        bounded(deserializer, "width", 1..=10)
+    }
+
+    fn parse(raw: &str) -> Result<Example, ApiError> {
+        Query::parse(Some(raw)).typed()
+    }
+
     #[test]
     fn queries_are_decoded_and_checked() {
-        let query = Query::parse(Some("type=vga&project=default&name=a%20b"));
-        assert_eq!(query.get("type"), Some("vga"));
-        assert_eq!(query.get("name"), Some("a b"));
-        assert_eq!(query.project().unwrap(), "default");
-        assert_eq!(Query::parse(None).project().unwrap(), "default");
+        let query = parse("project=default&name=a%20b&recursion=2&width=3").unwrap();
+        assert_eq!(query.name.as_deref(), Some("a b"));
+        assert_eq!(query.project.name().unwrap(), "default");
+        assert_eq!(query.recursion, Recursion(2));
+        assert_eq!(query.width, Some(3));
+        let empty: Example = Query::parse(None).typed().unwrap();
+        assert_eq!(empty.project.name().unwrap(), "default");
+        assert_eq!(empty.recursion, Recursion(0));
+        assert_eq!(empty.width, None);
+        assert!(!empty.all_projects.0);
+        assert!(parse("all-projects=true").unwrap().all_projects.0);
+        // A repeated key keeps its last value; unknown keys are ignored.
+        assert_eq!(
+            parse("recursion=9&recursion=1&x=y").unwrap().recursion,
+            Recursion(1)
+        );
         assert!(matches!(
-            Query::parse(Some("project=nope")).project(),
+            parse("project=nope").unwrap().project.name(),
             Err(ApiError::ProjectNotFound)
         ));
-        assert_eq!(Query::parse(Some("recursion=2")).recursion().unwrap(), 2);
-        assert!(Query::parse(Some("recursion=9")).recursion().is_err());
+        let message = |raw| parse(raw).unwrap_err().to_string();
+        assert_eq!(
+            message("recursion=9"),
+            "Invalid value for recursion parameter: 9"
+        );
+        assert_eq!(
+            message("width=11"),
+            "Invalid value for width parameter: 11 (1 to 10)"
+        );
+        assert_eq!(
+            message("all-projects=yes"),
+            "Invalid value for all-projects parameter: yes (true or false)"
+        );
     }
 
     #[test]

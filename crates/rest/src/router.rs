@@ -89,6 +89,27 @@ impl Route {
         })
     }
 
+    /// The methods this route answers, as the `Allow` header of a 405 lists them; [`dispatch`]
+    /// has an arm for each of them and for no other.
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Self::Instances => "GET, POST",
+            Self::Instance(_) => "GET, PUT, PATCH, DELETE",
+            Self::InstanceState(_) => "GET, PUT",
+            Self::InstanceConsole(_) => "GET, DELETE",
+            Self::Root
+            | Self::Server
+            | Self::Operations
+            | Self::Operation(_)
+            | Self::OperationWait(_)
+            | Self::Events
+            | Self::Profiles
+            | Self::Profile(_)
+            | Self::Metrics
+            | Self::Ui => "GET",
+        }
+    }
+
     /// Whether an untrusted client may call `method` on this route: only what incusd opens to
     /// them, `GET /` and `GET /1.0` (a route added later is closed to them by default).
     pub fn allows_untrusted(&self, method: &Method) -> bool {
@@ -149,6 +170,7 @@ async fn dispatch(
         return Err(ApiError::Forbidden);
     }
     request::check_body_type(&request)?;
+    let allowed = route.allowed_methods();
     match (method, route) {
         (Method::GET, Route::Root) => Ok(api::server::root()),
         (Method::GET, Route::Server) => Ok(api::server::get(context, caller)),
@@ -188,7 +210,7 @@ async fn dispatch(
         (Method::GET, Route::Profile(name)) => api::profiles::get(&name, &query),
         (Method::GET, Route::Metrics) => Ok(api::metrics::get(context)),
         (Method::GET, Route::Ui) => api::ui::get(request.uri(), request.headers()),
-        _ => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::MethodNotAllowed { allowed }),
     }
 }
 
@@ -232,6 +254,19 @@ mod tests {
         ] {
             assert_eq!(Route::parse(unknown), None, "{unknown}");
         }
+    }
+
+    #[test]
+    fn every_route_allows_get() {
+        for route in [
+            Route::Root,
+            Route::Instances,
+            Route::Instance("v1".into()),
+            Route::Ui,
+        ] {
+            assert!(route.allowed_methods().starts_with("GET"), "{route:?}");
+        }
+        assert_eq!(Route::Instances.allowed_methods(), "GET, POST");
     }
 
     #[test]

@@ -103,12 +103,23 @@ impl Variant {
             }
         };
         let quality = parse_number(&get, "quality", 1..=100, "1 to 100")?;
+        Self::new(side("width")?, side("height")?, format, quality)
+    }
+
+    /// A rendering of values already read and range-checked (a caller's typed query): a
+    /// quality for a lossless format is [`ScreensError::QualityNotJpeg`].
+    pub fn new(
+        width: Option<u32>,
+        height: Option<u32>,
+        format: ImageFormat,
+        quality: Option<u8>,
+    ) -> Result<Self, ScreensError> {
         if quality.is_some() && format != ImageFormat::Jpeg {
             return Err(ScreensError::QualityNotJpeg);
         }
         Ok(Self {
-            width: side("width")?,
-            height: side("height")?,
+            width,
+            height,
             format,
             quality,
         })

@@ -7,36 +7,156 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderValue, IF_NONE_MATCH, LAST_MODIFIED};
 use http::{HeaderMap, Response, StatusCode};
-use vgashot_instance_drivers::{Instance, QemuInstance};
-use vgashot_screens::{ImageFormat, ScreenId, Variant};
+use vgashot_instance_drivers::qemu::cmdline::{DISPLAY_DEVICE_ID, MAX_HEADS};
+use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
+use vgashot_screens::{ImageFormat, MAX_SIDE, ScreenId, Variant};
 
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
-use crate::request::Query;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::request::{Project, ProjectQuery, Query, bounded, invalid};
 use crate::screens::stream;
 
 /// What `type` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum ConsoleType {
     /// The serial console's log (the default, as in Incus).
+    #[default]
     Log,
     /// A screenshot of the VGA console.
     Vga,
 }
 
-impl ConsoleType {
-    /// Parses `type`: `log` (also when absent or empty, as Incus) or `vga`. Anything else is a
-    /// 400 (upstream answers 500 here, although its own API documentation says 400).
-    fn parse(query: &Query) -> Result<Self, ApiError> {
-        match query.get("type") {
-            None | Some("" | "log") => Ok(Self::Log),
-            Some("vga") => Ok(Self::Vga),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid value for type parameter: {other}"
-            ))),
+impl<'de> Deserialize<'de> for ConsoleType {
+    /// Reads `type`: `log` (also when empty, as Incus) or `vga`. Anything else is a 400
+    /// (upstream answers 500 here, although its own API documentation says 400).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match String::deserialize(deserializer)?.as_str() {
+            "" | "log" => Ok(Self::Log),
+            "vga" => Ok(Self::Vga),
+            other => Err(invalid("type", other, None)),
         }
+    }
+}
+
+/// The query of `GET /1.0/instances/{name}/console`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConsoleQuery {
+    /// Project name (only `default` exists; absent or empty means it).
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$", example = "default")]
+    pub project: Project,
+    /// What to return: the console log (`log`, the default) or a screenshot of the VGA console
+    /// (`vga`).
+    #[serde(default, rename = "type")]
+    #[param(value_type = Option<ConsoleType>)]
+    pub kind: ConsoleType,
+    /// `vga`: the display device (`video0`, the only one); the primary console when absent or
+    /// empty. Only screens that can exist are named, so a client cannot make the daemon keep
+    /// state for any number of made-up devices.
+    #[serde(default, deserialize_with = "device")]
+    #[param(value_type = Option<String>, pattern = "^(video0)?$")]
+    pub device: Option<String>,
+    /// `vga`: the head of a multi-head display device; needs `device`.
+    #[serde(default, deserialize_with = "head")]
+    #[param(maximum = 15)]
+    pub head: Option<u32>,
+    /// `vga`: thumbnail width in pixels (1-8192, no larger than the screen); with only one of
+    /// width and height the aspect ratio is kept.
+    #[serde(default, deserialize_with = "width")]
+    #[param(minimum = 1, maximum = 8192)]
+    pub width: Option<u32>,
+    /// `vga`: thumbnail height in pixels (1-8192, no larger than the screen).
+    #[serde(default, deserialize_with = "height")]
+    #[param(minimum = 1, maximum = 8192)]
+    pub height: Option<u32>,
+    /// `vga`: image format, `png` (default), `jpeg` or `webp`.
+    #[serde(default, deserialize_with = "format")]
+    pub format: Option<ImageFormat>,
+    /// `vga`: JPEG quality, 1-100 (default 80); PNG and WebP are lossless.
+    #[serde(default, deserialize_with = "quality")]
+    #[param(minimum = 1, maximum = 100)]
+    pub quality: Option<u8>,
+    /// `vga`: `mjpeg` streams the screen as `multipart/x-mixed-replace` JPEG frames.
+    #[serde(default, deserialize_with = "stream_type")]
+    pub stream: Option<StreamType>,
+    /// `vga` with `stream`: at most this many frames per second, 1-30 (default 5).
+    #[serde(default, deserialize_with = "fps")]
+    #[param(minimum = 1, maximum = 30)]
+    pub fps: Option<u32>,
+}
+
+impl ConsoleQuery {
+    /// The rendering asked for, in `default_format` unless `format` says otherwise.
+    fn variant(&self, default_format: ImageFormat) -> Result<Variant, ApiError> {
+        Ok(Variant::new(
+            self.width,
+            self.height,
+            self.format.unwrap_or(default_format),
+            self.quality,
+        )?)
+    }
+}
+
+/// Reads the `width` parameter: 1 to [`MAX_SIDE`].
+fn width<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    bounded(deserializer, "width", 1..=MAX_SIDE)
+}
+
+/// Reads the `height` parameter: 1 to [`MAX_SIDE`].
+fn height<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    bounded(deserializer, "height", 1..=MAX_SIDE)
+}
+
+/// Reads the `quality` parameter: 1 to 100.
+fn quality<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    bounded(deserializer, "quality", 1..=100)
+}
+
+/// Reads the `format` parameter: `png`, `jpeg` (or `jpg`) or `webp`.
+fn format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ImageFormat>, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "png" => Ok(Some(ImageFormat::Png)),
+        "jpeg" | "jpg" => Ok(Some(ImageFormat::Jpeg)),
+        "webp" => Ok(Some(ImageFormat::Webp)),
+        other => Err(invalid("format", other, Some("png, jpeg or webp"))),
+    }
+}
+
+/// Reads the `fps` parameter: 1 to [`stream::MAX_FPS`] ([`stream::DEFAULT_FPS`] when absent).
+fn fps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    bounded(deserializer, "fps", 1..=stream::MAX_FPS)
+}
+
+/// Reads `device`: the instance's own display device, `video0` (empty: none named).
+fn device<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "" => Ok(None),
+        DISPLAY_DEVICE_ID => Ok(Some(DISPLAY_DEVICE_ID.to_owned())),
+        other => Err(D::Error::custom(
+            DriverError::DisplayNotFound {
+                device: other.to_owned(),
+            }
+            .to_string(),
+        )),
+    }
+}
+
+/// Reads `head`: 0 to the most heads a display device can have, less one.
+fn head<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    bounded(deserializer, "head", 0..=MAX_HEADS - 1)
+}
+
+/// Reads `stream`: `mjpeg` for a stream (absent for a single image).
+fn stream_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<StreamType>, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "mjpeg" => Ok(Some(StreamType::Mjpeg)),
+        other => Err(invalid("stream", other, Some("mjpeg"))),
     }
 }
 
@@ -61,16 +181,7 @@ impl ConsoleType {
     tag = "instances",
     params(
         ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name", example = "default"),
-        ("type" = Option<ConsoleType>, Query, description = "What to return: the console log (`log`, the default) or a screenshot of the VGA console (`vga`)"),
-        ("device" = Option<String>, Query, description = "`vga`: the display device (`video0`); the primary console when absent"),
-        ("head" = Option<u32>, Query, description = "`vga`: the head of a multi-head display device; needs `device`"),
-        ("width" = Option<u32>, Query, description = "`vga`: thumbnail width in pixels (1-8192, no larger than the screen); with only one of width and height the aspect ratio is kept"),
-        ("height" = Option<u32>, Query, description = "`vga`: thumbnail height in pixels (1-8192, no larger than the screen)"),
-        ("format" = Option<ImageFormat>, Query, description = "`vga`: image format, `png` (default), `jpeg` or `webp`"),
-        ("quality" = Option<u8>, Query, description = "`vga`: JPEG quality, 1-100 (default 80); PNG and WebP are lossless"),
-        ("stream" = Option<StreamType>, Query, description = "`vga`: `mjpeg` streams the screen as `multipart/x-mixed-replace` JPEG frames"),
-        ("fps" = Option<u32>, Query, description = "`vga` with `stream`: at most this many frames per second, 1-30 (default 5)"),
+        ConsoleQuery,
         ("If-None-Match" = Option<String>, Header, description = "`vga`: the `ETag` of a screenshot the client has; unchanged, the answer is 304"),
     ),
     responses(
@@ -96,15 +207,15 @@ pub async fn get(
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let console = ConsoleType::parse(query)?;
-    let project = query.project()?;
+    let query: ConsoleQuery = query.typed()?;
+    let project = query.project.name()?;
     let instance = context.instance(project, name)?;
-    match console {
+    match query.kind {
         ConsoleType::Log => {
             let log = instance.console_log().await?;
             Ok(envelope::bytes("application/octet-stream", log))
         }
-        ConsoleType::Vga => screenshot(context, instance, query, headers).await,
+        ConsoleType::Vga => screenshot(context, instance, &query, headers).await,
     }
 }
 
@@ -112,19 +223,19 @@ pub async fn get(
 async fn screenshot(
     context: &Context,
     instance: Arc<QemuInstance>,
-    query: &Query,
+    query: &ConsoleQuery,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let screen = screen_id(query)?;
-    if let Some(StreamType::Mjpeg) = StreamType::parse(query)? {
-        let variant = Variant::parse(|name| query.get(name), ImageFormat::Jpeg)?;
+    let screen = screen_id(query);
+    if let Some(StreamType::Mjpeg) = query.stream {
+        let variant = query.variant(ImageFormat::Jpeg)?;
         if variant.format != ImageFormat::Jpeg {
             return Err(ApiError::BadRequest(
                 "The mjpeg stream is made of JPEG frames: leave format out, or set it to jpeg"
                     .into(),
             ));
         }
-        let fps = stream::parse_fps(query)?;
+        let fps = query.fps.unwrap_or(stream::DEFAULT_FPS);
         // Fail now, in the error envelope, rather than with an empty stream.
         let first = context.screens.capture(&instance, &screen).await?;
         return stream::mjpeg(
@@ -136,7 +247,7 @@ async fn screenshot(
             &first.metrics,
         );
     }
-    let variant = Variant::parse(|name| query.get(name), ImageFormat::Png)?;
+    let variant = query.variant(ImageFormat::Png)?;
     let answer = context.screens.capture(&instance, &screen).await?;
     let capture = &answer.capture;
     let etag = capture.etag(&variant);
@@ -164,23 +275,15 @@ async fn screenshot(
     Ok(response)
 }
 
-/// Which screen a request asks for. Whether it exists (the instance's display device,
-/// `video0`, and its heads) is the engine's to check, against the instance's displays, before
-/// it keeps any state for it: a client cannot make the daemon keep state for made-up screens.
-fn screen_id(query: &Query) -> Result<ScreenId, ApiError> {
-    let device = query
-        .get("device")
-        .filter(|device| !device.is_empty())
-        .map(str::to_owned);
-    let head = query
-        .get("head")
-        .map(|head| {
-            head.parse::<u32>().map_err(|_| {
-                ApiError::BadRequest(format!("Invalid value for head parameter: {head}"))
-            })
-        })
-        .transpose()?;
-    Ok(ScreenId { device, head })
+/// Which screen a request asks for. Reading the query allowed the instance's own display
+/// device (`video0`) only, and heads up to the most a device can have; whether the screen exists
+/// on this instance (a head without a device, a head beyond its device's) is the engine's to
+/// check, against the instance's displays, before it keeps any state for it.
+fn screen_id(query: &ConsoleQuery) -> ScreenId {
+    ScreenId {
+        device: query.device.clone(),
+        head: query.head,
+    }
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part, as
@@ -203,19 +306,6 @@ pub enum StreamType {
     Mjpeg,
 }
 
-impl StreamType {
-    /// Parses `stream`: absent or empty for a single image, `mjpeg` for a stream.
-    fn parse(query: &Query) -> Result<Option<Self>, ApiError> {
-        match query.get("stream") {
-            None | Some("") => Ok(None),
-            Some("mjpeg") => Ok(Some(Self::Mjpeg)),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid value for stream parameter: {other} (mjpeg)"
-            ))),
-        }
-    }
-}
-
 /// Clear the console log
 #[utoipa::path(
     delete,
@@ -224,7 +314,7 @@ impl StreamType {
     tag = "instances",
     params(
         ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name", example = "default"),
+        ProjectQuery,
     ),
     responses(
         (status = 200, description = "The log is empty", body = crate::envelope::SyncEnvelope<serde_json::Value>),
@@ -232,7 +322,7 @@ impl StreamType {
     ),
 )]
 pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    let instance = context.instance(query.project()?, name)?;
+    let instance = context.instance(query.typed::<ProjectQuery>()?.project.name()?, name)?;
     instance.clear_console_log().await?;
     Ok(envelope::sync(serde_json::json!({})))
 }
@@ -241,40 +331,85 @@ pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiR
 mod tests {
     use super::*;
 
+    fn parse(raw: &str) -> Result<ConsoleQuery, ApiError> {
+        Query::parse(Some(raw)).typed()
+    }
+
     #[test]
     fn console_types() {
-        let parse = |raw| ConsoleType::parse(&Query::parse(Some(raw)));
-        assert_eq!(parse("").unwrap(), ConsoleType::Log);
-        assert_eq!(parse("type=").unwrap(), ConsoleType::Log);
-        assert_eq!(parse("type=log").unwrap(), ConsoleType::Log);
-        assert_eq!(parse("type=vga").unwrap(), ConsoleType::Vga);
-        let bogus = parse("type=bogus").unwrap_err();
+        let kind = |raw| parse(raw).map(|query| query.kind);
+        assert_eq!(kind("").unwrap(), ConsoleType::Log);
+        assert_eq!(kind("type=").unwrap(), ConsoleType::Log);
+        assert_eq!(kind("type=log").unwrap(), ConsoleType::Log);
+        assert_eq!(kind("type=vga").unwrap(), ConsoleType::Vga);
+        let bogus = kind("type=bogus").unwrap_err();
         assert_eq!(bogus.to_string(), "Invalid value for type parameter: bogus");
         assert_eq!(bogus.status(), http::StatusCode::BAD_REQUEST);
     }
 
-    /// Which screens exist is the engine's to say (against the instance's displays); here only
-    /// the parameters are read.
     #[test]
-    fn a_screen_is_named_by_device_and_head() {
-        let screen = |raw| screen_id(&Query::parse(Some(raw)));
-        assert_eq!(screen("type=vga").unwrap(), ScreenId::default());
-        assert_eq!(
-            screen("type=vga&device=&head=3").unwrap(),
-            ScreenId {
-                device: None,
-                head: Some(3)
-            }
-        );
-        assert_eq!(
-            screen("type=vga&device=video0&head=1").unwrap(),
-            ScreenId {
-                device: Some("video0".into()),
-                head: Some(1)
-            }
-        );
-        let bad = screen("type=vga&device=video0&head=x").unwrap_err();
-        assert_eq!(bad.to_string(), "Invalid value for head parameter: x");
-        assert_eq!(bad.status(), http::StatusCode::BAD_REQUEST);
+    fn screenshot_parameters_are_checked() {
+        let variant = |raw| parse(raw)?.variant(ImageFormat::Png);
+        assert!(variant("type=vga").unwrap().is_plain());
+        let thumbnail = variant("width=320&format=jpeg&quality=70").unwrap();
+        assert_eq!(thumbnail.width, Some(320));
+        assert_eq!(thumbnail.format, ImageFormat::Jpeg);
+        let stream = parse("stream=mjpeg&quality=70").unwrap();
+        assert_eq!(stream.stream, Some(StreamType::Mjpeg));
+        assert_eq!(stream.variant(ImageFormat::Jpeg).unwrap().quality, Some(70));
+        for (bad, message) in [
+            (
+                "width=0",
+                "Invalid value for width parameter: 0 (1 to 8192)",
+            ),
+            (
+                "width=-1",
+                "Invalid value for width parameter: -1 (1 to 8192)",
+            ),
+            (
+                "height=99999",
+                "Invalid value for height parameter: 99999 (1 to 8192)",
+            ),
+            (
+                "width=abc",
+                "Invalid value for width parameter: abc (1 to 8192)",
+            ),
+            (
+                "format=gif",
+                "Invalid value for format parameter: gif (png, jpeg or webp)",
+            ),
+            (
+                "quality=0",
+                "Invalid value for quality parameter: 0 (1 to 100)",
+            ),
+            (
+                "quality=101",
+                "Invalid value for quality parameter: 101 (1 to 100)",
+            ),
+            (
+                "format=jpeg&quality=x",
+                "Invalid value for quality parameter: x (1 to 100)",
+            ),
+            (
+                "quality=50",
+                "The quality parameter applies to jpeg only: png and webp are lossless",
+            ),
+            ("fps=31", "Invalid value for fps parameter: 31 (1 to 30)"),
+            ("stream=x", "Invalid value for stream parameter: x (mjpeg)"),
+            ("head=x", "Invalid value for head parameter: x (0 to 15)"),
+            ("head=16", "Invalid value for head parameter: 16 (0 to 15)"),
+            ("device=video1", "Display device \"video1\" not found"),
+            (
+                "format=",
+                "Invalid value for format parameter:  (png, jpeg or webp)",
+            ),
+            ("fps=", "Invalid value for fps parameter:  (1 to 30)"),
+        ] {
+            let error = variant(bad)
+                .and_then(|_| parse(bad).map(|_| ()))
+                .unwrap_err();
+            assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(error.to_string(), message, "{bad}");
+        }
     }
 }

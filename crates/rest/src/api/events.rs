@@ -7,7 +7,25 @@ use crate::context::Context;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::events::{self, EventType};
-use crate::request::Query;
+use crate::request::{AllProjects, Project, Query};
+
+/// The query of `GET /1.0/events`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Comma-separated event types (`operation`, `lifecycle`, `logging`, `network-acl`); all
+    /// when absent or empty.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Project name (only `default` exists; absent or empty means it).
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$")]
+    pub project: Project,
+    /// Events of every project.
+    #[serde(default, rename = "all-projects")]
+    #[param(value_type = Option<bool>)]
+    pub all_projects: AllProjects,
+}
 
 /// Listen to events
 ///
@@ -19,9 +37,11 @@ use crate::request::Query;
     operation_id = "events_get",
     tag = "events",
     params(
-        ("type" = Option<String>, Query, description = "Comma-separated event types (`operation`, `lifecycle`, `logging`); all when absent"),
-        ("project" = Option<String>, Query, description = "Project name"),
-        ("all-projects" = Option<bool>, Query, description = "Events of every project"),
+        EventsQuery,
+        ("Connection" = String, Header, description = "`Upgrade` (a websocket handshake)"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The handshake's nonce, base64"),
     ),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
@@ -33,12 +53,13 @@ pub async fn get(
     query: &Query,
     request: Request<Incoming>,
 ) -> Result<ApiResponse, ApiError> {
-    let all_projects = query.get("all-projects") == Some("true");
+    let query: EventsQuery = query.typed()?;
+    let all_projects = query.all_projects.0;
     let project = if all_projects {
-        query.get("project").map(str::to_owned)
+        query.project.given().map(str::to_owned)
     } else {
-        Some(query.project()?.to_owned())
+        Some(query.project.name()?.to_owned())
     };
-    let types = EventType::parse_list(query.get("type"))?;
+    let types = EventType::parse_list(query.kind.as_deref())?;
     events::events_websocket(&context.events, request, types, project, all_projects).await
 }

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::model::{
     InstanceState, InstanceStateCpu, InstanceStateMemory, InstanceStatePut, ZERO_TIME,
 };
-use crate::request::{Query, json_body};
+use crate::request::{ProjectQuery, Query, json_body};
 
 /// How long a clean shutdown may take when the client says "forever" (`timeout: -1`, what
 /// `incus stop` sends): a guest that ignores the ACPI button is then stopped by force rather
@@ -66,17 +66,14 @@ fn saturating_i64(value: u64) -> i64 {
     path = "/1.0/instances/{name}/state",
     operation_id = "instance_state_get",
     tag = "instances",
-    params(
-        ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-    ),
+    params(("name" = String, Path, description = "Instance name"), ProjectQuery),
     responses(
         (status = 200, description = "The state", body = crate::envelope::SyncEnvelope<InstanceState>),
         (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    let vm = context.instance(query.project()?, name)?;
+    let vm = context.instance(query.typed::<ProjectQuery>()?.project.name()?, name)?;
     Ok(envelope::sync(state(&vm)))
 }
 
@@ -150,10 +147,7 @@ impl Action {
     path = "/1.0/instances/{name}/state",
     operation_id = "instance_state_put",
     tag = "instances",
-    params(
-        ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-    ),
+    params(("name" = String, Path, description = "Instance name"), ProjectQuery),
     request_body = InstanceStatePut,
     responses(
         (status = 202, description = "Changing state", body = crate::envelope::AsyncEnvelope<crate::operations::Operation>),
@@ -167,7 +161,7 @@ pub async fn put(
     query: &Query,
     body: Incoming,
 ) -> Result<ApiResponse, ApiError> {
-    let project = query.project()?.to_owned();
+    let project = query.typed::<ProjectQuery>()?.project.name()?.to_owned();
     let vm = context.instance(&project, name)?;
     let request: InstanceStatePut = json_body(body).await?;
     let action = Action::parse(&request)?;
@@ -235,6 +229,14 @@ mod tests {
             }
         );
         assert!(Action::parse(&request("explode", 0, false)).is_err());
+        // Any negative timeout is Incus's "forever", which waits one minute here.
+        assert_eq!(
+            Action::parse(&request("stop", -2, false)).unwrap(),
+            Action::Stop {
+                force: false,
+                timeout: FOREVER_STOP_TIMEOUT
+            }
+        );
         let mut stateful = request("stop", 0, false);
         stateful.stateful = true;
         assert!(Action::parse(&stateful).is_err());

@@ -16,7 +16,28 @@ use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::model::{Instance, InstanceFull, InstancePut, InstancesPost, ZERO_TIME};
-use crate::request::{Query, json_body};
+use crate::request::{Project, ProjectQuery, Query, Recursion, RecursionQuery, json_body};
+
+/// The query of `GET /1.0/instances`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Project name (only `default` exists; absent or empty means it).
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$")]
+    pub project: Project,
+    /// 0: URLs, 1: instances, 2: instances with state.
+    #[serde(default)]
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 2)]
+    pub recursion: Recursion,
+    /// Keep the instances that match, e.g. `status eq Running`: clauses `[not] FIELD eq|ne
+    /// VALUE` joined by `and` or `or` (values may also be double-quoted to hold spaces), words
+    /// separated by whitespace as Rust's `char::is_whitespace` has it.
+    #[param(
+        pattern = r#"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(([Nn][Oo][Tt][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)?[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Ee][Qq]|[Nn][Ee])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+([\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Aa][Nn][Dd]|[Oo][Rr])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Nn][Oo][Tt][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)?[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+([Ee][Qq]|[Nn][Ee])[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"]+)*)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#
+    )]
+    pub filter: Option<String>,
+}
 
 /// The wire form of an instance.
 pub fn instance(instance: &QemuInstance) -> Instance {
@@ -68,20 +89,17 @@ pub fn instance_full(vm: &QemuInstance) -> InstanceFull {
     path = "/1.0/instances",
     operation_id = "instances_get",
     tag = "instances",
-    params(
-        ("project" = Option<String>, Query, description = "Project name"),
-        ("recursion" = Option<u8>, Query, description = "0: URLs, 1: instances, 2: instances with state"),
-        ("filter" = Option<String>, Query, description = "Keep the instances that match, e.g. `status eq Running`"),
-    ),
+    params(ListQuery),
     responses(
-        (status = 200, description = "The instances", body = crate::envelope::SyncEnvelope<Vec<InstanceFull>>),
+        (status = 200, description = "The instances", body = crate::envelope::SyncEnvelope<crate::openapi::InstanceList>),
         (status = 400, description = "Bad parameter", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such project", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub async fn list(context: &Context, query: &Query) -> Result<ApiResponse, ApiError> {
-    let filter = Filter::parse(query.get("filter").unwrap_or_default())?;
-    let project = query.project()?;
+    let query: ListQuery = query.typed()?;
+    let filter = Filter::parse(query.filter.as_deref().unwrap_or_default())?;
+    let project = query.project.name()?;
     let mut instances = context.driver.list(project);
     if let Some(filter) = filter {
         instances.retain(|vm| {
@@ -89,14 +107,14 @@ pub async fn list(context: &Context, query: &Query) -> Result<ApiResponse, ApiEr
             filter.matches(&full)
         });
     }
-    Ok(match query.recursion()? {
-        0 => envelope::sync(
+    Ok(match query.recursion {
+        Recursion(0) => envelope::sync(
             instances
                 .iter()
                 .map(|vm| format!("/1.0/instances/{}", vm.name()))
                 .collect::<Vec<_>>(),
         ),
-        1 => envelope::sync(instances.iter().map(|vm| instance(vm)).collect::<Vec<_>>()),
+        Recursion(1) => envelope::sync(instances.iter().map(|vm| instance(vm)).collect::<Vec<_>>()),
         _ => envelope::sync(
             instances
                 .iter()
@@ -116,7 +134,7 @@ pub async fn list(context: &Context, query: &Query) -> Result<ApiResponse, ApiEr
     path = "/1.0/instances",
     operation_id = "instances_post",
     tag = "instances",
-    params(("project" = Option<String>, Query, description = "Project name")),
+    params(ProjectQuery),
     request_body = InstancesPost,
     responses(
         (status = 202, description = "Creating", body = crate::envelope::AsyncEnvelope<crate::operations::Operation>),
@@ -130,7 +148,7 @@ pub async fn create(
     query: &Query,
     body: Incoming,
 ) -> Result<ApiResponse, ApiError> {
-    let project = query.project()?.to_owned();
+    let project = query.typed::<ProjectQuery>()?.project.name()?.to_owned();
     let request: InstancesPost = json_body(body).await?;
     let definition = new_definition(&request, &project)?;
     let name = definition.name.clone();
@@ -248,20 +266,18 @@ fn profiles(requested: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     path = "/1.0/instances/{name}",
     operation_id = "instance_get",
     tag = "instances",
-    params(
-        ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-        ("recursion" = Option<u8>, Query, description = "1: with its state"),
-    ),
+    params(("name" = String, Path, description = "Instance name"), RecursionQuery),
     responses(
-        (status = 200, description = "The instance", body = crate::envelope::SyncEnvelope<InstanceFull>),
+        (status = 200, description = "The instance", body = crate::envelope::SyncEnvelope<crate::openapi::InstanceOrFull>),
+        (status = 400, description = "Bad parameter", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    let vm = context.instance(query.project()?, name)?;
-    Ok(match query.recursion()? {
-        0 => envelope::sync(instance(&vm)),
+    let query: RecursionQuery = query.typed()?;
+    let vm = context.instance(query.project.name()?, name)?;
+    Ok(match query.recursion {
+        Recursion(0) => envelope::sync(instance(&vm)),
         _ => envelope::sync(instance_full(&vm)),
     })
 }
@@ -274,10 +290,7 @@ pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResp
     path = "/1.0/instances/{name}",
     operation_id = "instance_put",
     tag = "instances",
-    params(
-        ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-    ),
+    params(("name" = String, Path, description = "Instance name"), ProjectQuery),
     request_body = InstancePut,
     responses(
         (status = 202, description = "Updating", body = crate::envelope::AsyncEnvelope<crate::operations::Operation>),
@@ -302,10 +315,7 @@ pub async fn put(
     path = "/1.0/instances/{name}",
     operation_id = "instance_patch",
     tag = "instances",
-    params(
-        ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-    ),
+    params(("name" = String, Path, description = "Instance name"), ProjectQuery),
     request_body = InstancePut,
     responses(
         (status = 202, description = "Updating", body = crate::envelope::AsyncEnvelope<crate::operations::Operation>),
@@ -336,7 +346,7 @@ async fn update(
     body: Incoming,
     replace: Replace,
 ) -> Result<ApiResponse, ApiError> {
-    let project = query.project()?.to_owned();
+    let project = query.typed::<ProjectQuery>()?.project.name()?.to_owned();
     let vm = context.instance(&project, name)?;
     let put: InstancePut = json_body(body).await?;
     refuse_unsupported(&put)?;
@@ -386,10 +396,7 @@ fn pick<T: Default>(given: Option<T>, current: T, keep: bool) -> T {
     path = "/1.0/instances/{name}",
     operation_id = "instance_delete",
     tag = "instances",
-    params(
-        ("name" = String, Path, description = "Instance name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-    ),
+    params(("name" = String, Path, description = "Instance name"), ProjectQuery),
     responses(
         (status = 202, description = "Deleting", body = crate::envelope::AsyncEnvelope<crate::operations::Operation>),
         (status = 400, description = "The instance is running", body = crate::envelope::ErrorEnvelope),
@@ -397,7 +404,7 @@ fn pick<T: Default>(given: Option<T>, current: T, keep: bool) -> T {
     ),
 )]
 pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    let project = query.project()?.to_owned();
+    let project = query.typed::<ProjectQuery>()?.project.name()?.to_owned();
     let vm = context.instance(&project, name)?;
     if vm.state().pid.is_some() {
         return Err(ApiError::Driver(DriverError::Running));

@@ -15,7 +15,7 @@ use vgashot_screens::metrics::CONTENT_TYPE;
     path = "/1.0/metrics",
     operation_id = "metrics_get",
     tag = "metrics",
-    responses((status = 200, description = "The metrics", content((crate::envelope::Binary = "application/openmetrics-text")))),
+    responses((status = 200, description = "The metrics, as text", content((String = "application/openmetrics-text")))),
 )]
 pub fn get(context: &Context) -> ApiResponse {
     envelope::bytes(CONTENT_TYPE, context.screens.render_metrics())

@@ -4,7 +4,36 @@ use crate::context::Context;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::operations::{self, Operation};
-use crate::request::Query;
+use crate::request::{AllProjects, Project, Query, Recursion};
+
+/// The query of `GET /1.0/operations`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Project name (only `default` exists; absent or empty means it). With `all-projects`, a
+    /// project is a 400.
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(default)?$")]
+    pub project: Project,
+    /// List the operations of every project.
+    #[serde(default, rename = "all-projects")]
+    #[param(value_type = Option<bool>)]
+    pub all_projects: AllProjects,
+    /// 0: URLs, 1 or 2: operations.
+    #[serde(default)]
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 2)]
+    pub recursion: Recursion,
+}
+
+/// The query of `GET /1.0/operations/{id}/wait`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Seconds to wait; -1 (any negative number) or none for no limit.
+    #[serde(default, deserialize_with = "operations::wait_timeout")]
+    #[param(value_type = Option<i64>)]
+    pub timeout: Option<std::time::Duration>,
+}
 
 /// List the operations
 ///
@@ -15,25 +44,22 @@ use crate::request::Query;
     path = "/1.0/operations",
     operation_id = "operations_get",
     tag = "operations",
-    params(
-        ("project" = Option<String>, Query, description = "Project name"),
-        ("all-projects" = Option<bool>, Query, description = "List the operations of every project"),
-        ("recursion" = Option<u8>, Query, description = "0: URLs, 1: operations"),
-    ),
+    params(ListQuery),
     responses(
-        (status = 200, description = "Operations by status", body = crate::envelope::SyncEnvelope<std::collections::BTreeMap<String, Vec<Operation>>>),
+        (status = 200, description = "Operations by status", body = crate::envelope::SyncEnvelope<crate::openapi::OperationList>),
         (status = 400, description = "Bad parameters", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such project", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub async fn list(context: &Context, query: &Query) -> Result<ApiResponse, ApiError> {
-    let all_projects = query.get("all-projects") == Some("true");
+    let query: ListQuery = query.typed()?;
+    let all_projects = query.all_projects.0;
     let project = if all_projects {
-        query.get("project")
+        query.project.given()
     } else {
-        Some(query.project()?)
+        Some(query.project.name()?)
     };
-    let recursion = query.recursion()? > 0;
+    let recursion = query.recursion > Recursion(0);
     operations::get_operations(&context.operations, project, all_projects, recursion).await
 }
 
@@ -65,15 +91,15 @@ pub async fn get(context: &Context, id: &str) -> Result<ApiResponse, ApiError> {
     tag = "operations",
     params(
         ("id" = String, Path, description = "Operation UUID"),
-        ("timeout" = Option<i64>, Query, description = "Seconds to wait; -1 for no limit"),
+        WaitQuery,
     ),
     responses(
-        (status = 200, description = "The ended operation, or an error envelope for a failure or a timeout", body = crate::envelope::SyncEnvelope<Operation>),
+        (status = 200, description = "The ended operation, or an error envelope for a failure or a timeout", body = crate::openapi::WaitAnswer),
         (status = 400, description = "Bad timeout", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such operation", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub async fn wait(context: &Context, id: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    let timeout = operations::parse_wait_timeout(query.get("timeout"))?;
+    let timeout = query.typed::<WaitQuery>()?.timeout;
     operations::wait_operation(&context.operations, id, timeout).await
 }

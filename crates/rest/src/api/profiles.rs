@@ -4,7 +4,7 @@
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
 use crate::model::Profile;
-use crate::request::{DEFAULT_PROJECT, Query};
+use crate::request::{DEFAULT_PROJECT, ProjectQuery, Query, Recursion, RecursionQuery};
 
 /// The only profile.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -27,19 +27,18 @@ pub fn default_profile() -> Profile {
     path = "/1.0/profiles",
     operation_id = "profiles_get",
     tag = "profiles",
-    params(
-        ("project" = Option<String>, Query, description = "Project name"),
-        ("recursion" = Option<u8>, Query, description = "0: URLs, 1: objects"),
-    ),
+    params(RecursionQuery),
     responses(
-        (status = 200, description = "The profiles' URLs, or the profiles", body = crate::envelope::SyncEnvelope<Vec<Profile>>),
+        (status = 200, description = "The profiles' URLs, or the profiles", body = crate::envelope::SyncEnvelope<crate::openapi::ProfileList>),
+        (status = 400, description = "Bad parameter", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such project", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub fn list(query: &Query) -> Result<ApiResponse, ApiError> {
-    query.project()?;
-    Ok(match query.recursion()? {
-        0 => envelope::sync([format!("/1.0/profiles/{DEFAULT_PROFILE}")]),
+    let query: RecursionQuery = query.typed()?;
+    query.project.name()?;
+    Ok(match query.recursion {
+        Recursion(0) => envelope::sync([format!("/1.0/profiles/{DEFAULT_PROFILE}")]),
         _ => envelope::sync([default_profile()]),
     })
 }
@@ -50,17 +49,14 @@ pub fn list(query: &Query) -> Result<ApiResponse, ApiError> {
     path = "/1.0/profiles/{name}",
     operation_id = "profile_get",
     tag = "profiles",
-    params(
-        ("name" = String, Path, description = "Profile name"),
-        ("project" = Option<String>, Query, description = "Project name"),
-    ),
+    params(("name" = String, Path, description = "Profile name"), ProjectQuery),
     responses(
         (status = 200, description = "The profile", body = crate::envelope::SyncEnvelope<Profile>),
         (status = 404, description = "No such profile or project", body = crate::envelope::ErrorEnvelope),
     ),
 )]
 pub fn get(name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
-    query.project()?;
+    query.typed::<ProjectQuery>()?.project.name()?;
     if name != DEFAULT_PROFILE {
         return Err(ApiError::ProfileNotFound);
     }

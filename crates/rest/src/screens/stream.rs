@@ -38,7 +38,6 @@ use super::Screens;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::limits::{LimitError, Quota, Refused, Slot};
-use crate::request::Query;
 
 /// The part boundary of the multipart stream.
 pub const BOUNDARY: &str = "vgashot-frame";
@@ -78,22 +77,6 @@ impl StreamSlots {
                 }
                 .into()
             })
-    }
-}
-
-/// The `fps` parameter: 1 to [`MAX_FPS`], [`DEFAULT_FPS`] when absent.
-pub fn parse_fps(query: &Query) -> Result<u32, ApiError> {
-    match query.get("fps") {
-        None | Some("") => Ok(DEFAULT_FPS),
-        Some(value) => value
-            .parse::<u32>()
-            .ok()
-            .filter(|fps| (1..=MAX_FPS).contains(fps))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "Invalid value for fps parameter: {value} (1 to {MAX_FPS})"
-                ))
-            }),
     }
 }
 
