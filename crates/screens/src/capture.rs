@@ -25,37 +25,49 @@ pub struct Capture {
     pub(crate) taken: Instant,
 }
 
+/// What a new capture keeps of the one before it, so that the screen's last capture (its
+/// pixels, as large as the guest's screen) can be let go before a new one is taken: its hash,
+/// when its pixels last changed, and its renderings.
+#[derive(Debug)]
+pub(crate) struct Previous {
+    hash: PixelHash,
+    changed_at: SystemTime,
+    encodings: Arc<Encodings>,
+}
+
 impl Capture {
     /// A capture of `frame` (whose hash is `hash`), taken at `captured_at` and asked for at
-    /// `taken`. When `previous` shows the same pixels, its frame, renderings and `changed_at`
-    /// are kept: nothing is encoded again for pixels that did not change.
+    /// `taken`. When `previous` shows the same pixels, its renderings and `changed_at` are
+    /// kept: nothing is encoded again for pixels that did not change.
     pub(crate) fn new(
         frame: Frame,
         hash: PixelHash,
         captured_at: SystemTime,
         taken: Instant,
-        previous: Option<&Capture>,
+        previous: Option<Previous>,
         pool: &Arc<RenderPool>,
     ) -> Self {
-        match previous.filter(|previous| previous.hash == hash) {
-            Some(previous) => Self {
-                frame: previous.frame.clone(),
-                hash,
-                captured_at,
-                changed_at: previous.changed_at,
-                encodings: previous.encodings.clone(),
-                pool: pool.clone(),
-                taken,
-            },
-            None => Self {
-                frame: Arc::new(frame),
-                hash,
-                captured_at,
-                changed_at: captured_at,
-                encodings: Arc::default(),
-                pool: pool.clone(),
-                taken,
-            },
+        let (changed_at, encodings) = match previous.filter(|previous| previous.hash == hash) {
+            Some(previous) => (previous.changed_at, previous.encodings),
+            None => (captured_at, Arc::default()),
+        };
+        Self {
+            frame: Arc::new(frame),
+            hash,
+            captured_at,
+            changed_at,
+            encodings,
+            pool: pool.clone(),
+            taken,
+        }
+    }
+
+    /// What the next capture of this screen keeps of this one.
+    pub(crate) fn previous(&self) -> Previous {
+        Previous {
+            hash: self.hash,
+            changed_at: self.changed_at,
+            encodings: self.encodings.clone(),
         }
     }
 

@@ -12,9 +12,11 @@
 //! 5. Otherwise, if a capture is in flight, the request waits for it (single flight); else it
 //!    starts one in a task of its own, so a client that goes away cannot cancel a capture others
 //!    wait for, and a waiter that is cancelled leaves nothing behind.
-//! 6. The capture task hashes the pixels (on the blocking pool). Pixels equal to the previous
-//!    capture's keep its renderings and `changed_at` ([`Capture`]), and the screen's change
-//!    signal ([`Screens::changes`]) moves only when the hash does.
+//! 6. A new capture starts by letting go of the last one (a guest's screen can be large; only
+//!    its hash, `changed_at` and renderings are kept). The capture task hashes the pixels (on
+//!    the blocking pool). Pixels equal to the previous capture's keep its renderings and
+//!    `changed_at` ([`Capture`]), and the screen's change signal ([`Screens::changes`]) moves
+//!    only when the hash does.
 //! 7. The task always frees the screen's in-flight slot, even when the source panics (a drop
 //!    guard publishes [`ScreensError::CapturePanicked`]): the next request captures afresh.
 //! 8. Every outcome is counted per instance ([`ScreenMetrics`]); an instance's state and
@@ -29,7 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use vgashot_framebuffer::PixelHash;
 
-use crate::capture::Capture;
+use crate::capture::{Capture, Previous};
 use crate::error::ScreensError;
 use crate::metrics::{self, ScreenMetrics, Served};
 use crate::render::{RenderLimits, RenderPool};
@@ -168,10 +170,14 @@ impl Screens {
                         metrics: metrics.clone(),
                         sender: Some(sender),
                     };
+                    // The last capture is stale: the engine lets go of it (a guest's screen can
+                    // be large) before the new one is held, keeping only what the new one is
+                    // compared with and the renderings it may reuse.
+                    let previous = slot.last.take().map(|last| last.previous());
                     tokio::spawn(run_capture(
                         source.clone(),
                         screen.clone(),
-                        slot.last.clone(),
+                        previous,
                         self.pool.clone(),
                         publisher,
                     ));
@@ -339,7 +345,7 @@ impl Drop for Publisher {
 async fn run_capture(
     source: Arc<dyn FrameSource>,
     screen: ScreenId,
-    previous: Option<Arc<Capture>>,
+    previous: Option<Previous>,
     pool: Arc<RenderPool>,
     mut publisher: Publisher,
 ) {
@@ -359,7 +365,7 @@ async fn run_capture(
                         hash,
                         timed.captured_at,
                         taken,
-                        previous.as_deref(),
+                        previous,
                         &pool,
                     )))
                 }

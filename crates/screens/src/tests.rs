@@ -454,3 +454,38 @@ async fn the_change_signal_moves_with_the_pixels_only() {
     changes.changed().await.unwrap();
     assert_eq!(*changes.borrow_and_update(), Some(third.hash()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_last_frame_is_let_go_before_the_next_is_taken() {
+    let gate = Arc::new(Semaphore::new(0));
+    let source = Scripted::new([Step::Frame(7), Step::Gated(gate.clone(), 7)]);
+    let screens = Arc::new(Screens::new(RenderLimits::default()));
+    let first = screens
+        .capture(&key("v1"), &as_source(&source), &primary(), INTERVAL)
+        .await
+        .unwrap();
+    let png = first.capture.render(&Variant::plain()).await.unwrap();
+    let encoded = screens.encodings();
+    let first_frame = Arc::downgrade(first.capture.frame());
+    drop(first);
+    tokio::time::advance(INTERVAL).await;
+    // The next capture waits in the source: by then the engine holds the old pixels no more.
+    let next = tokio::spawn({
+        let (screens, source) = (screens.clone(), as_source(&source));
+        async move {
+            screens
+                .capture(&key("v1"), &source, &primary(), INTERVAL)
+                .await
+        }
+    });
+    until(|| source.calls() == 2).await;
+    assert!(
+        first_frame.upgrade().is_none(),
+        "the last frame is still held while the next is taken"
+    );
+    gate.add_permits(1);
+    let next = next.await.unwrap().unwrap();
+    // The same pixels keep their renderings all the same.
+    assert_eq!(next.capture.render(&Variant::plain()).await.unwrap(), png);
+    assert_eq!(screens.encodings(), encoded);
+}
