@@ -8,8 +8,6 @@
 //! trusted certificate and headers as browsers send them; and the real attack in headless
 //! Chromium (`tests/ui/cross-origin-test.mjs`), from a page of another origin.
 
-use std::time::Duration;
-
 use http::header::{
     CONNECTION, CONTENT_TYPE, HeaderName, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
@@ -17,12 +15,9 @@ use serde_json::{Value, json};
 use vgashot_fixtures::Fixture;
 use vgashot_rest::client::Client;
 
+use crate::support::Daemon;
 use crate::support::browser::{Browser, TrustedIdentity};
-use crate::support::bystander::Bystander;
-use crate::support::{self, Daemon};
-
-/// The most a bystander's screenshot may take meanwhile, on a loaded 2-core machine.
-const BYSTANDER_BOUND: Duration = Duration::from_secs(5);
+use crate::support::bystander::{self, Bystander};
 
 /// The header browsers say who initiated a request in.
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -31,14 +26,9 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// Unix socket, and a trusted certificate; `None` when QEMU is missing.
 async fn set_up() -> Option<(Daemon, TrustedIdentity, Bystander)> {
     let daemon = Daemon::start_listening("127.0.0.1:0").await?;
-    let fixture = Fixture::bars(640, 480);
-    let config = json!({"console.screenshot.min_interval": "0"});
-    daemon
-        .create_vm("bystander", Some(fixture), config, true)
-        .await;
-    support::wait_for_picture(&daemon, "bystander", fixture).await;
+    bystander::create_vm(&daemon, Fixture::bars(640, 480)).await;
     let identity = TrustedIdentity::make(&daemon, "browser").await;
-    let bystander = Bystander::start(daemon.client(), "bystander");
+    let bystander = Bystander::start(daemon.client(), bystander::VM);
     Some((daemon, identity, bystander))
 }
 
@@ -233,7 +223,7 @@ async fn foreign_origins_and_bodies_that_are_not_json_are_refused() {
     .await;
     assert_eq!(status, 202, "{created}");
 
-    let served = bystander.finish(BYSTANDER_BOUND).await;
+    let served = bystander.finish(bystander::BOUND).await;
     eprintln!("browser: the bystander got {served:?}");
 }
 
@@ -255,6 +245,6 @@ async fn a_page_of_another_origin_cannot_use_the_browsers_certificate() {
         !exists(&daemon, "evil").await,
         "the foreign page created a VM"
     );
-    let served = bystander.finish(BYSTANDER_BOUND).await;
+    let served = bystander.finish(bystander::BOUND).await;
     eprintln!("browser: the bystander got {served:?}");
 }

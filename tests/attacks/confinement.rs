@@ -13,27 +13,11 @@ use nix::sys::stat::{Mode, SFlag};
 use serde_json::json;
 use vgashot_fixtures::Fixture;
 
-use crate::support::bystander::Bystander;
+use crate::support::bystander::{self, Bystander};
 use crate::support::{self, Daemon, Reply};
 
-/// How long the bystander may wait for one screenshot during an attack.
-const BOUND: Duration = Duration::from_secs(5);
 /// The picture the attacked VMs boot.
 const PICTURE: Fixture = Fixture::bars(640, 480);
-
-/// A bystander VM that draws and is served throughout the attack.
-async fn bystander(daemon: &Daemon) -> Bystander {
-    daemon
-        .create_vm(
-            "bystander",
-            Some(Fixture::Mode13),
-            json!({"console.screenshot.min_interval": "0"}),
-            true,
-        )
-        .await;
-    support::wait_for_picture(daemon, "bystander", Fixture::Mode13).await;
-    Bystander::start(daemon.client(), "bystander")
-}
 
 /// `POST /1.0/instances` of a stopped VM whose root disk is `source`.
 async fn create_with_disk(daemon: &Daemon, name: &str, source: &Path) -> Reply {
@@ -149,7 +133,7 @@ async fn etc_shadow_and_files_outside_the_image_directories_are_refused() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let shadow = Path::new("/etc/shadow");
     assert_disk_refused(&daemon, shadow, &not_allowed(shadow, &daemon)).await;
     // A good image, but in a directory the daemon was not told to allow.
@@ -197,7 +181,7 @@ async fn etc_shadow_and_files_outside_the_image_directories_are_refused() {
             not_allowed(shadow, &daemon)
         ),
     );
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -208,7 +192,7 @@ async fn the_daemons_own_key_is_refused_even_inside_an_image_directory() {
     let Some(daemon) = Daemon::start_with(Some("127.0.0.1:0"), &["--image-dir", temp]).await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let dir = daemon.dir.path();
     let key = dir.join("server.key");
     assert!(key.is_file(), "the TLS listener made no key");
@@ -218,7 +202,7 @@ async fn the_daemons_own_key_is_refused_even_inside_an_image_directory() {
         dir.display()
     );
     assert_disk_refused(&daemon, &key, &reason).await;
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -226,7 +210,7 @@ async fn a_fifo_is_refused_at_once_and_the_daemon_stays_responsive() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let fifo = daemon.images.path().join("disk.fifo");
     nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
     // Three at once used to block three async workers in open(2) and hang the daemon.
@@ -235,7 +219,7 @@ async fn a_fifo_is_refused_at_once_and_the_daemon_stays_responsive() {
         async move { create_with_disk(daemon, &format!("fifo{index}"), fifo).await }
     };
     let started = Instant::now();
-    let (first, second, third) = tokio::time::timeout(BOUND, async {
+    let (first, second, third) = tokio::time::timeout(bystander::BOUND, async {
         tokio::join!(attack(0), attack(1), attack(2))
     })
     .await
@@ -258,8 +242,8 @@ async fn a_fifo_is_refused_at_once_and_the_daemon_stays_responsive() {
         answered.elapsed() < Duration::from_secs(1),
         "GET /1.0 was slow"
     );
-    assert!(started.elapsed() < BOUND);
-    bystander.finish(BOUND).await;
+    assert!(started.elapsed() < bystander::BOUND);
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -267,7 +251,7 @@ async fn device_nodes_are_refused_and_block_devices_only_when_allowed() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let null = Path::new("/dev/null");
     assert_disk_refused(&daemon, null, &not_allowed(null, &daemon)).await;
     // The same character device, as a node inside the image directory.
@@ -287,7 +271,7 @@ async fn device_nodes_are_refused_and_block_devices_only_when_allowed() {
     let backing = PICTURE.write_image(daemon.images.path()).unwrap();
     let Some(loop_device) = LoopDevice::attach(&backing) else {
         support::skip_unless_required("VGASHOT_REQUIRE_LOOP", "a loop device (losetup)");
-        bystander.finish(BOUND).await;
+        bystander.finish(bystander::BOUND).await;
         return;
     };
     let block_node = daemon.images.path().join("loop");
@@ -297,7 +281,7 @@ async fn device_nodes_are_refused_and_block_devices_only_when_allowed() {
         block_node.display()
     );
     assert_disk_refused(&daemon, &block_node, &reason).await;
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 
     let Some(allowing) = Daemon::start_with(None, &["--allow-block-devices"]).await else {
         return;
@@ -315,7 +299,7 @@ async fn symbolic_links_are_refused_at_create_and_when_swapped_in_before_a_start
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let images = daemon.images.path();
     let image = daemon.image(PICTURE);
     let link = images.join("link.img");
@@ -349,7 +333,7 @@ async fn symbolic_links_are_refused_at_create_and_when_swapped_in_before_a_start
             swapped.display()
         )
     );
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -357,7 +341,7 @@ async fn a_raw_disk_whose_guest_wrote_a_qcow2_header_is_still_opened_raw() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let image = daemon.image(PICTURE);
     let reply = create_with_disk(&daemon, "forger", &image).await;
     assert_eq!(reply.status, 202, "{:?}", support::json(&reply));
@@ -409,7 +393,7 @@ async fn a_raw_disk_whose_guest_wrote_a_qcow2_header_is_still_opened_raw() {
             image.display()
         ),
     );
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -418,7 +402,7 @@ async fn a_guest_screen_above_the_pixel_limit_is_a_clear_error() {
     let Some(daemon) = Daemon::start_with(None, &["--max-screen-pixels", "1048576"]).await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     daemon
         .create_vm("large", Some(Fixture::bars(1280, 1024)), json!({}), true)
         .await;
@@ -445,7 +429,7 @@ async fn a_guest_screen_above_the_pixel_limit_is_a_clear_error() {
              {ppm_bytes} bytes); the limit is set with `vgashot daemon --max-screen-pixels`"
         ),
     );
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -453,7 +437,7 @@ async fn qemu_runs_as_an_unprivileged_user_under_seccomp_and_opens_no_host_path(
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let pid = qemu_pid(&daemon, "bystander").await;
     let uids = status_field(pid, "Uid");
     assert!(
@@ -503,7 +487,7 @@ async fn qemu_runs_as_an_unprivileged_user_under_seccomp_and_opens_no_host_path(
     let line = cmdline(qemu_pid(&daemon, "zeros").await);
     let kernel = line.iter().position(|arg| arg == "-kernel").unwrap();
     assert!(line[kernel + 1].starts_with("/proc/self/fd/"), "{line:?}");
-    bystander.finish(BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// Makes a device node (root only).

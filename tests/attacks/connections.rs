@@ -6,28 +6,21 @@
 //! to other loopback addresses (all of 127/8 is loopback), while bystanders keep taking
 //! screenshots over the Unix socket or over TLS (whichever the attack leaves open).
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::{Client, ClientIdentity, RemoteAddress, ServerPin};
+use vgashot_rest::client::Client;
 
-use crate::support::bystander::Bystander;
-use crate::support::{self, Daemon, wait_for_picture};
+use crate::support::bystander::{self, Bystander};
+use crate::support::{self, wait_for_picture};
 
 /// The daemon's bounds, as its documentation states them.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,271 +32,12 @@ const LISTENERS: usize = 128;
 const INCOMING_MESSAGE: usize = 4096;
 /// How soon a trust removal takes effect on open connections, as documented (1 s readings).
 const TRUST_BOUND: Duration = Duration::from_secs(5);
-/// The bystanders' latency bound: generous for a loaded 2-core machine, far below a hang.
-const BYSTANDER_BOUND: Duration = Duration::from_secs(5);
 /// Slack on timing bounds for a loaded machine.
 const SLACK: Duration = Duration::from_secs(5);
 
-/// A loopback address other than 127.0.0.1: `127.0.0.N`.
-fn loopback(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, n)
-}
-
-/// Accepts the daemon's self-signed certificate without looking (these tests attack the daemon;
-/// `tests/tls.rs` checks pinning).
-#[derive(Debug)]
-struct AnyServer;
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// A client certificate the daemon trusts, made here and added with `vgashot trust add`.
-struct Trusted {
-    certificate_pem: String,
-    key_pem: String,
-    fingerprint: String,
-    dir: tempfile::TempDir,
-}
-
-impl Trusted {
-    fn add(daemon: &Daemon) -> Self {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let certificate = params.self_signed(&key).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("client.crt");
-        std::fs::write(&path, certificate.pem()).unwrap();
-        std::fs::write(dir.path().join("client.key"), key.serialize_pem()).unwrap();
-        let fingerprint = vgashot_trust(daemon, &["add", path.to_str().unwrap()]);
-        Self {
-            certificate_pem: certificate.pem(),
-            key_pem: key.serialize_pem(),
-            fingerprint,
-            dir,
-        }
-    }
-}
-
-/// Runs `vgashot trust ARGS` over the daemon's directory; its output, trimmed.
-fn vgashot_trust(daemon: &Daemon, args: &[&str]) -> String {
-    let output = std::process::Command::new(support::daemon_binary())
-        .arg("trust")
-        .args(args)
-        .env("VGASHOT_DIR", daemon.dir.path())
-        .env("VGASHOT_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "vgashot trust {args:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-/// The daemon's TLS listener, and ways to reach it.
-struct Tls {
-    address: SocketAddr,
-    fingerprint: String,
-    trusted: Trusted,
-}
-
-impl Tls {
-    async fn new(daemon: &Daemon) -> Self {
-        let reply = daemon.request("GET", "/1.0", None).await;
-        let environment = support::json(&reply)["metadata"]["environment"].clone();
-        Self {
-            address: environment["addresses"][0]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-            fingerprint: environment["certificate_fingerprint"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            trusted: Trusted::add(daemon),
-        }
-    }
-
-    /// The project's client, presenting the trusted certificate (from 127.0.0.1).
-    fn client(&self) -> Client {
-        let remote = RemoteAddress::parse(&format!("https://{}", self.address)).unwrap();
-        let dir = self.trusted.dir.path();
-        let identity =
-            ClientIdentity::load(&dir.join("client.crt"), &dir.join("client.key")).unwrap();
-        let pin = ServerPin::Fingerprint(self.fingerprint.clone());
-        Client::tls(remote, Some(identity), pin).unwrap()
-    }
-
-    /// A raw TLS connection from `from`, with the trusted certificate or none.
-    async fn connect(&self, from: Ipv4Addr, trusted: bool) -> TlsStream<TcpStream> {
-        self.try_connect(from, trusted)
-            .await
-            .unwrap_or_else(|error| panic!("TLS connection from {from}: {error}"))
-    }
-
-    async fn try_connect(
-        &self,
-        from: Ipv4Addr,
-        trusted: bool,
-    ) -> std::io::Result<TlsStream<TcpStream>> {
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer));
-        let config = if trusted {
-            let chain = vec![
-                CertificateDer::from_pem_slice(self.trusted.certificate_pem.as_bytes()).unwrap(),
-            ];
-            let key = PrivateKeyDer::from_pem_slice(self.trusted.key_pem.as_bytes()).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        } else {
-            builder.with_no_client_auth()
-        };
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(from.into(), 0))?;
-        let tcp = socket.connect(self.address).await?;
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-    }
-}
-
-/// Sends `GET path` on a kept-alive connection and reads the reply: status and JSON body.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, path: &str) -> (u16, Value) {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        let read = stream.read(&mut byte).await.unwrap();
-        assert_eq!(
-            read, 1,
-            "the connection closed inside a reply head: {head:?}"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let status = head[9..12].parse().unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no Content-Length in {head}"));
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
-}
-
-/// Incus's error envelope.
-fn envelope(code: u16, error: &str) -> Value {
-    json!({"type": "error", "status": "", "status_code": 0, "operation": "",
-        "error_code": code, "error": error, "metadata": null})
-}
-
-/// Waits until the peer closes `stream` (end of file or an error), at most `bound`; how long it
-/// took.
-async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, bound: Duration) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = bound.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return started.elapsed(),
-            Ok(Ok(_)) => {}
-            Err(_) => panic!("the connection is still open after {bound:?}"),
-        }
-    }
-}
-
-/// A daemon listening with TLS, a running VM for the bystanders (`bystander`, captured on every
-/// request) and the TLS side; `None` when QEMU is missing.
-async fn setup() -> Option<(Daemon, Tls)> {
-    let daemon = Daemon::start_listening("127.0.0.1:0").await?;
-    let fixture = Fixture::bars(640, 480);
-    daemon
-        .create_vm(
-            "bystander",
-            Some(fixture),
-            json!({"console.screenshot.min_interval": "0"}),
-            true,
-        )
-        .await;
-    wait_for_picture(&daemon, "bystander", fixture).await;
-    let tls = Tls::new(&daemon).await;
-    Some((daemon, tls))
-}
-
-/// A websocket of `/1.0/events` on `stream`.
-async fn events<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-) -> tokio_tungstenite::WebSocketStream<S> {
-    let (socket, response) = tokio_tungstenite::client_async("ws://127.0.0.1/1.0/events", stream)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 101);
-    socket
-}
-
-/// Pings a websocket and waits for its pong: the listener is alive.
-async fn pong<S: AsyncRead + AsyncWrite + Unpin>(
-    socket: &mut tokio_tungstenite::WebSocketStream<S>,
-) {
-    socket
-        .send(Message::Ping(b"alive".to_vec().into()))
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Pong(payload))) if payload.as_ref() == b"alive" => return,
-                Some(Ok(_)) => {}
-                other => panic!("the listener ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a pong in time");
-}
+use crate::connections_wire::{
+    closed_within, envelope, events, exchange, loopback, pong, setup, vgashot_trust,
+};
 
 /// 64 connections from one address that send half a header or nothing hold every slot that
 /// address has: one more is answered 429, other addresses and the Unix socket are served, the
@@ -418,8 +152,8 @@ async fn half_headers_and_silence_are_closed_and_a_flood_from_one_address_is_ref
         "{waited:?}"
     );
 
-    unix_bystander.finish(BYSTANDER_BOUND).await;
-    tls_bystander.finish(BYSTANDER_BOUND).await;
+    unix_bystander.finish(bystander::BOUND).await;
+    tls_bystander.finish(bystander::BOUND).await;
 }
 
 /// 512 silent TCP connections from eight addresses, which never even start their TLS
@@ -464,7 +198,7 @@ async fn a_flood_from_many_addresses_fills_the_server_and_is_refused_clearly() {
     );
     let mut served = tls.connect(loopback(30), false).await;
     assert_eq!(exchange(&mut served, "/1.0").await.0, 200);
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// Opens an MJPEG stream of `name` with `client`: its status, and the response to hold open.
@@ -592,7 +326,7 @@ async fn too_many_streams_and_listeners_are_refused_and_big_messages_close_one_s
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// A certificate removed from the trust store stops its open connections within the bound: a
@@ -663,7 +397,7 @@ async fn trust_removed_cuts_the_connections_already_open() {
         exchange(&mut fresh, "/1.0/instances").await,
         (403, envelope(403, "not authorized"))
     );
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// Hundreds of distinct thumbnail widths at once cannot take every core: some are answered
@@ -713,7 +447,7 @@ async fn many_distinct_renderings_keep_the_bystander_served() {
     }
     assert!(refused > 0, "300 renderings at once all fit the queue");
     assert!(refused < replies.len(), "every rendering was refused");
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// The CPU time (user and system) the process `pid` has used.
@@ -800,7 +534,7 @@ async fn out_of_descriptors_the_accept_loop_rests_and_recovers() {
     };
     assert_eq!(exchange(&mut stream, "/1.0").await.0, 200);
     pong(&mut listener).await;
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// 512 silent connections fill the Unix socket: one more is answered 503 (its own cap, not the
@@ -833,5 +567,5 @@ async fn a_flood_of_the_unix_socket_is_refused_clearly_while_tls_serves() {
     }
     let reply = daemon.request("GET", "/1.0", None).await;
     assert_eq!(reply.status, 200);
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }

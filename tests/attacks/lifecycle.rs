@@ -11,29 +11,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use vgashot_fixtures::Fixture;
 
-use crate::support::bystander::Bystander;
+use crate::support::bystander::{self, Bystander};
 use crate::support::{self, Daemon};
 
-/// The bystander's bound: generous for a loaded 2-core machine, far below a hang.
-const BYSTANDER_BOUND: Duration = Duration::from_secs(5);
 /// How long a forced stop may take, even behind a clean shutdown waiting for the guest.
 const FORCED_STOP_BOUND: Duration = Duration::from_secs(10);
 /// How often conditions are polled.
 const POLL: Duration = Duration::from_millis(20);
-
-/// Starts the bystander VM and its client; returns the client.
-async fn bystander(daemon: &Daemon) -> Bystander {
-    daemon
-        .create_vm(
-            "bystander",
-            Some(Fixture::Mode13),
-            json!({"console.screenshot.min_interval": "0"}),
-            true,
-        )
-        .await;
-    support::wait_for_picture(daemon, "bystander", Fixture::Mode13).await;
-    Bystander::start(daemon.client(), "bystander")
-}
 
 /// A VM booting the Mode13 fixture (which ignores the ACPI power button) from a disk image of
 /// its own (QEMU locks an image for its writer).
@@ -163,7 +147,7 @@ async fn an_ephemeral_restart_keeps_the_instance_and_a_stop_deletes_it() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     daemon
         .operation(
             "POST",
@@ -201,7 +185,7 @@ async fn an_ephemeral_restart_keeps_the_instance_and_a_stop_deletes_it() {
     assert_eq!(status(&daemon, "e1").await, None);
     assert_eq!(qemus_of(daemon.dir.path(), "e1"), Vec::<i32>::new());
     assert!(!daemon.dir.path().join("run/default/e1").exists());
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -209,7 +193,7 @@ async fn a_forced_stop_cuts_a_clean_shutdown_short_and_a_delete_follows() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     daemon
         .operation(
             "POST",
@@ -256,7 +240,7 @@ async fn a_forced_stop_cuts_a_clean_shutdown_short_and_a_delete_follows() {
 
     daemon.operation("DELETE", "/1.0/instances/v1", None).await;
     assert_eq!(status(&daemon, "v1").await, None);
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -264,7 +248,7 @@ async fn a_start_racing_a_delete_never_leaves_a_qemu_without_its_instance() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let (mut deleted_first, mut started_first) = (0, 0);
     for round in 0..15 {
         daemon
@@ -334,7 +318,7 @@ async fn a_start_racing_a_delete_never_leaves_a_qemu_without_its_instance() {
     }
     eprintln!("deleted first {deleted_first} times, started first {started_first} times");
     assert!(qemus_of(daemon.dir.path(), "r1").is_empty());
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -342,7 +326,7 @@ async fn a_second_daemon_on_the_same_directory_refuses_to_start() {
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let socket_before = std::fs::symlink_metadata(daemon.socket()).unwrap();
     let second = Command::new(support::daemon_binary())
         .arg("daemon")
@@ -374,7 +358,7 @@ async fn a_second_daemon_on_the_same_directory_refuses_to_start() {
         status(&daemon, "bystander").await.as_deref(),
         Some("Running")
     );
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -382,7 +366,7 @@ async fn the_socket_and_the_run_time_files_are_private_even_under_an_open_umask(
     let Some(daemon) = Daemon::start().await else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let dir = daemon.dir.path();
     assert_eq!(mode(&daemon.socket()), 0o660);
     for private in ["run", "run/default", "run/default/bystander"] {
@@ -426,7 +410,7 @@ async fn the_socket_and_the_run_time_files_are_private_even_under_an_open_umask(
     assert_eq!(mode(&socket), 0o660);
     let _ = child.kill();
     let _ = child.wait();
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 /// Polls `dir` until `socket` is there: every socket and directory found and too wide.
@@ -471,7 +455,7 @@ async fn a_name_too_long_for_its_qmp_socket_is_refused_at_create() {
     else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     let dir_length = daemon.dir.path().as_os_str().len();
     // <dir>/run/default/<name>/qmp.sock
     let fixed = dir_length + "/run/default/".len() + "/qmp.sock".len();
@@ -512,7 +496,7 @@ async fn a_name_too_long_for_its_qmp_socket_is_refused_at_create() {
         )
         .await;
     assert_eq!(status(&daemon, &fits).await.as_deref(), Some("Running"));
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -596,7 +580,7 @@ async fn a_crash_mid_delete_leaves_a_reusable_name_with_an_empty_console_log() {
             0
         );
     }
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }
 
 #[tokio::test]
@@ -612,7 +596,7 @@ async fn commas_in_paths_cannot_inject_qemu_options() {
     else {
         return;
     };
-    let bystander = bystander(&daemon).await;
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
     // A disk path that, were commas not escaped, would end the `file=` option and add another:
     // `file=<dir>/evil,file=<bars image>` boots the bars instead of the Mode13 picture.
     let bars = Fixture::Bars {
@@ -638,5 +622,5 @@ async fn commas_in_paths_cannot_inject_qemu_options() {
     daemon.operation("POST", "/1.0/instances", Some(body)).await;
     support::wait_for_picture(&daemon, "c1", Fixture::Mode13).await;
     assert_eq!(qemus_of(daemon.dir.path(), "c1").len(), 1);
-    bystander.finish(BYSTANDER_BOUND).await;
+    bystander.finish(bystander::BOUND).await;
 }

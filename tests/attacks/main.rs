@@ -9,4 +9,5 @@ mod support;
 mod browser;
 mod confinement;
 mod connections;
+mod connections_wire;
 mod lifecycle;

@@ -4,9 +4,34 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vgashot_fixtures::Fixture;
 use vgashot_rest::client::Client;
+
+use super::Daemon;
+
+/// The bystander's bound in the attack suite: generous for a loaded 2-core CI machine, yet far
+/// below a hang.
+pub const BOUND: Duration = Duration::from_secs(5);
+
+/// The name of the bystander's VM.
+pub const VM: &str = "bystander";
+
+/// Creates the bystander's VM on `daemon`: `fixture`, captured afresh at every request
+/// (`console.screenshot.min_interval: 0`), and waits until it shows its picture.
+pub async fn create_vm(daemon: &Daemon, fixture: Fixture) {
+    daemon
+        .create_vm(
+            VM,
+            Some(fixture),
+            json!({"console.screenshot.min_interval": "0"}),
+            true,
+        )
+        .await;
+    super::wait_for_picture(daemon, VM, fixture).await;
+}
 
 /// A client taking screenshots of one VM in a loop, until [`Bystander::finish`].
 pub struct Bystander {
@@ -24,6 +49,13 @@ pub struct Served {
 }
 
 impl Bystander {
+    /// Creates the bystander's VM ([`create_vm`], the Mode13 picture) and starts taking
+    /// screenshots of it over the Unix socket.
+    pub async fn on_a_new_vm(daemon: &Daemon) -> Self {
+        create_vm(daemon, Fixture::Mode13).await;
+        Self::start(daemon.client(), VM)
+    }
+
     /// Starts taking screenshots of `name` through `client` (over the Unix socket or TLS), one
     /// after the other. The VM should have `console.screenshot.min_interval: 0`, so each request
     /// is a capture of its own rather than a cached one.

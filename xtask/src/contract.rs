@@ -269,7 +269,7 @@ fn drive_vm(daemon: &Daemon, client: &Path) -> Result {
         .write_image(&daemon.dir)
         .map_err(|error| vgashot_rest::describe(&error))?;
     eprintln!("xtask: tests/contract/drive_vm.py");
-    run_status(
+    crate::swagger::run_command(
         Command::new(venv_bin("python"))
             .arg(workspace_root().join("tests/contract/drive_vm.py"))
             .arg(&daemon.url)
@@ -285,7 +285,7 @@ fn fuzz(daemon: &Daemon) -> Result {
     let root = workspace_root();
     eprintln!("xtask: schemathesis run ({MAX_EXAMPLES} examples per operation)");
     let started = Instant::now();
-    let outcome = run_status(
+    let outcome = crate::swagger::run_command(
         Command::new(venv_bin("st"))
             // Its example cache (`.schemathesis/`) lands under `target/`.
             .current_dir(root.join("target/contract"))
@@ -329,16 +329,5 @@ fn write_executable(path: &Path, script: &str) -> Result {
 }
 
 fn run_quiet(command: &mut Command, what: &str) -> Result {
-    run_status(command.stdout(Stdio::null()), what)
-}
-
-fn run_status(command: &mut Command, what: &str) -> Result {
-    let status = command
-        .status()
-        .map_err(|error| format!("cannot run {what}: {error}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
+    crate::swagger::run_command(command.stdout(Stdio::null()), what)
 }

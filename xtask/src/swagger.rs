@@ -93,7 +93,8 @@ pub fn ensure_package(module: &str, requirement: &str) -> Result {
     )
 }
 
-fn run_command(command: &mut Command, what: &str) -> Result {
+/// Runs `command`, failing with `what` when it cannot start or does not succeed.
+pub fn run_command(command: &mut Command, what: &str) -> Result {
     let status = command
         .status()
         .map_err(|error| format!("cannot run {what}: {error}"))?;

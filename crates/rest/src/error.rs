@@ -112,7 +112,11 @@ impl ApiError {
         };
         // A bound met is expected under load, and one log line per refusal would let a flood
         // fill the log.
-        if status.is_server_error() && !matches!(self, Self::Limit(_)) {
+        let bound_met = matches!(
+            self,
+            Self::Limit(_) | Self::Screens(ScreensError::Busy { .. })
+        );
+        if status.is_server_error() && !bound_met {
             tracing::error!(%message, "request failed");
         }
         let mut response = envelope::error(status, message);
@@ -184,7 +188,6 @@ fn screens_status(error: &ScreensError) -> StatusCode {
         | ScreensError::HeadWithoutDevice
         | ScreensError::DisplayNotFound { .. }
         | ScreensError::HeadNotFound { .. }
-        | ScreensError::InvalidParameter { .. }
         | ScreensError::QualityNotJpeg
         | ScreensError::Size(_) => StatusCode::BAD_REQUEST,
         ScreensError::Source(source) => match &**source {

@@ -37,16 +37,6 @@ pub enum ScreensError {
         /// The head asked for.
         head: u32,
     },
-    /// A request parameter is out of range (400); the text says what is accepted.
-    #[error("Invalid value for {name} parameter: {value} ({accepted})")]
-    InvalidParameter {
-        /// The parameter.
-        name: &'static str,
-        /// What the request gave.
-        value: String,
-        /// What is accepted.
-        accepted: &'static str,
-    },
     /// `quality` was given for a lossless format (400).
     #[error("The quality parameter applies to jpeg only: png and webp are lossless")]
     QualityNotJpeg,

@@ -1,8 +1,9 @@
 //! What a request asks for besides the screen: a size, a format, a quality; and how a frame is
 //! rendered so.
 //!
-//! 1. [`Variant::parse`] reads `width`, `height`, `format` and `quality` through a getter, so the
-//!    REST layer passes its query without this crate knowing its type.
+//! 1. [`Variant::new`] takes `width`, `height`, `format` and `quality` as the REST layer read
+//!    and range-checked them from its typed query (so the query's documentation and its checks
+//!    are one), and refuses a quality for a lossless format.
 //! 2. [`Variant::etag_suffix`] tells a rendering's `ETag` from the plain PNG's (whose `ETag` is
 //!    the bare pixel hash).
 //! 3. [`Variant::render`] shrinks (never enlarges) and encodes. The plain PNG is the variant
@@ -80,32 +81,6 @@ impl Variant {
         *self == Self::plain()
     }
 
-    /// Reads `width`, `height`, `format` and `quality` through `get` (a query's parameters),
-    /// with `format` defaulting to `default_format` (PNG for a screenshot, JPEG for a stream);
-    /// anything out of range is [`ScreensError::InvalidParameter`] or
-    /// [`ScreensError::QualityNotJpeg`].
-    pub fn parse<'a>(
-        get: impl Fn(&str) -> Option<&'a str>,
-        default_format: ImageFormat,
-    ) -> Result<Self, ScreensError> {
-        let side = |name: &'static str| parse_number(&get, name, 1..=MAX_SIDE, "1 to 8192");
-        let format = match get("format") {
-            None | Some("") => default_format,
-            Some("png") => ImageFormat::Png,
-            Some("jpeg" | "jpg") => ImageFormat::Jpeg,
-            Some("webp") => ImageFormat::Webp,
-            Some(other) => {
-                return Err(ScreensError::InvalidParameter {
-                    name: "format",
-                    value: other.to_owned(),
-                    accepted: "png, jpeg or webp",
-                });
-            }
-        };
-        let quality = parse_number(&get, "quality", 1..=100, "1 to 100")?;
-        Self::new(side("width")?, side("height")?, format, quality)
-    }
-
     /// A rendering of values already read and range-checked (a caller's typed query): a
     /// quality for a lossless format is [`ScreensError::QualityNotJpeg`].
     pub fn new(
@@ -168,111 +143,24 @@ impl Variant {
     }
 }
 
-/// The parameter `name` through `get` as a number in `range`, if given.
-fn parse_number<'a, T>(
-    get: &impl Fn(&str) -> Option<&'a str>,
-    name: &'static str,
-    range: std::ops::RangeInclusive<T>,
-    accepted: &'static str,
-) -> Result<Option<T>, ScreensError>
-where
-    T: std::str::FromStr + PartialOrd,
-{
-    get(name)
-        .map(|value| {
-            value
-                .parse::<T>()
-                .ok()
-                .filter(|number| range.contains(number))
-                .ok_or_else(|| ScreensError::InvalidParameter {
-                    name,
-                    value: value.to_owned(),
-                    accepted,
-                })
-        })
-        .transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A query string's parameters, as the REST layer would give them.
-    fn parse(raw: &str, default_format: ImageFormat) -> Result<Variant, ScreensError> {
-        let pairs: Vec<(&str, &str)> = raw
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .collect();
-        Variant::parse(
-            |name| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| *value)
-            },
-            default_format,
-        )
-    }
-
     #[test]
-    fn a_stream_defaults_to_jpeg_and_takes_a_quality() {
-        let variant = parse("stream=mjpeg&quality=70", ImageFormat::Jpeg).unwrap();
-        assert_eq!(variant.format, ImageFormat::Jpeg);
-        assert_eq!(variant.quality, Some(70));
-    }
-
-    #[test]
-    fn parameters_are_checked_with_the_texts_of_before() {
-        assert!(parse("type=vga", ImageFormat::Png).unwrap().is_plain());
-        let thumbnail = parse("width=320&format=jpeg&quality=70", ImageFormat::Png).unwrap();
-        assert_eq!(thumbnail.width, Some(320));
+    fn a_quality_is_for_jpeg_only_and_names_the_etag() {
+        let thumbnail = Variant::new(Some(320), None, ImageFormat::Jpeg, Some(70)).unwrap();
         assert_eq!(thumbnail.etag_suffix(), "-w320-jpeg-q70");
-        for (bad, text) in [
-            (
-                "width=0",
-                "Invalid value for width parameter: 0 (1 to 8192)",
-            ),
-            (
-                "width=-1",
-                "Invalid value for width parameter: -1 (1 to 8192)",
-            ),
-            (
-                "height=99999",
-                "Invalid value for height parameter: 99999 (1 to 8192)",
-            ),
-            (
-                "width=abc",
-                "Invalid value for width parameter: abc (1 to 8192)",
-            ),
-            (
-                "format=gif",
-                "Invalid value for format parameter: gif (png, jpeg or webp)",
-            ),
-            (
-                "quality=0",
-                "Invalid value for quality parameter: 0 (1 to 100)",
-            ),
-            (
-                "quality=101",
-                "Invalid value for quality parameter: 101 (1 to 100)",
-            ),
-            (
-                "format=jpeg&quality=x",
-                "Invalid value for quality parameter: x (1 to 100)",
-            ),
-            (
-                "quality=50",
-                "The quality parameter applies to jpeg only: png and webp are lossless",
-            ),
-            (
-                "format=webp&quality=50",
-                "The quality parameter applies to jpeg only: png and webp are lossless",
-            ),
-        ] {
+        assert!(
+            Variant::new(None, None, ImageFormat::Png, None)
+                .unwrap()
+                .is_plain()
+        );
+        for lossless in [ImageFormat::Png, ImageFormat::Webp] {
+            let refused = Variant::new(None, None, lossless, Some(50)).unwrap_err();
             assert_eq!(
-                parse(bad, ImageFormat::Png).unwrap_err().to_string(),
-                text,
-                "{bad}"
+                refused.to_string(),
+                "The quality parameter applies to jpeg only: png and webp are lossless"
             );
         }
     }

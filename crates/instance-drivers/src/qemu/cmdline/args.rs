@@ -9,7 +9,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::RawFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use vgashot_qemu_process::escape_commas;
 
 use super::MachinePlan;
 use super::parse::{MIB, NetworkMode, VgaModel};
@@ -136,18 +137,6 @@ impl MachinePlan {
         push("-nic", nic.into());
         args
     }
-}
-
-/// `value` with every comma doubled: QEMU's escape inside a `key=value,...` option list.
-fn escape_commas(value: &OsStr) -> OsString {
-    let mut escaped = Vec::with_capacity(value.len());
-    for &byte in value.as_bytes() {
-        escaped.push(byte);
-        if byte == b',' {
-            escaped.push(b',');
-        }
-    }
-    OsString::from_vec(escaped)
 }
 
 #[cfg(test)]
