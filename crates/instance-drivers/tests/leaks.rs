@@ -51,11 +51,14 @@ async fn two_hundred_screenshots_leak_no_descriptors() {
             assert!(shot.unwrap() > 0);
         }
     }
-    // Surplus files are removed from QEMU in the background: wait (bounded) until that is done.
+    // Surplus files are removed from QEMU in the background, and our end of each closes once
+    // QEMU has answered: wait (bounded) until both are done.
+    let settled = || {
+        vgashot_qemu_process::testing::open_descriptors(qemu) == qemu_before
+            && vgashot_qemu_process::testing::open_descriptors("self") == ours_before
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while vgashot_qemu_process::testing::open_descriptors(qemu) != qemu_before
-        && std::time::Instant::now() < deadline
-    {
+    while !settled() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
