@@ -77,6 +77,8 @@ pub fn run() -> Result {
 struct Daemon {
     child: Child,
     dir: PathBuf,
+    /// The image directory the daemon allows (`--image-dir`), outside its own directory.
+    images: PathBuf,
     url: String,
     server_certificate: PathBuf,
     client_certificate: PathBuf,
@@ -89,7 +91,8 @@ impl Daemon {
         let dir = work.join("vgashot");
         let conf = work.join("conf");
         let bin = work.join("bin");
-        for path in [&dir, &conf, &bin] {
+        let images = work.join("images");
+        for path in [&dir, &conf, &bin, &images] {
             std::fs::create_dir_all(path)
                 .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
         }
@@ -112,6 +115,8 @@ impl Daemon {
         let port = free_port()?;
         let child = Command::new(&binary)
             .args(["daemon", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--image-dir")
+            .arg(&images)
             .env("VGASHOT_DIR", &dir)
             .env("VGASHOT_QEMU", &qemu)
             .env("VGASHOT_LOG", "warn")
@@ -123,6 +128,7 @@ impl Daemon {
             child,
             server_certificate: dir.join("server.crt"),
             dir,
+            images,
             url: format!("https://127.0.0.1:{port}"),
             client_key: conf.join("client.key"),
             client_certificate,
@@ -266,7 +272,7 @@ fn generate_client() -> Result<PathBuf> {
 /// Step 3: drives a VM through the generated client.
 fn drive_vm(daemon: &Daemon, client: &Path) -> Result {
     let image = FIXTURE
-        .write_image(&daemon.dir)
+        .write_image(&daemon.images)
         .map_err(|error| vgashot_rest::describe(&error))?;
     eprintln!("xtask: tests/contract/drive_vm.py");
     crate::swagger::run_command(
