@@ -95,8 +95,14 @@ impl Action {
             ));
         }
         let timeout = match request.timeout {
-            seconds if seconds < 0 => FOREVER_STOP_TIMEOUT,
-            seconds => Duration::from_secs(seconds.unsigned_abs()).min(MAX_STOP_TIMEOUT),
+            -1 => FOREVER_STOP_TIMEOUT,
+            seconds @ 0.. => Duration::from_secs(seconds.unsigned_abs()).min(MAX_STOP_TIMEOUT),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "Invalid timeout {other}: -1 (as long as it takes, here one minute) or 0 \
+                     seconds and more"
+                )));
+            }
         };
         let force = request.force;
         Ok(match request.action.as_str() {
@@ -229,13 +235,19 @@ mod tests {
             }
         );
         assert!(Action::parse(&request("explode", 0, false)).is_err());
-        // Any negative timeout is Incus's "forever", which waits one minute here.
+        // -1 is Incus's "forever", which waits one minute here; other negatives mean nothing.
         assert_eq!(
-            Action::parse(&request("stop", -2, false)).unwrap(),
+            Action::parse(&request("stop", -1, false)).unwrap(),
             Action::Stop {
                 force: false,
                 timeout: FOREVER_STOP_TIMEOUT
             }
+        );
+        assert_eq!(
+            Action::parse(&request("stop", -2, false))
+                .unwrap_err()
+                .to_string(),
+            "Invalid timeout -2: -1 (as long as it takes, here one minute) or 0 seconds and more"
         );
         let mut stateful = request("stop", 0, false);
         stateful.stateful = true;
