@@ -1,0 +1,29 @@
+//! Profiles.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::null_as_default;
+
+/// A profile (Incus `api.Profile`, embedding `api.ProfilePut`): `GET /1.0/profiles/NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Profile {
+    /// Configuration.
+    #[serde(deserialize_with = "null_as_default")]
+    pub config: BTreeMap<String, String>,
+    /// Description (`Default Incus profile`).
+    pub description: String,
+    /// Devices.
+    #[serde(deserialize_with = "null_as_default")]
+    pub devices: BTreeMap<String, BTreeMap<String, String>>,
+    /// Name.
+    pub name: String,
+    /// URLs of the instances and profiles using it.
+    #[serde(deserialize_with = "null_as_default")]
+    pub used_by: Vec<String>,
+    /// Project.
+    pub project: String,
+}
