@@ -23,21 +23,19 @@ async fn metric_lines(daemon: &Daemon, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Polls until the daemon no longer has instance `name`.
-async fn wait_until_gone(daemon: &Daemon, name: &str) {
+/// Polls `GET path` (bounded) until it answers `status`; `what` names the wait in a failure.
+async fn wait_for_status(daemon: &Daemon, path: &str, status: u16, what: &str) {
     let started = Instant::now();
-    while daemon
-        .request("GET", &format!("/1.0/instances/{name}"), None)
-        .await
-        .status
-        != 404
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{name} was never deleted"
-        );
+    while daemon.request("GET", path, None).await.status != status {
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls until the daemon no longer has instance `name`.
+async fn wait_until_gone(daemon: &Daemon, name: &str) {
+    let path = format!("/1.0/instances/{name}");
+    wait_for_status(daemon, &path, 404, &format!("{name} was never deleted")).await;
 }
 
 /// A head without a device is refused before it makes any state; a deleted instance's screens
@@ -455,15 +453,8 @@ async fn a_slow_stream_reader_misses_frames_instead_of_queueing_them() {
 
 /// Waits (bounded) until `name` has a screen to capture (its firmware set a video mode).
 async fn wait_for_a_screen(daemon: &Daemon, name: &str) {
-    let started = Instant::now();
     let path = format!("/1.0/instances/{name}/console?type=vga");
-    while daemon.request("GET", &path, None).await.status != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{name} never had a screen"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(daemon, &path, 200, &format!("{name} never had a screen")).await;
 }
 
 /// Waits (bounded) until `count` reaches `target`.
