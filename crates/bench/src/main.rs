@@ -10,7 +10,7 @@
 //!    by us) against QEMU's own PNG screendump, in text mode and two graphics modes.
 //! 4. [`confinement`]: VM start time and screenshot latency with QEMU confined (its own user,
 //!    seccomp) against QEMU unconfined.
-//! 5. [`viewers`]: the release daemon under 1 to 1000 concurrent clients of one screen, shared
+//! 5. [`viewers`]: the release daemon under 1 to 500 concurrent clients of one screen, shared
 //!    captures against a capture per request, and what each costs QEMU (the guest) in CPU time.
 
 mod baseline;
