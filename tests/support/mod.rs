@@ -64,6 +64,12 @@ impl Daemon {
         Self::start_with(Some(address), &[]).await
     }
 
+    /// Starts the daemon listening with TLS on `address`, with extra environment variables, or
+    /// `None` as [`Self::start`].
+    pub async fn start_listening_with_env(address: &str, env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_configured(tempfile::tempdir().unwrap(), Some(address), &[], env).await
+    }
+
     /// Starts the daemon, listening with TLS on `listen` if given, with `extra_args` after the
     /// test's own (`--image-dir` of [`Self::images`]), or `None` as [`Self::start`].
     pub async fn start_with(listen: Option<&str>, extra_args: &[&str]) -> Option<Self> {
