@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use vgashot_qmp::RunState;
 use vgashot_screens::{FrameSource, ScreenId, TimedFrame};
 
 use crate::instance::{Instance, InstanceStatus};
@@ -108,6 +109,26 @@ impl Ending {
             "GUEST_PANICKED" => self.panicked = true,
             _ => return false,
         }
+        self.waits_to_be_ended()
+    }
+
+    /// What a VM found in run state `state` (by a daemon that re-attaches to it) has told:
+    /// a guest that panicked or powered off before the daemon that ran it could end its QEMU.
+    pub(crate) fn found(state: RunState) -> Self {
+        Self {
+            panicked: state == RunState::GuestPanicked,
+            // With `-action shutdown=pause` only a guest's shutdown leaves QEMU in this state.
+            shutdown: (state == RunState::Shutdown).then(|| Shutdown {
+                by_guest: true,
+                reason: "the guest shut down".to_owned(),
+            }),
+            waiting_told: false,
+        }
+    }
+
+    /// True, once, when the guest has stopped (it powered off or panicked) and QEMU waits,
+    /// paused, to be ended.
+    pub(crate) fn waits_to_be_ended(&mut self) -> bool {
         let waiting = self.guest_stopped() && !self.waiting_told;
         self.waiting_told |= waiting;
         waiting
@@ -216,6 +237,25 @@ mod tests {
         );
         // The stop that pressed the power button asked for it.
         assert_eq!(ending.outcome(7, true, false).kind, TransitionKind::Stopped);
+    }
+
+    #[test]
+    fn a_vm_found_paused_after_its_guest_stopped_is_ended() {
+        let mut panicked = Ending::found(RunState::GuestPanicked);
+        assert!(panicked.waits_to_be_ended());
+        assert!(!panicked.waits_to_be_ended());
+        assert_eq!(
+            panicked.outcome(7, false, false).kind,
+            TransitionKind::GuestPanicked
+        );
+        let mut shut_down = Ending::found(RunState::Shutdown);
+        assert!(shut_down.waits_to_be_ended());
+        assert_eq!(
+            shut_down.outcome(7, false, false).kind,
+            TransitionKind::GuestShutdown
+        );
+        assert!(!Ending::found(RunState::Running).waits_to_be_ended());
+        assert!(!Ending::found(RunState::Paused).guest_stopped());
     }
 
     #[test]

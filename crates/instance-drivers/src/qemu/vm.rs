@@ -206,13 +206,15 @@ impl QemuInstance {
         let attached = match connected {
             Ok(qmp) => match qmp.query_status().await {
                 Ok(status) => {
+                    let run_state = status.status;
                     let paused = !status.running && status.status == RunState::Paused;
                     let status = if paused {
                         InstanceStatus::Frozen
                     } else {
                         InstanceStatus::Running
                     };
-                    self.attach(pid, qmp, status);
+                    // A guest that stopped while no daemon ran is ended now, as it would have been.
+                    self.attach(pid, qmp, status, Ending::found(run_state));
                     Ok(())
                 }
                 Err(error) => Err(error),
@@ -233,8 +235,8 @@ impl QemuInstance {
         }
     }
 
-    /// Records a running QEMU and starts its supervisor.
-    fn attach(&self, pid: i32, qmp: Qmp, status: InstanceStatus) {
+    /// Records a running QEMU and starts its supervisor, which knows `ending` already.
+    fn attach(&self, pid: i32, qmp: Qmp, status: InstanceStatus, ending: Ending) {
         let (exited_sender, exited) = watch::channel(false);
         let stop_requested = Arc::new(AtomicBool::new(false));
         let (forced, _) = watch::channel(false);
@@ -248,6 +250,7 @@ impl QemuInstance {
             stop_requested: stop_requested.clone(),
             exited: exited_sender,
             final_frame: final_frame.clone(),
+            ending,
         };
         let mut cell = self.cell();
         // Spawned under the lock, so the supervisor cannot record an end before `vm` is set.
@@ -569,7 +572,12 @@ impl Instance for QemuInstance {
                 });
             }
         };
-        self.attach(detached.pid, qmp, InstanceStatus::Running);
+        self.attach(
+            detached.pid,
+            qmp,
+            InstanceStatus::Running,
+            Ending::default(),
+        );
         tracing::info!(instance = %self.name, pid = detached.pid, "started");
         self.publish(
             TransitionKind::Started,
@@ -649,12 +657,17 @@ struct Supervisor {
     stop_requested: Arc<AtomicBool>,
     exited: watch::Sender<bool>,
     final_frame: FinalFrame,
+    /// What is known of the VM's end when the supervisor starts.
+    ending: Ending,
 }
 
 impl Supervisor {
     async fn run(mut self) {
         let mut drain = tokio::time::interval(CONSOLE_DRAIN_PERIOD);
-        let mut ending = Ending::default();
+        let mut ending = std::mem::take(&mut self.ending);
+        if ending.waits_to_be_ended() {
+            self.end_stopped_guest().await;
+        }
         let qmp = self.qmp.clone();
         let closed = qmp.closed();
         tokio::pin!(closed);
