@@ -1,6 +1,7 @@
 //! The qemu driver's state transitions against real QEMU (boot-sector fixtures): a start, a stop
 //! through the driver with the last screen captured before QEMU ends, and QEMU killed from
-//! outside, which is a crash with no screen and leaves no process behind.
+//! outside, which is a crash with no screen and leaves no process behind; a VM without a display
+//! stops with no screen either.
 
 mod support;
 
@@ -106,4 +107,21 @@ async fn qemu_killed_from_outside_is_a_crash_without_a_screen() {
     assert_eq!(state.reason.as_deref(), Some(crashed.reason.as_str()));
     assert_eq!(state.pid, None);
     assert!(support::exited(pid));
+}
+
+#[tokio::test]
+async fn a_vm_without_a_screen_stops_without_a_last_screen() {
+    let Some(harness) = Harness::new().await else {
+        return;
+    };
+    let mut transitions = harness.driver.transitions();
+    let vm = harness.started("blind", &[("vgashot.vga", "none")]).await;
+    assert_eq!(next(&mut transitions).await.kind, TransitionKind::Started);
+    vm.stop(true, Duration::ZERO).await.unwrap();
+    let stopped = next(&mut transitions).await;
+    assert_eq!(
+        (stopped.kind, stopped.reason.as_str()),
+        (TransitionKind::Stopped, "stopped on request")
+    );
+    assert!(stopped.final_frame.is_none(), "no screen, nothing captured");
 }
