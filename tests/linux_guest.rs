@@ -1,7 +1,8 @@
 //! A real Linux guest (`crates/linux-guest`: Debian's kernel and busybox) under the real daemon,
 //! booted directly from `vgashot.boot.kernel`, `vgashot.boot.initrd` and `vgashot.boot.cmdline`:
 //! its console log shows the init's known lines, its screen is a framebuffer console with text
-//! on it, and on request it panics.
+//! on it, and on request it panics or powers itself off, which listeners of the lifecycle events
+//! hear with the reason.
 //!
 //! The guest is prepared once per test binary in the cache under `target/linux-guest/` (the
 //! first run downloads two packages with `apt-get download`), then copied into a directory of
@@ -20,9 +21,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::lifecycle::LifecycleListener;
 use support::{Daemon, decode_png, json};
 use vgashot_linux_guest::{
-    BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, MIN_MEMORY_MIB, PANIC_LINE, READY_LINE,
+    BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, MIN_MEMORY_MIB, PANIC_LINE,
+    POWEROFF_LINE, READY_LINE,
 };
 
 /// How long a boot, or a panic, may take on a loaded 2-core machine under TCG (3-35 s
@@ -211,23 +214,62 @@ async fn panics_on_request() {
     assert!(log.find(READY_LINE) < log.find(PANIC_LINE), "{log}");
 }
 
-/// What a user sees of a panicked guest: `Error`, whether QEMU then ends (its default) or
-/// stays paused (`-action panic=pause`). Needs the daemon to give QEMU a pvpanic device
-/// (`-device pvpanic`), through which the guest's pvpanic driver reports the panic
-/// (`GUEST_PANICKED`); without one the kernel hangs silently and the VM stays `Running`. The
-/// reason the daemon records, "the guest kernel panicked", is in no reply: Incus's state has no
-/// field for it.
+/// What a user sees of a panicked guest: the guest's pvpanic driver reports the panic through
+/// the VM's pvpanic device (`GUEST_PANICKED`), QEMU pauses (`-action panic=pause`), and the
+/// daemon ends it after keeping its last screen: an `instance-panicked` lifecycle event with the
+/// reason, and the state `Error`, with no QEMU left.
 #[tokio::test]
-#[ignore = "the daemon gives QEMU no pvpanic device yet, so no panic reaches it"]
 async fn a_panicked_guest_is_an_error() {
     let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
         return;
     };
+    let mut listener = LifecycleListener::open(&daemon).await;
     let options = BootOptions {
         panic_after: Some(Duration::ZERO),
         ..BootOptions::default()
     };
     start_guest(&daemon, "panicked", &guest, &options).await;
+    let events = listener
+        .until("panicked", "instance-panicked", BOOT_DEADLINE)
+        .await;
+    let actions: Vec<_> = events.iter().map(|event| event["action"].clone()).collect();
+    assert_eq!(
+        actions,
+        ["instance-created", "instance-started", "instance-panicked"]
+    );
+    assert_eq!(
+        events[2]["context"],
+        json!({"reason": "the guest kernel panicked", "status": "Error"})
+    );
     let state = wait_for_status(&daemon, "panicked", "Error").await;
     assert_eq!(state["status_code"], 112, "{state}");
+    assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
+    // What the guest printed before it died is in the console log.
+    wait_for_console(&daemon, "panicked", &[PANIC_LINE, KERNEL_PANIC_LINE]).await;
+}
+
+/// A guest that powers itself off: QEMU stays (`-action shutdown=pause`) until the daemon has
+/// kept the last screen and ends it; an `instance-shutdown` lifecycle event with the reason, and
+/// the state `Stopped`.
+#[tokio::test]
+async fn a_guest_that_powers_off_is_stopped_with_a_shutdown_event() {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let mut listener = LifecycleListener::open(&daemon).await;
+    let options = BootOptions {
+        poweroff_after: Some(Duration::ZERO),
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "leaving", &guest, &options).await;
+    let events = listener
+        .until("leaving", "instance-shutdown", BOOT_DEADLINE)
+        .await;
+    assert_eq!(
+        events.last().unwrap()["context"],
+        json!({"reason": "the guest shut down", "status": "Stopped"})
+    );
+    let state = wait_for_status(&daemon, "leaving", "Stopped").await;
+    assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
+    wait_for_console(&daemon, "leaving", &[POWEROFF_LINE]).await;
 }

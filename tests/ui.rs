@@ -4,7 +4,10 @@
 //! Chromium through `playwright-core` with that certificate. The script checks the page, the
 //! thumbnail's pixels against [`vgashot_fixtures::BAR_COLOURS`], the live view and "Save PNG",
 //! that stopping the VM through the API turns its card to Stopped, that an error envelope shows
-//! on the card, and that the Start button starts the VM again.
+//! on the card, and that the Start button starts the VM again. `tests/ui/guest-event-test.mjs`
+//! shows a card following a guest-initiated change from its lifecycle events alone: the Linux
+//! guest (`crates/linux-guest`, under TCG) powers itself off and its card turns Stopped with the
+//! reason, with no request for the list meanwhile.
 //!
 //! Without Chromium, node or `tests/ui/node_modules` the test skips ([`support::browser`]).
 //! `VGASHOT_UI_SCREENSHOT=docs/ui.png` also saves a screenshot of the page (the one in the
@@ -18,6 +21,7 @@ use serde_json::json;
 use support::Daemon;
 use support::browser::{Browser, TrustedIdentity, workspace_root};
 use vgashot_fixtures::{BAR_COLOURS, Fixture};
+use vgashot_linux_guest::{BootOptions, LinuxGuest};
 
 #[tokio::test]
 async fn the_page_shows_and_drives_the_vms() {
@@ -63,4 +67,49 @@ async fn the_page_shows_and_drives_the_vms() {
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_card_follows_its_guest_powering_off() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let guest = match LinuxGuest::prepare(&LinuxGuest::default_cache_dir()) {
+        Ok(guest) => guest,
+        Err(error) => {
+            let missing = format!("the Linux guest ({error})");
+            return support::skip_unless_required("VGASHOT_REQUIRE_LINUX_GUEST", &missing);
+        }
+    };
+    // TCG: on this project's machines `/dev/kvm` is nested and the kernel does not boot there.
+    let accel = std::env::var("VGASHOT_ACCEL").unwrap_or_else(|_| "tcg".to_owned());
+    let Some(daemon) =
+        Daemon::start_listening_with_env("127.0.0.1:0", &[("VGASHOT_ACCEL", &accel)]).await
+    else {
+        return;
+    };
+    let options = BootOptions {
+        poweroff_after: Some(std::time::Duration::ZERO),
+        ..BootOptions::default()
+    };
+    let guest = guest
+        .copy_to(daemon.images.path(), options.console)
+        .unwrap();
+    let body = json!({
+        "name": "leaving",
+        "type": "virtual-machine",
+        "source": {"type": "none"},
+        "config": {
+            "limits.memory": "128MiB",
+            "vgashot.boot.kernel": guest.kernel(options.console),
+            "vgashot.boot.initrd": guest.initrd(),
+            "vgashot.boot.cmdline": guest.cmdline(&options),
+        },
+        "devices": {},
+    });
+    daemon.operation("POST", "/1.0/instances", Some(body)).await;
+    let identity = TrustedIdentity::make(&daemon, "browser").await;
+    let env = [("VGASHOT_UI_GUEST", "leaving".to_owned())];
+    let (report, took) = browser.run("guest-event-test.mjs", &identity, &env).await;
+    eprintln!("ui: guest event test in {took:?}: {report}");
 }

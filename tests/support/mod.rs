@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod bystander;
+pub mod lifecycle;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -61,6 +62,12 @@ impl Daemon {
     /// which `GET /1.0` then reports in `environment.addresses`), or `None` as [`Self::start`].
     pub async fn start_listening(address: &str) -> Option<Self> {
         Self::start_with(Some(address), &[]).await
+    }
+
+    /// Starts the daemon listening with TLS on `address`, with extra environment variables, or
+    /// `None` as [`Self::start`].
+    pub async fn start_listening_with_env(address: &str, env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_configured(tempfile::tempdir().unwrap(), Some(address), &[], env).await
     }
 
     /// Starts the daemon, listening with TLS on `listen` if given, with `extra_args` after the

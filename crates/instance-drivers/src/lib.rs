@@ -10,8 +10,10 @@
 //! 3. [`qemu`] implements it for QEMU: [`qemu::cmdline`] turns config into a command line,
 //!    [`QemuDriver`] owns the VMs (and re-attaches to running ones after a restart),
 //!    [`QemuInstance`] runs one VM and supervises it.
-//! 4. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
-//! 5. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
+//! 4. Every start and every end of an instance is a [`Transition`] (why it ended, and its last
+//!    screen when QEMU still lived), published by [`QemuDriver::transitions`].
+//! 5. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
+//! 6. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
 //!    them to HTTP statuses in one place.
 
 pub mod definition;
@@ -20,6 +22,7 @@ mod instance;
 mod lock;
 pub mod qemu;
 pub mod store;
+mod transition;
 
 pub use definition::{InstanceDefinition, InstanceType};
 pub use error::{DriverError, Result};
@@ -31,3 +34,4 @@ pub use lock::DirectoryLock;
 pub use qemu::{
     DEFAULT_MAX_SCREEN_PIXELS, DriverOptions, DriverPaths, HostFilePolicy, QemuDriver, QemuInstance,
 };
+pub use transition::{TRANSITION_CAPACITY, Transition, TransitionKind};

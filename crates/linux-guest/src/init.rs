@@ -12,7 +12,9 @@
 //!    console (`tty1`) and the serial port (`ttyS0`), so a test sees the same lines on the screen
 //!    and in the console log.
 //! 4. Acts on them: `vgashot.panic_after=SECONDS` panics the kernel that many seconds later
-//!    (`echo c > /proc/sysrq-trigger`, after printing [`PANIC_LINE`]); `vgashot.serial_shell=1`
+//!    (`echo c > /proc/sysrq-trigger`, after printing [`PANIC_LINE`]);
+//!    `vgashot.poweroff_after=SECONDS` powers the machine off that many seconds later (`poweroff
+//!    -f`, ACPI's soft-off, after printing [`POWEROFF_LINE`]); `vgashot.serial_shell=1`
 //!    runs a shell on `ttyS0`, which echoes what it reads; `vgashot.tty_shell=0` leaves `tty1`
 //!    without a shell. The kernel's own `consoleblank=SECONDS` blanks the screen.
 //! 5. Runs the shells, started again whenever they exit, and otherwise idles: PID 1 never exits,
@@ -27,6 +29,8 @@ pub const READY_LINE: &str = "vgashot guest ready";
 pub const KERNEL_LINE_PREFIX: &str = "vgashot guest kernel ";
 /// The line the init prints just before it panics the kernel on request.
 pub const PANIC_LINE: &str = "vgashot guest panics now";
+/// The line the init prints just before it powers the machine off on request.
+pub const POWEROFF_LINE: &str = "vgashot guest powers off now";
 
 /// The `/init` script (busybox `sh`).
 pub(crate) const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
@@ -39,12 +43,14 @@ mount -t devtmpfs devtmpfs /dev
 
 framebuffer=1
 panic_after=
+poweroff_after=
 serial_shell=0
 tty_shell=1
 for parameter in $(cat /proc/cmdline); do
     case "$parameter" in
         vgashot.framebuffer=*) framebuffer="${parameter#*=}" ;;
         vgashot.panic_after=*) panic_after="${parameter#*=}" ;;
+        vgashot.poweroff_after=*) poweroff_after="${parameter#*=}" ;;
         vgashot.serial_shell=*) serial_shell="${parameter#*=}" ;;
         vgashot.tty_shell=*) tty_shell="${parameter#*=}" ;;
     esac
@@ -77,6 +83,11 @@ if [ -n "$panic_after" ]; then
     sleep "$panic_after"
     say "vgashot guest panics now"
     echo c > /proc/sysrq-trigger
+fi
+if [ -n "$poweroff_after" ]; then
+    sleep "$poweroff_after"
+    say "vgashot guest powers off now"
+    poweroff -f
 fi
 while true; do
     sleep 3600
@@ -115,6 +126,9 @@ pub struct BootOptions {
     /// (whole seconds; zero panics at once). `None`: never, unless asked from a shell with
     /// `echo c > /proc/sysrq-trigger`.
     pub panic_after: Option<Duration>,
+    /// `vgashot.poweroff_after=SECONDS`: power the machine off (ACPI soft-off, as `poweroff -f`)
+    /// this long after [`READY_LINE`] (whole seconds), a guest-initiated shutdown. `None`: never.
+    pub poweroff_after: Option<Duration>,
     /// `vgashot.serial_shell=1`: a shell on the serial port `ttyS0`, for an interactive serial
     /// console; its terminal echoes what it reads.
     pub serial_shell: bool,
@@ -148,6 +162,9 @@ impl BootOptions {
         if let Some(after) = self.panic_after {
             let _ = write!(line, " vgashot.panic_after={}", after.as_secs());
         }
+        if let Some(after) = self.poweroff_after {
+            let _ = write!(line, " vgashot.poweroff_after={}", after.as_secs());
+        }
         if self.serial_shell {
             line.push_str(" vgashot.serial_shell=1");
         }
@@ -175,6 +192,7 @@ mod tests {
         let options = BootOptions {
             console: Console::Text,
             panic_after: Some(Duration::from_secs(3)),
+            poweroff_after: Some(Duration::from_secs(4)),
             serial_shell: true,
             no_tty_shell: true,
             console_blank: Some(5),
@@ -184,7 +202,7 @@ mod tests {
         assert_eq!(
             line,
             "console=tty1 console=ttyS0,115200 panic=0 quiet vgashot.framebuffer=0 \
-             consoleblank=5 vgashot.panic_after=3 vgashot.serial_shell=1 vgashot.tty_shell=0"
+             consoleblank=5 vgashot.panic_after=3 vgashot.poweroff_after=4 vgashot.serial_shell=1 vgashot.tty_shell=0"
         );
         for parameter in line.split(' ').filter(|p| p.starts_with("vgashot.")) {
             let key = parameter.split('=').next().unwrap();
@@ -194,7 +212,12 @@ mod tests {
 
     #[test]
     fn the_script_prints_the_known_lines() {
-        for line in [READY_LINE, PANIC_LINE, KERNEL_LINE_PREFIX.trim_end()] {
+        for line in [
+            READY_LINE,
+            PANIC_LINE,
+            POWEROFF_LINE,
+            KERNEL_LINE_PREFIX.trim_end(),
+        ] {
             assert!(INIT_SCRIPT.contains(&format!("say \"{line}")), "{line}");
         }
     }

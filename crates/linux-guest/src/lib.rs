@@ -42,7 +42,7 @@ pub mod modules;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use init::{BootOptions, Console, KERNEL_LINE_PREFIX, PANIC_LINE, READY_LINE};
+pub use init::{BootOptions, Console, KERNEL_LINE_PREFIX, PANIC_LINE, POWEROFF_LINE, READY_LINE};
 
 /// The least guest memory, in MiB, the guest boots with (both kernels; measured: 96 MiB boots,
 /// 64 MiB prints nothing at all, the 66 MB kernel and its initramfs leaving no room).

@@ -221,7 +221,8 @@ impl Requestor {
     }
 }
 
-/// The lifecycle actions we publish, named as upstream (`shared/api/event_lifecycle.go`).
+/// The lifecycle actions we publish, named as upstream (`shared/api/event_lifecycle.go`) where
+/// upstream has the action.
 pub mod action {
     /// An instance was created.
     pub const INSTANCE_CREATED: &str = "instance-created";
@@ -243,6 +244,11 @@ pub mod action {
     pub const INSTANCE_DELETED: &str = "instance-deleted";
     /// An instance's console (log or screenshot) was read.
     pub const INSTANCE_CONSOLE_RETRIEVED: &str = "instance-console-retrieved";
+    /// An instance's guest kernel panicked (ours: `instance_lifecycle_reasons`).
+    pub const INSTANCE_PANICKED: &str = "instance-panicked";
+    /// An instance's QEMU ended without shutting down, or could not be ended (ours:
+    /// `instance_lifecycle_reasons`).
+    pub const INSTANCE_CRASHED: &str = "instance-crashed";
 }
 
 /// A lifecycle record, the metadata of a `lifecycle` event, in upstream's shape: `context`,

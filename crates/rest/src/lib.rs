@@ -14,7 +14,8 @@
 //!    bodies ([`request::json_body`]: bounded, unknown fields refused) into typed values, act
 //!    through the driver, and answer with an Incus envelope ([`envelope`]). Long actions (create,
 //!    start, stop, delete) run as [`operations`] and answer 202 at once; listeners of
-//!    `/1.0/events` ([`events`]) hear them finish.
+//!    `/1.0/events` ([`events`]) hear them finish, and every start and end of an instance,
+//!    whatever caused it, as a lifecycle event ([`transitions`]).
 //! 4. Every failure is an [`ApiError`]; [`ApiError::status`] is the one place where errors get
 //!    their HTTP status, and every error leaves as Incus's error envelope.
 //! 5. Screenshots go through [`screens`]: one capture serves every viewer of a screen for a
@@ -43,6 +44,7 @@ pub mod same_origin;
 pub mod screens;
 pub mod server;
 pub mod tls;
+pub mod transitions;
 pub mod trust;
 
 use std::path::Path;
@@ -105,7 +107,13 @@ impl Daemon {
             }),
             None => self.context.clone(),
         };
+        // Starts and ends of instances, whatever caused them, as lifecycle events.
+        let bridge = tokio::spawn(transitions::forward(
+            context.driver.transitions(),
+            context.events.clone(),
+        ));
         server::serve(listener, https, context, shutdown).await;
+        bridge.abort();
         let _ = std::fs::remove_file(path);
         Ok(())
     }

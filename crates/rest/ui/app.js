@@ -4,17 +4,18 @@
 //
 // Keeping it cheap: a thumbnail is refreshed about once a second and only while its card is on
 // screen (IntersectionObserver) and the tab is visible, with `If-None-Match`, so an unchanged
-// screen costs a 304 and no image decoding. The list follows `/1.0/events` (lifecycle and
-// operation events) over a websocket, so a change made by anyone through the API shows at once;
-// a slow poll backs it up, and a faster one takes over while the websocket is down.
+// screen costs a 304 and no image decoding. The cards follow `/1.0/events` (lifecycle events)
+// over a websocket: a start or an end of an instance, whoever or whatever caused it (a request,
+// the guest powering off or panicking, QEMU dying), changes its card at once with the event's
+// status and reason, and no request is made for it; an instance created or deleted reloads the
+// list. Only while the websocket is down does the page poll the list instead.
 
 'use strict';
 
 const THUMB_WIDTH = 320;
 const THUMB_INTERVAL_MS = 1000;
 const THUMB_RETRY_MS = 5000;
-const POLL_WITH_EVENTS_MS = 30000;
-const POLL_WITHOUT_EVENTS_MS = 3000;
+const POLL_WITHOUT_EVENTS_MS = 5000;
 const EVENTS_RETRY_MS = 5000;
 const OPERATION_DEADLINE_MS = 120000;
 const LIVE_FPS = 10;
@@ -36,8 +37,16 @@ const viewerError = document.getElementById('viewer-error');
 const cards = new Map();
 /** The card whose screen the large view shows, if it is open. */
 let viewerCard = null;
-/** Whether the events websocket is open (the poll then only backs it up). */
+/** Whether the events websocket is open (no poll while it is). */
 let eventsOpen = false;
+/** Lifecycle actions that carry an instance's new status and its reason in their context. */
+const TRANSITIONS = new Set([
+  'instance-started',
+  'instance-stopped',
+  'instance-shutdown',
+  'instance-panicked',
+  'instance-crashed',
+]);
 
 /** `path` with `params` and the page's project as its query string. */
 function url(path, params = {}) {
@@ -118,6 +127,7 @@ function makeCard(name) {
     name,
     node,
     status: '',
+    reason: '',
     hasScreen: false,
     busy: false,
     visible: false,
@@ -170,10 +180,15 @@ function clearThumb(card) {
   card.el.placeholder.hidden = false;
 }
 
-/** Brings a card up to date with the instance as the list reported it. */
-function updateCard(card, instance) {
-  const status = instance.status;
+/**
+ * Brings a card up to date with the instance's `status`, as the list or a lifecycle event reported
+ * it; `reason` (why it stopped or failed) comes with events only, and is kept until the status
+ * changes.
+ */
+function updateCard(card, status, reason) {
   const hadScreen = card.hasScreen;
+  if (reason !== undefined) card.reason = reason;
+  else if (status !== card.status) card.reason = '';
   card.status = status;
   card.hasScreen = status === 'Running' || status === 'Frozen';
   card.node.dataset.status = status;
@@ -182,7 +197,7 @@ function updateCard(card, instance) {
   card.el.screen.disabled = !card.hasScreen;
   if (!card.hasScreen) {
     clearThumb(card);
-    card.el.placeholder.textContent = `${status}: no screen`;
+    card.el.placeholder.textContent = `${status}: ${card.reason || 'no screen'}`;
   } else if (!hadScreen) {
     card.el.placeholder.textContent = 'Loading the screen…';
     card.retryAt = 0;
@@ -229,12 +244,13 @@ async function refreshThumb(card) {
     const response = await fetch(path, { cache: 'no-store', headers });
     if (response.status === 304) return;
     if (!response.ok) {
-      // Most likely the instance stopped meanwhile: the list says so; retry later otherwise.
+      // Most likely the instance stopped meanwhile: its lifecycle event says so (the list,
+      // while the websocket is down); retry later otherwise.
       card.retryAt = Date.now() + THUMB_RETRY_MS;
       if (card.hasScreen && !card.objectUrl) {
         card.el.placeholder.textContent = `No screen: ${await errorText(response)}`;
       }
-      scheduleList();
+      if (!eventsOpen) scheduleList();
       return;
     }
     const blob = await response.blob();
@@ -312,20 +328,32 @@ function render(instances) {
     if (list.children[index] !== card.node) {
       list.insertBefore(card.node, list.children[index] || null);
     }
-    updateCard(card, instance);
+    updateCard(card, instance.status);
   });
   empty.hidden = instances.length > 0;
 }
 
+/** The fallback while the events websocket is down: the list, every few seconds. */
 function pollList() {
-  if (!document.hidden) loadList();
-  setTimeout(pollList, eventsOpen ? POLL_WITH_EVENTS_MS : POLL_WITHOUT_EVENTS_MS);
+  if (!document.hidden && !eventsOpen) loadList();
+  setTimeout(pollList, POLL_WITHOUT_EVENTS_MS);
 }
 
-/** Follows `/1.0/events`; any lifecycle or operation event reloads the list. */
+/** Applies one lifecycle event: a transition changes its card, anything else reloads the list. */
+function onLifecycle(metadata) {
+  const card = cards.get(metadata?.name);
+  const status = metadata?.context?.status;
+  if (card && TRANSITIONS.has(metadata.action) && status) {
+    updateCard(card, status, metadata.context.reason || '');
+  } else {
+    scheduleList();
+  }
+}
+
+/** Follows `/1.0/events` (lifecycle events), reloading the list once on every (re)connection. */
 function listen() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const path = url('/1.0/events', { type: 'lifecycle,operation' });
+  const path = url('/1.0/events', { type: 'lifecycle' });
   let socket;
   try {
     socket = new WebSocket(`${scheme}//${location.host}${path}`);
@@ -338,7 +366,15 @@ function listen() {
     connection.textContent = 'Live';
     scheduleList(0);
   });
-  socket.addEventListener('message', () => scheduleList());
+  socket.addEventListener('message', (message) => {
+    let event = null;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (event?.type === 'lifecycle') onLifecycle(event.metadata);
+  });
   socket.addEventListener('close', () => {
     eventsOpen = false;
     connection.textContent = `Updating every ${POLL_WITHOUT_EVENTS_MS / 1000} s`;

@@ -20,9 +20,12 @@
 //!    finished by the next open (step 2).
 //! 5. Each VM is a [`QemuInstance`], which implements [`crate::Instance`]. It starts QEMU
 //!    confined ([`DriverOptions::confinement`]) and hands it its host files as descriptors.
+//! 6. Each start and each end of a VM is a [`Transition`] on one channel for the whole driver
+//!    ([`QemuDriver::transitions`]).
 
 pub mod cmdline;
 mod console;
+mod ending;
 mod frames;
 mod handover;
 pub mod host_files;
@@ -37,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::sys::signal::Signal;
+use tokio::sync::broadcast;
 use vgashot_qemu_process::Confinement;
 
 pub use host_files::HostFilePolicy;
@@ -49,6 +53,7 @@ use crate::definition::{
 use crate::error::{DriverError, Result};
 use crate::instance::Instance;
 use crate::store::{Store, StoreError};
+use crate::transition::{TRANSITION_CAPACITY, Transition};
 use cmdline::MachinePlan;
 use handover::OpenedFiles;
 
@@ -103,6 +108,8 @@ pub(crate) struct DriverShared {
     runtime_root: PathBuf,
     instances: Mutex<Registry>,
     pub(crate) options: DriverOptions,
+    /// Every instance's starts and ends ([`QemuDriver::transitions`]).
+    pub(crate) transitions: broadcast::Sender<Transition>,
 }
 
 impl DriverShared {
@@ -306,6 +313,7 @@ impl QemuDriver {
             runtime_root: paths.runtime_dir,
             instances: Mutex::new(BTreeMap::new()),
             options,
+            transitions: broadcast::Sender::new(TRANSITION_CAPACITY),
         });
         for (project, name) in &loaded.tombstones {
             // The instance is gone either way; what is left is retried by the next create of
@@ -388,6 +396,12 @@ impl QemuDriver {
             .filter(|((instance_project, _), _)| instance_project == project)
             .map(|(_, instance)| instance.clone())
             .collect()
+    }
+
+    /// Every instance's starts and ends from now on, as they happen (see [`crate::transition`]
+    /// for what each carries and how far a subscriber may fall behind).
+    pub fn transitions(&self) -> broadcast::Receiver<Transition> {
+        self.shared.transitions.subscribe()
     }
 
     /// Lets go of every VM without stopping any (a daemon's clean shutdown): supervisors end and

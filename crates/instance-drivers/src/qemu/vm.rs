@@ -4,11 +4,15 @@
 //! 1. `start` plans the machine from the definition, launches QEMU detached (it outlives the
 //!    daemon), connects QMP and hands the connection to a supervisor task.
 //! 2. The supervisor follows QMP events (`SHUTDOWN` with its reason, `STOP`/`RESUME`,
-//!    `GUEST_PANICKED`), drains the console ring now and then, and when the QMP connection
-//!    ends makes sure the process is gone (SIGKILL if it lingers). Then it records the status
-//!    (`Stopped`, or `Error` for a panic or an unkillable QEMU) with the reason, in words.
-//! 3. `stop` asks the guest (ACPI power button), then QEMU (`quit`), then the kernel (SIGKILL),
-//!    each after its own bound, and returns when the supervisor has seen the end.
+//!    `GUEST_PANICKED`) and drains the console ring now and then. A guest that powered off or
+//!    panicked leaves QEMU paused ([`super::ending`]): the supervisor drains the console, keeps
+//!    the last screen, and ends QEMU (`quit`, SIGKILL after [`QUIT_GRACE`]). When the QMP
+//!    connection ends it makes sure the process is gone (SIGKILL if it lingers), records the
+//!    status (`Stopped`, or `Error` for a panic or an unkillable QEMU) with the reason, in
+//!    words, and publishes the [`Transition`], with the last screen when one was kept.
+//! 3. `stop` asks the guest (ACPI power button), keeps the last screen, then asks QEMU
+//!    (`quit`), then the kernel (SIGKILL), each after its own bound, and returns when the
+//!    supervisor has seen the end. `start` publishes a [`TransitionKind::Started`].
 //! 4. Life-cycle changes are serialised by one async lock per VM; reads of the state and
 //!    screenshots never wait for it. A forced stop does not queue behind a clean shutdown that
 //!    waits for the guest: before it asks for the lock it tells the running VM
@@ -28,7 +32,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use vgashot_qemu_process::Launch;
 use vgashot_qmp::{Config, Qmp, RunState};
@@ -40,7 +43,9 @@ use crate::instance::{
 };
 use crate::qemu::cmdline::carry_formats;
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
+use crate::qemu::ending::{Ending, FinalFrame, keep_final_frame, take_final_frame};
 use crate::qemu::{DriverShared, process, screenshot};
+use crate::transition::{Transition, TransitionKind};
 
 /// How long QEMU has to exit after `quit` before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
@@ -66,6 +71,8 @@ struct RunningVm {
     forced: Arc<watch::Sender<bool>>,
     /// Ends the supervisor when the driver lets go of the VM without stopping it.
     supervisor: tokio::task::AbortHandle,
+    /// The last screen, once captured before QEMU is ended.
+    final_frame: FinalFrame,
 }
 
 /// The mutable run-time state.
@@ -199,13 +206,15 @@ impl QemuInstance {
         let attached = match connected {
             Ok(qmp) => match qmp.query_status().await {
                 Ok(status) => {
+                    let run_state = status.status;
                     let paused = !status.running && status.status == RunState::Paused;
                     let status = if paused {
                         InstanceStatus::Frozen
                     } else {
                         InstanceStatus::Running
                     };
-                    self.attach(pid, qmp, status);
+                    // A guest that stopped while no daemon ran is ended now, as it would have been.
+                    self.attach(pid, qmp, status, Ending::found(run_state));
                     Ok(())
                 }
                 Err(error) => Err(error),
@@ -226,11 +235,12 @@ impl QemuInstance {
         }
     }
 
-    /// Records a running QEMU and starts its supervisor.
-    fn attach(&self, pid: i32, qmp: Qmp, status: InstanceStatus) {
+    /// Records a running QEMU and starts its supervisor, which knows `ending` already.
+    fn attach(&self, pid: i32, qmp: Qmp, status: InstanceStatus, ending: Ending) {
         let (exited_sender, exited) = watch::channel(false);
         let stop_requested = Arc::new(AtomicBool::new(false));
         let (forced, _) = watch::channel(false);
+        let final_frame = FinalFrame::default();
         let supervisor = Supervisor {
             instance: self.me.clone(),
             pid,
@@ -239,6 +249,8 @@ impl QemuInstance {
             qmp: qmp.clone(),
             stop_requested: stop_requested.clone(),
             exited: exited_sender,
+            final_frame: final_frame.clone(),
+            ending,
         };
         let mut cell = self.cell();
         // Spawned under the lock, so the supervisor cannot record an end before `vm` is set.
@@ -253,6 +265,26 @@ impl QemuInstance {
             stop_requested,
             forced: Arc::new(forced),
             supervisor,
+            final_frame,
+        });
+    }
+
+    /// Publishes a transition of this instance; nobody listening is no error.
+    fn publish(
+        &self,
+        kind: TransitionKind,
+        status: InstanceStatus,
+        reason: String,
+        final_frame: Option<Arc<vgashot_screens::TimedFrame>>,
+    ) {
+        let _ = self.shared.transitions.send(Transition {
+            project: self.project.clone(),
+            name: self.name.clone(),
+            kind,
+            status,
+            reason,
+            at: SystemTime::now(),
+            final_frame,
         });
     }
 
@@ -401,6 +433,7 @@ impl QemuInstance {
                 GuestShutdown::TimedOut => {}
             }
         }
+        keep_final_frame(self, &vm.final_frame).await;
         let mut exited = vm.exited.clone();
         if vm.qmp.quit().await.is_ok() && Self::wait_exited(&mut exited, QUIT_GRACE).await {
             return Ok(stopped);
@@ -428,10 +461,19 @@ impl QemuInstance {
         if !process::wait_gone(pid, KILL_GRACE).await {
             return Err(DriverError::StopFailed { pid });
         }
-        let mut cell = self.cell();
-        cell.status = InstanceStatus::Stopped;
-        cell.reason = Some("killed: its QMP socket did not answer".into());
-        cell.unreachable_pid = None;
+        let reason = "killed: its QMP socket did not answer";
+        {
+            let mut cell = self.cell();
+            cell.status = InstanceStatus::Stopped;
+            cell.reason = Some(reason.into());
+            cell.unreachable_pid = None;
+        }
+        self.publish(
+            TransitionKind::Stopped,
+            InstanceStatus::Stopped,
+            reason.into(),
+            None,
+        );
         Ok(())
     }
 }
@@ -530,8 +572,19 @@ impl Instance for QemuInstance {
                 });
             }
         };
-        self.attach(detached.pid, qmp, InstanceStatus::Running);
+        self.attach(
+            detached.pid,
+            qmp,
+            InstanceStatus::Running,
+            Ending::default(),
+        );
         tracing::info!(instance = %self.name, pid = detached.pid, "started");
+        self.publish(
+            TransitionKind::Started,
+            InstanceStatus::Running,
+            "started on request".into(),
+            None,
+        );
         self.record_last_use();
         Ok(())
     }
@@ -603,19 +656,18 @@ struct Supervisor {
     qmp: Qmp,
     stop_requested: Arc<AtomicBool>,
     exited: watch::Sender<bool>,
-}
-
-/// What the supervisor learnt before QEMU ended.
-#[derive(Default)]
-struct Ending {
-    shutdown: Option<String>,
-    panicked: bool,
+    final_frame: FinalFrame,
+    /// What is known of the VM's end when the supervisor starts.
+    ending: Ending,
 }
 
 impl Supervisor {
     async fn run(mut self) {
         let mut drain = tokio::time::interval(CONSOLE_DRAIN_PERIOD);
-        let mut ending = Ending::default();
+        let mut ending = std::mem::take(&mut self.ending);
+        if ending.waits_to_be_ended() {
+            self.end_stopped_guest().await;
+        }
         let qmp = self.qmp.clone();
         let closed = qmp.closed();
         tokio::pin!(closed);
@@ -623,7 +675,12 @@ impl Supervisor {
             tokio::select! {
                 _ = &mut closed => break,
                 event = self.events.recv() => match event {
-                    Ok(event) => self.observe(&event.name, &event.data, &mut ending),
+                    Ok(event) => {
+                        if ending.observe(&event.name, &event.data) {
+                            self.end_stopped_guest().await;
+                        }
+                        self.follow_run_state(&event.name, &ending);
+                    }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(pid = self.pid, missed, "missed QMP events");
                     }
@@ -634,18 +691,21 @@ impl Supervisor {
         }
         // Events that arrived just before the end (a SHUTDOWN, then EOF) are still queued.
         while let Ok(event) = self.events.try_recv() {
-            self.observe(&event.name, &event.data, &mut ending);
+            ending.observe(&event.name, &event.data);
         }
         self.finish(ending).await;
     }
 
-    fn observe(&self, name: &str, data: &Value, ending: &mut Ending) {
+    /// Follows a pause or resume of the vCPUs (a freeze, by us or another QMP client); a guest
+    /// that powered off or panicked is not frozen, it is ending.
+    fn follow_run_state(&self, name: &str, ending: &Ending) {
         let Some(instance) = self.instance.upgrade() else {
             return;
         };
+        if ending.guest_stopped() {
+            return;
+        }
         match name {
-            "SHUTDOWN" => ending.shutdown = Some(shutdown_reason(data)),
-            "GUEST_PANICKED" => ending.panicked = true,
             "STOP" => {
                 let mut cell = instance.cell();
                 if cell.status == InstanceStatus::Running {
@@ -671,6 +731,28 @@ impl Supervisor {
         }
     }
 
+    /// The guest powered off or panicked and QEMU waits, paused: keeps what the guest printed
+    /// and showed last, then ends QEMU, `quit` first and SIGKILL after [`QUIT_GRACE`]. The
+    /// connection's end, which follows, finishes the VM.
+    async fn end_stopped_guest(&self) {
+        if let Some(instance) = self.instance.upgrade() {
+            if let Err(error) = instance.console.drain(&self.qmp).await {
+                tracing::debug!(pid = self.pid, %error, "could not drain the console");
+            }
+            keep_final_frame(&instance, &self.final_frame).await;
+        }
+        let quit = async {
+            if let Err(error) = self.qmp.quit().await {
+                tracing::debug!(pid = self.pid, %error, "quit failed");
+            }
+            self.qmp.closed().await;
+        };
+        if tokio::time::timeout(QUIT_GRACE, quit).await.is_err() {
+            tracing::warn!(pid = self.pid, "QEMU ignored quit; killing it");
+            process::signal(self.pid, Signal::SIGKILL);
+        }
+    }
+
     /// QMP is gone: make sure QEMU is too, then record how it ended.
     async fn finish(self, ending: Ending) {
         let mut lingering = !process::wait_gone(self.pid, EXIT_GRACE).await;
@@ -683,37 +765,27 @@ impl Supervisor {
             lingering = !process::wait_gone(self.pid, KILL_GRACE).await;
         }
         let requested = self.stop_requested.load(Ordering::SeqCst);
-        let (status, reason) = if lingering {
-            (
-                InstanceStatus::Error,
-                format!("QEMU (pid {}) could not be killed", self.pid),
-            )
-        } else if ending.panicked {
-            (
-                InstanceStatus::Error,
-                "the guest kernel panicked".to_owned(),
-            )
-        } else if requested {
-            (InstanceStatus::Stopped, "stopped on request".to_owned())
-        } else if let Some(shutdown) = ending.shutdown {
-            (InstanceStatus::Stopped, shutdown)
-        } else {
-            (
-                InstanceStatus::Stopped,
-                "QEMU exited without shutting down (killed from outside, or crashed)".to_owned(),
-            )
-        };
+        let outcome = ending.outcome(self.pid, requested, lingering);
         let Some(instance) = self.instance.upgrade() else {
             let _ = self.exited.send(true);
             return;
         };
+        let status = outcome.status;
         {
             let mut cell = instance.cell();
             cell.status = status;
-            cell.reason = Some(reason.clone());
+            cell.reason = Some(outcome.reason.clone());
             cell.vm = None;
         }
-        tracing::info!(instance = %instance.name, pid = self.pid, %reason, "VM ended");
+        tracing::info!(instance = %instance.name, pid = self.pid, reason = %outcome.reason, "VM ended");
+        // Published before the stop waiting for the end returns, so a subscriber hears of the
+        // end before the stop's caller does.
+        instance.publish(
+            outcome.kind,
+            status,
+            outcome.reason,
+            take_final_frame(&self.final_frame),
+        );
         // Sent before the delete below takes the life-cycle lock, which a stop waiting for
         // this very signal may hold.
         let _ = self.exited.send(true);
@@ -721,19 +793,5 @@ impl Supervisor {
         if !requested && status == InstanceStatus::Stopped {
             instance.forget_after_guest_shutdown().await;
         }
-    }
-}
-
-/// QEMU's `SHUTDOWN` event data in words.
-fn shutdown_reason(data: &Value) -> String {
-    let reason = data["reason"].as_str().unwrap_or("unknown");
-    match reason {
-        "guest-shutdown" => "the guest shut down".into(),
-        "guest-reset" => "the guest reset".into(),
-        "guest-panic" => "the guest panicked".into(),
-        "host-qmp-quit" => "QEMU was told to quit".into(),
-        "host-signal" => "QEMU was stopped by a signal on the host".into(),
-        "host-ui" => "QEMU's window was closed".into(),
-        other => format!("QEMU shut down ({other})"),
     }
 }

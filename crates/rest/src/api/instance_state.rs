@@ -131,14 +131,16 @@ impl Action {
         }
     }
 
-    /// Incus's operation description and the life-cycle event of success.
-    fn describe(self) -> (&'static str, &'static str) {
+    /// Incus's operation description and the life-cycle event of success, if the handler
+    /// publishes one: starts and stops (a restart's too) are the driver's transitions, which
+    /// [`crate::transitions`] publishes whatever caused them.
+    fn describe(self) -> (&'static str, Option<&'static str>) {
         match self {
-            Self::Start => ("Starting instance", "instance-started"),
-            Self::Stop { .. } => ("Stopping instance", "instance-stopped"),
-            Self::Restart { .. } => ("Restarting instance", "instance-restarted"),
-            Self::Freeze => ("Freezing instance", "instance-paused"),
-            Self::Unfreeze => ("Unfreezing instance", "instance-resumed"),
+            Self::Start => ("Starting instance", None),
+            Self::Stop { .. } => ("Stopping instance", None),
+            Self::Restart { .. } => ("Restarting instance", Some("instance-restarted")),
+            Self::Freeze => ("Freezing instance", Some("instance-paused")),
+            Self::Unfreeze => ("Unfreezing instance", Some("instance-resumed")),
         }
     }
 }
@@ -188,7 +190,9 @@ pub async fn put(
                 Action::Freeze => vm.freeze().await?,
                 Action::Unfreeze => vm.unfreeze().await?,
             }
-            events.publish_lifecycle(event, &url, &event_project);
+            if let Some(event) = event {
+                events.publish_lifecycle(event, &url, &event_project);
+            }
             Ok(())
         },
     ))

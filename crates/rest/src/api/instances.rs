@@ -163,13 +163,9 @@ pub async fn create(
         &name,
         async move {
             events.publish_lifecycle("instance-created", &instance_url(vm.name()), &work_project);
+            // Its `instance-started` is the driver's transition (`crate::transitions`).
             if start {
                 vm.start().await?;
-                events.publish_lifecycle(
-                    "instance-started",
-                    &instance_url(vm.name()),
-                    &work_project,
-                );
             }
             Ok(())
         },

@@ -130,6 +130,14 @@ impl MachinePlan {
         if let Some(cmdline) = &self.kernel_cmdline {
             push("-append", cmdline.into());
         }
+        // The last screen must be the last: a guest that panics tells QEMU through pvpanic
+        // (the ISA device, which Linux's pvpanic driver finds through ACPI) and QEMU pauses it
+        // instead of ending it, and a guest that powers off leaves QEMU running, stopped; the
+        // driver captures the screen, then ends QEMU itself. `shutdown=pause` is `-no-shutdown`
+        // in `-action`'s words; `quit` and SIGTERM still end QEMU.
+        push("-device", "pvpanic".into());
+        push("-action", "panic=pause".into());
+        push("-action", "shutdown=pause".into());
         let nic = match self.network {
             NetworkMode::None => "none",
             NetworkMode::User => "user,model=virtio-net-pci",
@@ -181,6 +189,12 @@ mod tests {
                 "ringbuf,id=console,size=65536",
                 "-serial",
                 "chardev:console",
+                "-device",
+                "pvpanic",
+                "-action",
+                "panic=pause",
+                "-action",
+                "shutdown=pause",
                 "-nic",
                 "none",
             ]
@@ -280,6 +294,12 @@ mod tests {
                 "file=/dev/fdset/2,format=raw,if=none,id=disk-root".into(),
                 "-device".into(),
                 "virtio-blk-pci,drive=disk-root,bootindex=0".into(),
+                "-device".into(),
+                "pvpanic".into(),
+                "-action".into(),
+                "panic=pause".into(),
+                "-action".into(),
+                "shutdown=pause".into(),
                 "-nic".into(),
                 "user,model=virtio-net-pci".into(),
             ]
