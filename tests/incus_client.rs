@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::json;
 use support::{Daemon, decode_png, wait_for_picture};
@@ -12,15 +12,7 @@ use vgashot_fixtures::Fixture;
 
 /// Runs `incus ARGS` against the daemon with a private configuration, and returns its output.
 fn run(incus: &Path, daemon: &Daemon, args: &[&str]) -> Output {
-    let home = daemon.dir.path().join("incus-home");
-    std::fs::create_dir_all(&home).unwrap();
-    Command::new(incus)
-        .args(args)
-        .env("INCUS_SOCKET", daemon.socket())
-        .env("INCUS_CONF", home.join("config"))
-        .env("HOME", &home)
-        .env_remove("INCUS_DIR")
-        .env_remove("INCUS_PROJECT")
+    support::terminal::incus_command(incus, daemon, args)
         // `incus init` reads a YAML body from a standard input that is not a terminal.
         .stdin(Stdio::null())
         .output()

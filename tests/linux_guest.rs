@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::terminal::{Terminal, incus_command};
 use support::{Daemon, decode_png, json};
 use vgashot_linux_guest::{
     BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, MIN_MEMORY_MIB, PANIC_LINE, READY_LINE,
@@ -230,4 +231,75 @@ async fn a_panicked_guest_is_an_error() {
     start_guest(&daemon, "panicked", &guest, &options).await;
     let state = wait_for_status(&daemon, "panicked", "Error").await;
     assert_eq!(state["status_code"], 112, "{state}");
+}
+
+/// How long the serial shell may take to answer a typed line on a loaded machine under TCG.
+const SHELL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What `incus console` prints once it is attached.
+const ATTACHED: &str = "To detach from the console, press: <ctrl>+a q";
+
+/// `incus console NAME` in a terminal, attached.
+fn attach_console(incus: &std::path::Path, daemon: &Daemon, args: &[&str]) -> Terminal {
+    let terminal = Terminal::spawn(incus_command(incus, daemon, args));
+    terminal.wait_for(ATTACHED, SHELL_DEADLINE);
+    terminal
+}
+
+/// The real `incus console` in a pty reaches the guest's serial shell: what the typist types
+/// runs and its output comes back; a second client watches the same output and its typing is
+/// dropped; `--force` takes the keyboard; ctrl+a q detaches; the console log has it all.
+#[tokio::test]
+async fn incus_console_types_into_the_serial_shell() {
+    let Some(incus) = support::incus() else {
+        return;
+    };
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let options = BootOptions {
+        serial_shell: true,
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "shell", &guest, &options).await;
+    wait_for_console(&daemon, "shell", &[READY_LINE]).await;
+
+    let mut typist = attach_console(&incus, &daemon, &["console", "shell"]);
+    // `$((6*7))` in the echoed command, `42` only in what the shell runs.
+    typist.type_in(b"echo typed-$((6*7))\r");
+    typist.wait_for("typed-42", SHELL_DEADLINE);
+
+    let mut watcher = attach_console(&incus, &daemon, &["console", "shell"]);
+    watcher.wait_for(vgashot_rest::console::WATCHER_NOTICE.trim(), SHELL_DEADLINE);
+    watcher.type_in(b"echo watcher-$((2*3))\r");
+    // The serial line is in order: had the watcher's line reached the shell, its answer would
+    // come before this one.
+    typist.type_in(b"echo typist-$((3*3))\r");
+    for terminal in [&typist, &watcher] {
+        let output = terminal.wait_for("typist-9", SHELL_DEADLINE);
+        assert!(!output.contains("watcher-6"), "{output}");
+    }
+
+    let mut forced = attach_console(&incus, &daemon, &["console", "shell", "--force"]);
+    forced.type_in(b"echo forced-$((4*4))\r");
+    forced.wait_for("forced-16", SHELL_DEADLINE);
+    typist.wait_for("forced-16", SHELL_DEADLINE);
+    typist.type_in(b"echo old-typist-$((5*5))\r");
+    forced.type_in(b"echo forced-again-$((7*7))\r");
+    let output = typist.wait_for("forced-again-49", SHELL_DEADLINE);
+    assert!(!output.contains("old-typist-25"), "{output}");
+
+    for terminal in [&mut forced, &mut watcher, &mut typist] {
+        terminal.type_keys(b"\x01q", SHELL_DEADLINE);
+        let status = terminal.wait_exit(SHELL_DEADLINE);
+        assert!(status.success(), "{status}: {}", terminal.output());
+    }
+    // The bridge kept the log, and the log is the ring's again once everyone left.
+    let log = wait_for_console(&daemon, "shell", &["typed-42", "typist-9", "forced-16"]).await;
+    assert!(!log.contains("watcher-6"), "{log}");
+    let mut again = attach_console(&incus, &daemon, &["console", "shell"]);
+    again.type_in(b"echo again-$((8*8))\r");
+    again.wait_for("again-64", SHELL_DEADLINE);
+    again.type_keys(b"\x01q", SHELL_DEADLINE);
+    assert!(again.wait_exit(SHELL_DEADLINE).success());
 }

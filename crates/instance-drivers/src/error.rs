@@ -83,6 +83,12 @@ pub enum DriverError {
     /// A head was asked for without naming the device it belongs to.
     #[error("A screenshot head needs a display device")]
     HeadWithoutDevice,
+    /// The instance's serial console has as many sessions as it may have.
+    #[error("Too many console sessions open on this instance (at most {limit}); try again later")]
+    ConsoleSessions {
+        /// The bound ([`crate::serial::MAX_CONSOLE_SESSIONS`]).
+        limit: usize,
+    },
     /// The VM has no display to take a screenshot of (`vgashot.vga=none`).
     #[error("Instance has no display")]
     NoDisplay,

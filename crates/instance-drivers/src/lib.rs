@@ -10,8 +10,10 @@
 //! 3. [`qemu`] implements it for QEMU: [`qemu::cmdline`] turns config into a command line,
 //!    [`QemuDriver`] owns the VMs (and re-attaches to running ones after a restart),
 //!    [`QemuInstance`] runs one VM and supervises it.
-//! 4. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
-//! 5. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
+//! 4. [`serial`] shares an interactive serial console among several sessions, one of which
+//!    types.
+//! 5. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
+//! 6. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
 //!    them to HTTP statuses in one place.
 
 pub mod definition;
@@ -19,6 +21,7 @@ mod error;
 mod instance;
 mod lock;
 pub mod qemu;
+pub mod serial;
 pub mod store;
 
 pub use definition::{InstanceDefinition, InstanceType};

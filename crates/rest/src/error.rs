@@ -114,7 +114,9 @@ impl ApiError {
         // fill the log.
         let bound_met = matches!(
             self,
-            Self::Limit(_) | Self::Screens(ScreensError::Busy { .. })
+            Self::Limit(_)
+                | Self::Screens(ScreensError::Busy { .. })
+                | Self::Driver(DriverError::ConsoleSessions { .. })
         );
         if status.is_server_error() && !bound_met {
             tracing::error!(%message, "request failed");
@@ -153,6 +155,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
+        DriverError::ConsoleSessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
         DriverError::Store(_)
         | DriverError::Launch(_)
         | DriverError::Qmp { .. }

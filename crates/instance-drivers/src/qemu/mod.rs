@@ -28,6 +28,7 @@ mod handover;
 pub mod host_files;
 mod process;
 mod screenshot;
+mod serial;
 mod vm;
 
 use std::collections::BTreeMap;

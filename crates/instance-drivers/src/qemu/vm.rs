@@ -40,7 +40,9 @@ use crate::instance::{
 };
 use crate::qemu::cmdline::carry_formats;
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
+use crate::qemu::serial::SerialConsole;
 use crate::qemu::{DriverShared, process, screenshot};
+use crate::serial::SerialSession;
 
 /// How long QEMU has to exit after `quit` before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
@@ -85,7 +87,8 @@ pub struct QemuInstance {
     name: String,
     definition: RwLock<InstanceDefinition>,
     runtime_dir: PathBuf,
-    console: ConsoleLog,
+    console: Arc<ConsoleLog>,
+    serial: SerialConsole,
     lifecycle: tokio::sync::Mutex<()>,
     run: Mutex<RunCell>,
     /// Set, under the life-cycle lock, once the definition is a tombstone: nothing starts it
@@ -135,11 +138,13 @@ impl std::fmt::Debug for QemuInstance {
 impl QemuInstance {
     pub(crate) fn new(shared: Arc<DriverShared>, definition: InstanceDefinition) -> Arc<Self> {
         let runtime_dir = shared.runtime_dir(&definition.project, &definition.name);
+        let console = Arc::new(ConsoleLog::new(runtime_dir.join("console.log")));
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             project: definition.project.clone(),
             name: definition.name.clone(),
-            console: ConsoleLog::new(runtime_dir.join("console.log")),
+            serial: SerialConsole::new(Arc::clone(&console)),
+            console,
             runtime_dir,
             definition: RwLock::new(definition),
             shared,
@@ -199,6 +204,7 @@ impl QemuInstance {
         let attached = match connected {
             Ok(qmp) => match qmp.query_status().await {
                 Ok(status) => {
+                    self.serial.restore_ring(&qmp).await;
                     let paused = !status.running && status.status == RunState::Paused;
                     let status = if paused {
                         InstanceStatus::Frozen
@@ -587,6 +593,11 @@ impl Instance for QemuInstance {
     async fn clear_console_log(&self) -> Result<()> {
         let vm = self.running_vm();
         self.console.clear(vm.as_ref().map(|vm| &vm.qmp)).await
+    }
+
+    async fn serial_console(&self, force: bool) -> Result<SerialSession> {
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        self.serial.open(&vm.qmp, force).await
     }
 
     async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {

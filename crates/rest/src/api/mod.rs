@@ -2,6 +2,7 @@
 //! answers an Incus envelope; errors are returned, never rendered here.
 
 pub mod console;
+pub mod console_session;
 pub mod events;
 pub mod instance_state;
 pub mod instances;
