@@ -42,9 +42,12 @@ pub enum DriverError {
     /// Stop of an instance that is stopped (Incus's wording).
     #[error("The instance is already stopped")]
     AlreadyStopped,
-    /// Delete or rename of an instance that runs (Incus's wording).
+    /// Delete of an instance that runs (Incus's wording).
     #[error("The instance is currently running, stop it first")]
     Running,
+    /// Rename of an instance that runs (Incus's wording).
+    #[error("Renaming of running instance not allowed")]
+    RenameRunning,
     /// A restart whose clean shutdown a forced stop cut short: the instance stays stopped.
     #[error("The restart was interrupted by a forced stop")]
     RestartInterrupted,

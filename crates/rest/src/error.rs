@@ -142,6 +142,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::AlreadyRunning
         | DriverError::AlreadyStopped
         | DriverError::Running
+        | DriverError::RenameRunning
         | DriverError::NotFrozen
         | DriverError::RestartInterrupted
         | DriverError::DisplayNotFound { .. }

@@ -239,6 +239,8 @@ pub mod action {
     pub const INSTANCE_RESUMED: &str = "instance-resumed";
     /// An instance's configuration was changed.
     pub const INSTANCE_UPDATED: &str = "instance-updated";
+    /// An instance was renamed (`context.old_name` says from what).
+    pub const INSTANCE_RENAMED: &str = "instance-renamed";
     /// An instance was deleted.
     pub const INSTANCE_DELETED: &str = "instance-deleted";
     /// An instance's console (log or screenshot) was read.

@@ -49,6 +49,7 @@ use crate::operations::Operation;
         api::instances::get,
         api::instances::put,
         api::instances::patch,
+        api::instance_rename::post,
         api::instances::delete,
         api::instance_state::get,
         api::instance_state::put,

@@ -97,7 +97,7 @@ impl Route {
     pub fn allowed_methods(&self) -> &'static str {
         match self {
             Self::Instances => "GET, POST",
-            Self::Instance(_) => "GET, PUT, PATCH, DELETE",
+            Self::Instance(_) => "GET, PUT, POST, PATCH, DELETE",
             Self::InstanceState(_) => "GET, PUT",
             Self::InstanceConsole(_) => "GET, POST, DELETE",
             Self::Root
@@ -185,6 +185,9 @@ async fn dispatch(
         (Method::GET, Route::Instance(name)) => api::instances::get(context, &name, &query).await,
         (Method::PUT, Route::Instance(name)) => {
             api::instances::put(context, &name, &query, request.into_body()).await
+        }
+        (Method::POST, Route::Instance(name)) => {
+            api::instance_rename::post(context, &name, &query, request.into_body()).await
         }
         (Method::PATCH, Route::Instance(name)) => {
             api::instances::patch(context, &name, &query, request.into_body()).await

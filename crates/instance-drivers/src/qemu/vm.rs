@@ -309,6 +309,27 @@ impl QemuInstance {
         self.remove_locked()
     }
 
+    /// Takes the life-cycle lock of a stopped instance for a rename, and retires this instance:
+    /// nothing starts it again, as its definition goes to another name (the driver's
+    /// [`crate::QemuDriver::rename`]).
+    pub(crate) async fn retire_for_rename(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        let lifecycle = self.lifecycle.lock().await;
+        if self.is_deleted() {
+            return Err(DriverError::NotFound);
+        }
+        if self.state().pid.is_some() {
+            return Err(DriverError::RenameRunning);
+        }
+        self.deleted.store(true, Ordering::SeqCst);
+        Ok(lifecycle)
+    }
+
+    /// Undoes [`Self::retire_for_rename`] after a rename that moved nothing; the caller still
+    /// holds the life-cycle lock it returned.
+    pub(crate) fn unretire(&self) {
+        self.deleted.store(false, Ordering::SeqCst);
+    }
+
     /// Whether the instance was deleted; read under the life-cycle lock, it stays true.
     fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::SeqCst)

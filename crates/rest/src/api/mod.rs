@@ -4,6 +4,7 @@
 pub mod console;
 pub mod console_session;
 pub mod events;
+pub mod instance_rename;
 pub mod instance_state;
 pub mod instances;
 pub mod lifecycle;
