@@ -303,3 +303,39 @@ async fn incus_console_types_into_the_serial_shell() {
     again.type_keys(b"\x01q", SHELL_DEADLINE);
     assert!(again.wait_exit(SHELL_DEADLINE).success());
 }
+
+/// `wake=true` shows a blanked screen again: the guest blanks its console after a second
+/// without input (`consoleblank=1`), its screenshot is then black, and a woken one has text.
+#[tokio::test]
+async fn a_blanked_screen_wakes_for_its_screenshot() {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let options = BootOptions {
+        console_blank: Some(1),
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "sleepy", &guest, &options).await;
+    wait_for_console(&daemon, "sleepy", &[READY_LINE]).await;
+    let share = |path: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let shot = daemon.request("GET", path, None).await;
+            assert_eq!(shot.status, 200, "{:?}", shot.body);
+            lit_share(&decode_png(&shot.body).2)
+        }
+    };
+    let started = Instant::now();
+    while share("/1.0/instances/sleepy/console?type=vga").await > 0.0 {
+        assert!(
+            started.elapsed() < BOOT_DEADLINE,
+            "the screen never blanked"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let woken = share("/1.0/instances/sleepy/console?type=vga&wake=true").await;
+    assert!(
+        woken > 0.01,
+        "the woken screen has {woken:.4} of its pixels lit"
+    );
+}

@@ -178,6 +178,14 @@ pub trait Instance: Send + Sync {
         })
     }
 
+    /// Sends a harmless key event (a modifier pressed and released) so a guest that blanked
+    /// its screen shows it again.
+    async fn wake_screen(&self) -> Result<()> {
+        Err(DriverError::Unsupported {
+            operation: "Waking the screen",
+        })
+    }
+
     /// A PNG of the instance's screen.
     async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {
         let _ = options;

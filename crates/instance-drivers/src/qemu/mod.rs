@@ -26,6 +26,7 @@ mod console;
 mod frames;
 mod handover;
 pub mod host_files;
+mod input;
 mod process;
 mod screenshot;
 mod serial;

@@ -41,7 +41,7 @@ use crate::instance::{
 use crate::qemu::cmdline::carry_formats;
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
 use crate::qemu::serial::SerialConsole;
-use crate::qemu::{DriverShared, process, screenshot};
+use crate::qemu::{DriverShared, input, process, screenshot};
 use crate::serial::SerialSession;
 
 /// How long QEMU has to exit after `quit` before it is killed.
@@ -619,6 +619,11 @@ impl Instance for QemuInstance {
     async fn serial_console(&self, force: bool) -> Result<SerialSession> {
         let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
         self.serial.open(&vm.qmp, force).await
+    }
+
+    async fn wake_screen(&self) -> Result<()> {
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        input::press_wake_key(&vm.qmp).await
     }
 
     async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {
