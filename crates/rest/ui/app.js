@@ -13,6 +13,8 @@
 const THUMB_WIDTH = 320;
 const THUMB_INTERVAL_MS = 1000;
 const THUMB_RETRY_MS = 5000;
+/** The daemon's words for a VM without a display: its card stops asking for a screen. */
+const NO_DISPLAY = 'Instance has no display';
 const POLL_WITH_EVENTS_MS = 30000;
 const POLL_WITHOUT_EVENTS_MS = 3000;
 const EVENTS_RETRY_MS = 5000;
@@ -119,6 +121,7 @@ function makeCard(name) {
     node,
     status: '',
     hasScreen: false,
+    noDisplay: false,
     busy: false,
     visible: false,
     inFlight: false,
@@ -175,14 +178,22 @@ function updateCard(card, instance) {
   const status = instance.status;
   const hadScreen = card.hasScreen;
   card.status = status;
-  card.hasScreen = status === 'Running' || status === 'Frozen';
+  // A VM without a display (`vgashot.vga: none`) has no screen to poll, running or not; a
+  // thumbnail answered "Instance has no display" says so too, until the VM stops (and its
+  // config may change).
+  if (status === 'Stopped') card.noDisplay = false;
+  card.noDisplay ||= instance.config?.['vgashot.vga'] === 'none';
+  card.hasScreen = (status === 'Running' || status === 'Frozen') && !card.noDisplay;
   card.node.dataset.status = status;
+  card.node.dataset.display = card.noDisplay ? 'none' : '';
   card.el.status.textContent = status;
   card.el.status.dataset.status = status;
   card.el.screen.disabled = !card.hasScreen;
   if (!card.hasScreen) {
     clearThumb(card);
-    card.el.placeholder.textContent = `${status}: no screen`;
+    card.el.placeholder.textContent = card.noDisplay
+      ? `${status}: no display (vgashot.vga is none)`
+      : `${status}: no screen`;
   } else if (!hadScreen) {
     card.el.placeholder.textContent = 'Loading the screen…';
     card.retryAt = 0;
@@ -229,10 +240,16 @@ async function refreshThumb(card) {
     const response = await fetch(path, { cache: 'no-store', headers });
     if (response.status === 304) return;
     if (!response.ok) {
+      const reason = await errorText(response);
+      if (response.status === 400 && reason === NO_DISPLAY) {
+        card.noDisplay = true;
+        updateCard(card, { status: card.status });
+        return;
+      }
       // Most likely the instance stopped meanwhile: the list says so; retry later otherwise.
       card.retryAt = Date.now() + THUMB_RETRY_MS;
       if (card.hasScreen && !card.objectUrl) {
-        card.el.placeholder.textContent = `No screen: ${await errorText(response)}`;
+        card.el.placeholder.textContent = `No screen: ${reason}`;
       }
       scheduleList();
       return;
