@@ -339,3 +339,37 @@ async fn a_blanked_screen_wakes_for_its_screenshot() {
         "the woken screen has {woken:.4} of its pixels lit"
     );
 }
+
+/// A daemon restarted while a console was attached gives the serial port back to the log when
+/// it re-attaches, and consoles work again.
+#[tokio::test]
+async fn a_console_survives_a_daemon_restart() {
+    let Some(incus) = support::incus() else {
+        return;
+    };
+    let Some((mut daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let options = BootOptions {
+        serial_shell: true,
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "shell", &guest, &options).await;
+    wait_for_console(&daemon, "shell", &[READY_LINE]).await;
+    let mut before = attach_console(&incus, &daemon, &["console", "shell"]);
+    before.type_in(b"echo before-$((2*21))\r");
+    before.wait_for("before-42", SHELL_DEADLINE);
+
+    daemon.terminate();
+    assert!(!before.wait_exit(SHELL_DEADLINE).success());
+    daemon.spawn().await;
+    wait_for_status(&daemon, "shell", "Running").await;
+    // The log drains the ring again (a port left on the closed socket would be a 500 here).
+    wait_for_console(&daemon, "shell", &["before-42"]).await;
+    let mut after = attach_console(&incus, &daemon, &["console", "shell"]);
+    after.type_in(b"echo after-$((3*21))\r");
+    after.wait_for("after-63", SHELL_DEADLINE);
+    after.type_keys(b"\x01q", SHELL_DEADLINE);
+    assert!(after.wait_exit(SHELL_DEADLINE).success());
+    wait_for_console(&daemon, "shell", &["before-42", "after-63"]).await;
+}
