@@ -373,3 +373,42 @@ async fn a_console_survives_a_daemon_restart() {
     assert!(after.wait_exit(SHELL_DEADLINE).success());
     wait_for_console(&daemon, "shell", &["before-42", "after-63"]).await;
 }
+
+/// A renamed instance keeps its console log, and its old name is free.
+#[tokio::test]
+async fn a_rename_keeps_the_console_log() {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    start_guest(&daemon, "before", &guest, &BootOptions::default()).await;
+    wait_for_console(&daemon, "before", &[READY_LINE]).await;
+    let running = daemon
+        .request(
+            "POST",
+            "/1.0/instances/before",
+            Some(json!({"name": "after"})),
+        )
+        .await;
+    assert_eq!(running.status, 400);
+    assert_eq!(
+        json(&running)["error"],
+        "Renaming of running instance not allowed"
+    );
+    let stop = json!({"action": "stop", "force": true});
+    daemon
+        .operation("PUT", "/1.0/instances/before/state", Some(stop))
+        .await;
+    daemon
+        .operation(
+            "POST",
+            "/1.0/instances/before",
+            Some(json!({"name": "after"})),
+        )
+        .await;
+    let log = daemon
+        .request("GET", "/1.0/instances/after/console", None)
+        .await;
+    assert!(String::from_utf8_lossy(&log.body).contains(READY_LINE));
+    let gone = daemon.request("GET", "/1.0/instances/before", None).await;
+    assert_eq!(gone.status, 404);
+}
