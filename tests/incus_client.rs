@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::json;
 use support::{Daemon, decode_png, wait_for_picture};
@@ -12,15 +12,7 @@ use vgashot_fixtures::Fixture;
 
 /// Runs `incus ARGS` against the daemon with a private configuration, and returns its output.
 fn run(incus: &Path, daemon: &Daemon, args: &[&str]) -> Output {
-    let home = daemon.dir.path().join("incus-home");
-    std::fs::create_dir_all(&home).unwrap();
-    Command::new(incus)
-        .args(args)
-        .env("INCUS_SOCKET", daemon.socket())
-        .env("INCUS_CONF", home.join("config"))
-        .env("HOME", &home)
-        .env_remove("INCUS_DIR")
-        .env_remove("INCUS_PROJECT")
+    support::terminal::incus_command(incus, daemon, args)
         // `incus init` reads a YAML body from a standard input that is not a terminal.
         .stdin(Stdio::null())
         .output()
@@ -65,16 +57,27 @@ async fn the_incus_client_drives_the_daemon() {
     );
 
     ok(&incus, &daemon, &["init", "--empty", "--vm", "v2"]);
-    ok(&incus, &daemon, &["start", "v2"]);
+    // A stopped instance is renamed; a running one is refused with upstream's words.
+    ok(&incus, &daemon, &["rename", "v2", "v3"]);
+    let running = run(&incus, &daemon, &["rename", "v1", "v4"]);
+    assert!(!running.status.success());
+    assert!(
+        String::from_utf8_lossy(&running.stderr)
+            .contains("Renaming of running instance not allowed"),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    ok(&incus, &daemon, &["start", "v3"]);
     let list = ok(
         &incus,
         &daemon,
         &["list", "--format", "csv", "--columns", "ns"],
     );
-    assert!(list.contains("v2,RUNNING"), "{list}");
-    ok(&incus, &daemon, &["console", "v2", "--show-log"]);
-    ok(&incus, &daemon, &["stop", "v2", "--force"]);
-    ok(&incus, &daemon, &["delete", "v2"]);
+    assert!(list.contains("v3,RUNNING"), "{list}");
+    assert!(!list.contains("v2"), "{list}");
+    ok(&incus, &daemon, &["console", "v3", "--show-log"]);
+    ok(&incus, &daemon, &["stop", "v3", "--force"]);
+    ok(&incus, &daemon, &["delete", "v3"]);
     let list = ok(
         &incus,
         &daemon,

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::lifecycle::LifecycleListener;
+use support::terminal::{Terminal, incus_command};
 use support::{Daemon, decode_png, json};
 use vgashot_linux_guest::{
     BootOptions, Console, KERNEL_LINE_PREFIX, LinuxGuest, MIN_MEMORY_MIB, PANIC_LINE,
@@ -272,4 +273,184 @@ async fn a_guest_that_powers_off_is_stopped_with_a_shutdown_event() {
     let state = wait_for_status(&daemon, "leaving", "Stopped").await;
     assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
     wait_for_console(&daemon, "leaving", &[POWEROFF_LINE]).await;
+}
+
+/// How long the serial shell may take to answer a typed line on a loaded machine under TCG.
+const SHELL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What `incus console` prints once it is attached.
+const ATTACHED: &str = "To detach from the console, press: <ctrl>+a q";
+
+/// `incus console NAME` in a terminal, attached.
+fn attach_console(incus: &std::path::Path, daemon: &Daemon, args: &[&str]) -> Terminal {
+    let terminal = Terminal::spawn(incus_command(incus, daemon, args));
+    terminal.wait_for(ATTACHED, SHELL_DEADLINE);
+    terminal
+}
+
+/// The real `incus console` in a pty reaches the guest's serial shell: what the typist types
+/// runs and its output comes back; a second client watches the same output and its typing is
+/// dropped; `--force` takes the keyboard; ctrl+a q detaches; the console log has it all.
+#[tokio::test]
+async fn incus_console_types_into_the_serial_shell() {
+    let Some(incus) = support::incus() else {
+        return;
+    };
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let options = BootOptions {
+        serial_shell: true,
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "shell", &guest, &options).await;
+    wait_for_console(&daemon, "shell", &[READY_LINE]).await;
+
+    let mut typist = attach_console(&incus, &daemon, &["console", "shell"]);
+    // `$((6*7))` in the echoed command, `42` only in what the shell runs.
+    typist.type_in(b"echo typed-$((6*7))\r");
+    typist.wait_for("typed-42", SHELL_DEADLINE);
+
+    let mut watcher = attach_console(&incus, &daemon, &["console", "shell"]);
+    watcher.wait_for(vgashot_rest::console::WATCHER_NOTICE.trim(), SHELL_DEADLINE);
+    watcher.type_in(b"echo watcher-$((2*3))\r");
+    // The serial line is in order: had the watcher's line reached the shell, its answer would
+    // come before this one.
+    typist.type_in(b"echo typist-$((3*3))\r");
+    for terminal in [&typist, &watcher] {
+        let output = terminal.wait_for("typist-9", SHELL_DEADLINE);
+        assert!(!output.contains("watcher-6"), "{output}");
+    }
+
+    let mut forced = attach_console(&incus, &daemon, &["console", "shell", "--force"]);
+    forced.type_in(b"echo forced-$((4*4))\r");
+    forced.wait_for("forced-16", SHELL_DEADLINE);
+    typist.wait_for("forced-16", SHELL_DEADLINE);
+    typist.type_in(b"echo old-typist-$((5*5))\r");
+    forced.type_in(b"echo forced-again-$((7*7))\r");
+    let output = typist.wait_for("forced-again-49", SHELL_DEADLINE);
+    assert!(!output.contains("old-typist-25"), "{output}");
+
+    for terminal in [&mut forced, &mut watcher, &mut typist] {
+        terminal.type_keys(b"\x01q", SHELL_DEADLINE);
+        let status = terminal.wait_exit(SHELL_DEADLINE);
+        assert!(status.success(), "{status}: {}", terminal.output());
+    }
+    // The bridge kept the log, and the log is the ring's again once everyone left.
+    let log = wait_for_console(&daemon, "shell", &["typed-42", "typist-9", "forced-16"]).await;
+    assert!(!log.contains("watcher-6"), "{log}");
+    let mut again = attach_console(&incus, &daemon, &["console", "shell"]);
+    again.type_in(b"echo again-$((8*8))\r");
+    again.wait_for("again-64", SHELL_DEADLINE);
+    again.type_keys(b"\x01q", SHELL_DEADLINE);
+    assert!(again.wait_exit(SHELL_DEADLINE).success());
+}
+
+/// `wake=true` shows a blanked screen again: the guest blanks its console after a second
+/// without input (`consoleblank=1`), its screenshot is then black, and a woken one has text.
+#[tokio::test]
+async fn a_blanked_screen_wakes_for_its_screenshot() {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let options = BootOptions {
+        console_blank: Some(1),
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "sleepy", &guest, &options).await;
+    wait_for_console(&daemon, "sleepy", &[READY_LINE]).await;
+    let share = |path: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let shot = daemon.request("GET", path, None).await;
+            assert_eq!(shot.status, 200, "{:?}", shot.body);
+            lit_share(&decode_png(&shot.body).2)
+        }
+    };
+    let started = Instant::now();
+    while share("/1.0/instances/sleepy/console?type=vga").await > 0.0 {
+        assert!(
+            started.elapsed() < BOOT_DEADLINE,
+            "the screen never blanked"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let woken = share("/1.0/instances/sleepy/console?type=vga&wake=true").await;
+    assert!(
+        woken > 0.01,
+        "the woken screen has {woken:.4} of its pixels lit"
+    );
+}
+
+/// A daemon restarted while a console was attached gives the serial port back to the log when
+/// it re-attaches, and consoles work again.
+#[tokio::test]
+async fn a_console_survives_a_daemon_restart() {
+    let Some(incus) = support::incus() else {
+        return;
+    };
+    let Some((mut daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    let options = BootOptions {
+        serial_shell: true,
+        ..BootOptions::default()
+    };
+    start_guest(&daemon, "shell", &guest, &options).await;
+    wait_for_console(&daemon, "shell", &[READY_LINE]).await;
+    let mut before = attach_console(&incus, &daemon, &["console", "shell"]);
+    before.type_in(b"echo before-$((2*21))\r");
+    before.wait_for("before-42", SHELL_DEADLINE);
+
+    daemon.terminate();
+    assert!(!before.wait_exit(SHELL_DEADLINE).success());
+    daemon.spawn().await;
+    wait_for_status(&daemon, "shell", "Running").await;
+    // The log drains the ring again (a port left on the closed socket would be a 500 here).
+    wait_for_console(&daemon, "shell", &["before-42"]).await;
+    let mut after = attach_console(&incus, &daemon, &["console", "shell"]);
+    after.type_in(b"echo after-$((3*21))\r");
+    after.wait_for("after-63", SHELL_DEADLINE);
+    after.type_keys(b"\x01q", SHELL_DEADLINE);
+    assert!(after.wait_exit(SHELL_DEADLINE).success());
+    wait_for_console(&daemon, "shell", &["before-42", "after-63"]).await;
+}
+
+/// A renamed instance keeps its console log, and its old name is free.
+#[tokio::test]
+async fn a_rename_keeps_the_console_log() {
+    let Some((daemon, guest)) = daemon_and_guest(Console::Framebuffer).await else {
+        return;
+    };
+    start_guest(&daemon, "before", &guest, &BootOptions::default()).await;
+    wait_for_console(&daemon, "before", &[READY_LINE]).await;
+    let running = daemon
+        .request(
+            "POST",
+            "/1.0/instances/before",
+            Some(json!({"name": "after"})),
+        )
+        .await;
+    assert_eq!(running.status, 400);
+    assert_eq!(
+        json(&running)["error"],
+        "Renaming of running instance not allowed"
+    );
+    let stop = json!({"action": "stop", "force": true});
+    daemon
+        .operation("PUT", "/1.0/instances/before/state", Some(stop))
+        .await;
+    daemon
+        .operation(
+            "POST",
+            "/1.0/instances/before",
+            Some(json!({"name": "after"})),
+        )
+        .await;
+    let log = daemon
+        .request("GET", "/1.0/instances/after/console", None)
+        .await;
+    assert!(String::from_utf8_lossy(&log.body).contains(READY_LINE));
+    let gone = daemon.request("GET", "/1.0/instances/before", None).await;
+    assert_eq!(gone.status, 404);
 }

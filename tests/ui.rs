@@ -38,6 +38,10 @@ async fn the_page_shows_and_drives_the_vms() {
         .await;
     // A second VM that stays stopped: its card shows the placeholder.
     daemon.create_vm("idle", None, json!({}), false).await;
+    // A running VM without a display: its card says so and asks for no screen.
+    daemon
+        .create_vm("headless", None, json!({"vgashot.vga": "none"}), true)
+        .await;
     support::wait_for_picture(&daemon, "bars", fixture).await;
     let vm_ready = started.elapsed();
 
@@ -46,6 +50,7 @@ async fn the_page_shows_and_drives_the_vms() {
     let mut env = vec![
         ("VGASHOT_UI_RUNNING", "bars".to_owned()),
         ("VGASHOT_UI_STOPPED", "idle".to_owned()),
+        ("VGASHOT_UI_HEADLESS", "headless".to_owned()),
         ("VGASHOT_UI_BARS", json!(BAR_COLOURS).to_string()),
         ("VGASHOT_UI_SCREEN", "640x480".to_owned()),
     ];
@@ -57,7 +62,11 @@ async fn the_page_shows_and_drives_the_vms() {
     eprintln!("ui: VM ready in {vm_ready:?}, browser test in {took:?}: {report}");
 
     // The page's Start button left the VM running, and the other one untouched.
-    for (name, expected) in [("bars", "Running"), ("idle", "Stopped")] {
+    for (name, expected) in [
+        ("bars", "Running"),
+        ("idle", "Stopped"),
+        ("headless", "Running"),
+    ] {
         let reply = daemon
             .request("GET", &format!("/1.0/instances/{name}/state"), None)
             .await;

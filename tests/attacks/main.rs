@@ -10,4 +10,5 @@ mod browser;
 mod confinement;
 mod connections;
 mod connections_wire;
+mod console;
 mod lifecycle;

@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod bystander;
 pub mod lifecycle;
+pub mod terminal;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

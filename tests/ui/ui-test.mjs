@@ -6,7 +6,8 @@
 //   VGASHOT_UI_URL        https://127.0.0.1:PORT
 //   VGASHOT_UI_CERT/KEY   the trusted client certificate and its key (PEM), which Chromium
 //                         presents through Playwright's `clientCertificates`
-//   VGASHOT_UI_RUNNING    the running VM's name; VGASHOT_UI_STOPPED the stopped one's
+//   VGASHOT_UI_RUNNING    the running VM's name; VGASHOT_UI_STOPPED the stopped one's;
+//                         VGASHOT_UI_HEADLESS a running one without a display
 //   VGASHOT_UI_BARS       JSON: the fixture's bar colours (vgashot_fixtures::BAR_COLOURS)
 //   VGASHOT_UI_SCREEN     the running VM's screen size, `640x480`
 //   VGASHOT_CHROMIUM      the browser (default /usr/bin/chromium)
@@ -20,6 +21,7 @@ import { check, env, stopwatch, until, withChromium } from './browser.mjs';
 const base = env('VGASHOT_UI_URL');
 const running = env('VGASHOT_UI_RUNNING');
 const stopped = env('VGASHOT_UI_STOPPED');
+const headless = env('VGASHOT_UI_HEADLESS');
 const bars = JSON.parse(env('VGASHOT_UI_BARS'));
 const [screenWidth, screenHeight] = env('VGASHOT_UI_SCREEN').split('x').map(Number);
 const screenshot = process.env.VGASHOT_UI_SCREENSHOT;
@@ -46,8 +48,12 @@ await withChromium(async (browser, certified) => {
     }
   });
   const thumbStatuses = [];
+  const headlessScreens = [];
   page.on('response', (response) => {
     if (/\/console\?.*width=320/.test(response.url())) thumbStatuses.push(response.status());
+    if (response.url().includes(`/instances/${headless}/console`)) {
+      headlessScreens.push(response.url());
+    }
   });
 
   // The page: `/ui` redirects to `/ui/`, which comes with a strict policy.
@@ -65,6 +71,10 @@ await withChromium(async (browser, certified) => {
   await until(`${stopped} Stopped`, async () => (await statusOf(stopped)) === 'Stopped');
   check(await card(stopped).locator('.screen').isDisabled(), 'a stopped VM has no screen');
   check(await card(stopped).locator('.thumb').isHidden(), 'a stopped VM shows a placeholder');
+  await until(`${headless} Running`, async () => (await statusOf(headless)) === 'Running');
+  check(await card(headless).locator('.screen').isDisabled(), 'a VM without a display has no screen');
+  const headlessText = await card(headless).locator('.placeholder').textContent();
+  check(headlessText === 'Running: no display (vgashot.vga is none)', `placeholder: ${headlessText}`);
   step('cards listed');
 
   // The thumbnail shows the bars: read its pixels through a canvas (a blob: URL of this origin,
@@ -186,6 +196,8 @@ await withChromium(async (browser, certified) => {
   await until(`${running}'s thumbnail shows the bars again`, () => showsBars(running), 60000);
   step('Start button started it');
 
+  // All this while, the card of the VM without a display asked for no screen.
+  check(headlessScreens.length === 0, `screens asked of ${headless}: ${headlessScreens}`);
   check(problems.length === 0, problems.join('\n'));
   await context.close();
 });

@@ -42,9 +42,12 @@ pub enum DriverError {
     /// Stop of an instance that is stopped (Incus's wording).
     #[error("The instance is already stopped")]
     AlreadyStopped,
-    /// Delete or rename of an instance that runs (Incus's wording).
+    /// Delete of an instance that runs (Incus's wording).
     #[error("The instance is currently running, stop it first")]
     Running,
+    /// Rename of an instance that runs (Incus's wording).
+    #[error("Renaming of running instance not allowed")]
+    RenameRunning,
     /// A restart whose clean shutdown a forced stop cut short: the instance stays stopped.
     #[error("The restart was interrupted by a forced stop")]
     RestartInterrupted,
@@ -83,6 +86,12 @@ pub enum DriverError {
     /// A head was asked for without naming the device it belongs to.
     #[error("A screenshot head needs a display device")]
     HeadWithoutDevice,
+    /// The instance's serial console has as many sessions as it may have.
+    #[error("Too many console sessions open on this instance (at most {limit}); try again later")]
+    ConsoleSessions {
+        /// The bound ([`crate::serial::MAX_CONSOLE_SESSIONS`]).
+        limit: usize,
+    },
     /// The VM has no display to take a screenshot of (`vgashot.vga=none`).
     #[error("Instance has no display")]
     NoDisplay,

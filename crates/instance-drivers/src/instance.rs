@@ -8,6 +8,7 @@ use vgashot_framebuffer::Frame;
 
 use crate::definition::{InstanceDefinition, InstanceType};
 use crate::error::{DriverError, Result};
+use crate::serial::SerialSession;
 
 /// An instance's status, as Incus names it (with its numeric code on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -167,6 +168,23 @@ pub trait Instance: Send + Sync {
 
     /// Empties the console log.
     async fn clear_console_log(&self) -> Result<()>;
+
+    /// Opens a session on the instance's interactive serial console, as its typist when
+    /// `force` (see [`crate::serial`] for who types).
+    async fn serial_console(&self, force: bool) -> Result<SerialSession> {
+        let _ = force;
+        Err(DriverError::Unsupported {
+            operation: "An interactive console",
+        })
+    }
+
+    /// Sends a harmless key event (a modifier pressed and released) so a guest that blanked
+    /// its screen shows it again.
+    async fn wake_screen(&self) -> Result<()> {
+        Err(DriverError::Unsupported {
+            operation: "Waking the screen",
+        })
+    }
 
     /// A PNG of the instance's screen.
     async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {

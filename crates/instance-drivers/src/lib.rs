@@ -12,8 +12,10 @@
 //!    [`QemuInstance`] runs one VM and supervises it.
 //! 4. Every start and every end of an instance is a [`Transition`] (why it ended, and its last
 //!    screen when QEMU still lived), published by [`QemuDriver::transitions`].
-//! 5. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
-//! 6. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
+//! 5. [`serial`] shares an interactive serial console among several sessions, one of which
+//!    types.
+//! 6. [`DirectoryLock`] keeps a second daemon off a directory that one already uses.
+//! 7. Every failure is a [`DriverError`] variant that says what went wrong; the REST layer maps
 //!    them to HTTP statuses in one place.
 
 pub mod definition;
@@ -21,6 +23,7 @@ mod error;
 mod instance;
 mod lock;
 pub mod qemu;
+pub mod serial;
 pub mod store;
 mod transition;
 

@@ -24,6 +24,13 @@
 //!    files); [`Store::finish_delete`] removes the tombstone. A tombstone found later
 //!    ([`Loaded::tombstones`]) is a delete a crash interrupted: the caller finishes it, in the
 //!    same order, before it serves anything.
+//! 8. A rename ([`Store::rename`]) is two steps: the file gets its new name with renameat2(2)
+//!    and `RENAME_NOREPLACE` (atomic, never clobbering: from then on the instance has its new
+//!    name), then its contents are rewritten with that name as an update. A file whose
+//!    contents name an instance of its project that has no file of its own is a rename a crash
+//!    interrupted between the two: [`Store::load_all`] finishes it and reports it in
+//!    [`Loaded::renamed`], so the caller moves what else belongs to the instance. A copy of a
+//!    file whose original is still there is no rename, and stays misplaced.
 //!
 //! One process owns a root at a time (a daemon holds [`crate::DirectoryLock`] on it):
 //! [`Store::open`] removes every temporary file it finds, and
@@ -36,6 +43,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, RenameFlags};
 
 use crate::definition::{
     InstanceDefinition, NameError, validate_instance_name, validate_project_name,
@@ -142,6 +152,9 @@ pub struct Loaded {
     /// The deletes a crash interrupted, as (project, name), sorted: the caller finishes each
     /// ([`Store::finish_delete`]) after removing the instance's other files.
     pub tombstones: Vec<(String, String)>,
+    /// The renames a crash interrupted, finished by the load, as (project, old name, new
+    /// name): the caller moves the instance's other files.
+    pub renamed: Vec<(String, String, String)>,
 }
 
 /// The instance definitions under one root directory.
@@ -256,7 +269,7 @@ impl Store {
                 {
                     continue;
                 }
-                match read_stored(&path) {
+                match read_stored(&path).or_else(|error| self.finish_rename(error, &mut loaded)) {
                     Ok(definition) => loaded.definitions.push(definition),
                     Err(error) => {
                         tracing::warn!(
@@ -275,6 +288,71 @@ impl Store {
         loaded.corrupt.sort_by(|a, b| a.0.cmp(&b.0));
         loaded.tombstones.sort();
         Ok(loaded)
+    }
+
+    /// Renames instance `old` of `project` to `new` (step 8) and returns its definition under
+    /// the new name: [`StoreError::NotFound`] without `old`, [`StoreError::AlreadyExists`] when
+    /// `new` is taken.
+    pub fn rename(
+        &self,
+        project: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<InstanceDefinition, StoreError> {
+        let mut definition = self.load(project, old)?;
+        let (from, to) = (self.path(project, old)?, self.path(project, new)?);
+        match nix::fcntl::renameat2(
+            AT_FDCWD,
+            &from,
+            AT_FDCWD,
+            &to,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => sync_dir(&self.project_dir(project))?,
+            Err(Errno::EEXIST) => {
+                return Err(StoreError::AlreadyExists {
+                    project: project.to_owned(),
+                    name: new.to_owned(),
+                });
+            }
+            Err(errno) => return Err(io_error("rename", &from)(io::Error::from(errno))),
+        }
+        definition.name = new.to_owned();
+        self.update(&definition)?;
+        Ok(definition)
+    }
+
+    /// Step 8's recovery: a misplaced file of a rename a crash interrupted is finished (its
+    /// contents take the name of its path); any other error stands.
+    fn finish_rename(
+        &self,
+        error: StoreError,
+        loaded: &mut Loaded,
+    ) -> Result<InstanceDefinition, StoreError> {
+        let StoreError::Misplaced {
+            path,
+            project,
+            name: old,
+        } = &error
+        else {
+            return Err(error);
+        };
+        let new = path.file_stem().and_then(OsStr::to_str).unwrap_or_default();
+        let in_project = path.parent() == Some(self.project_dir(project).as_path());
+        if !in_project
+            || self
+                .path(project, old)
+                .is_ok_and(|original| original.exists())
+        {
+            return Err(error);
+        }
+        let mut definition = read_stored_unchecked(path)?;
+        definition.name = new.to_owned();
+        self.update(&definition)?;
+        loaded
+            .renamed
+            .push((project.clone(), old.clone(), new.to_owned()));
+        Ok(definition)
     }
 
     /// Begins a delete (step 7): renames the definition to its tombstone, so the instance is
@@ -364,18 +442,22 @@ fn read_stored(path: &Path) -> Result<InstanceDefinition, StoreError> {
     read_definition(path, &project, &name)
 }
 
+/// Reads and parses a definition file, whatever instance it names.
+fn read_stored_unchecked(path: &Path) -> Result<InstanceDefinition, StoreError> {
+    let bytes = fs::read(path).map_err(io_error("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|source| StoreError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Reads and parses a definition file, checking that it holds the instance its path names.
 fn read_definition(
     path: &Path,
     project: &str,
     name: &str,
 ) -> Result<InstanceDefinition, StoreError> {
-    let bytes = fs::read(path).map_err(io_error("read", path))?;
-    let definition: InstanceDefinition =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+    let definition = read_stored_unchecked(path)?;
     if definition.project != project || definition.name != name {
         return Err(StoreError::Misplaced {
             path: path.to_owned(),
@@ -468,292 +550,4 @@ fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> S
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::{Arc, Barrier};
-
-    use super::*;
-    use crate::definition::InstanceType;
-
-    fn definition(project: &str, name: &str) -> InstanceDefinition {
-        InstanceDefinition {
-            name: name.into(),
-            project: project.into(),
-            instance_type: InstanceType::VirtualMachine,
-            description: String::new(),
-            config: BTreeMap::from([("limits.cpu".into(), "2".into())]),
-            devices: BTreeMap::new(),
-            profiles: vec!["default".into()],
-            ephemeral: false,
-            created_at: "2026-11-29T18:00:00Z".into(),
-            last_used_at: String::new(),
-        }
-    }
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    /// Every file in the store, relative to its `instances/` directory.
-    fn files(root: &Path) -> Vec<String> {
-        let instances = root.join(INSTANCES_DIR);
-        let mut files: Vec<String> = read_dir(&instances)
-            .unwrap()
-            .into_iter()
-            .flat_map(|dir| read_dir(&dir).unwrap())
-            .map(|path| path.strip_prefix(&instances).unwrap().display().to_string())
-            .collect();
-        files.sort();
-        files
-    }
-
-    #[test]
-    fn create_load_update_delete_round_trip() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        let mut v1 = definition("default", "v1");
-        store.create(&v1).unwrap();
-        assert_eq!(store.load("default", "v1").unwrap(), v1);
-
-        v1.description = "changed".into();
-        store.update(&v1).unwrap();
-        assert_eq!(store.load("default", "v1").unwrap(), v1);
-        let text = fs::read_to_string(root.path().join("instances/default/v1.json")).unwrap();
-        assert!(text.starts_with("{\n  \""), "pretty JSON: {text}");
-        assert!(text.ends_with("}\n"));
-
-        store.begin_delete("default", "v1").unwrap();
-        assert!(matches!(
-            store.load("default", "v1"),
-            Err(StoreError::NotFound { .. })
-        ));
-        store.finish_delete("default", "v1").unwrap();
-        assert!(files(root.path()).is_empty());
-    }
-
-    #[test]
-    fn an_interrupted_delete_leaves_a_tombstone_until_it_is_finished() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        store.create(&definition("default", "v1")).unwrap();
-        store.create(&definition("default", "v2")).unwrap();
-        store.begin_delete("default", "v1").unwrap();
-        // The crash: the daemon dies before `finish_delete`. The next one sees the tombstone.
-        let store = Store::open(root.path()).unwrap();
-        let loaded = store.load_all().unwrap();
-        let names: Vec<_> = loaded.definitions.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["v2"]);
-        assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
-        assert_eq!(loaded.tombstones, [("default".into(), "v1".into())]);
-        assert!(matches!(
-            store.load("default", "v1"),
-            Err(StoreError::NotFound { .. })
-        ));
-        assert_eq!(
-            files(root.path()),
-            ["default/v1.deleted", "default/v2.json"]
-        );
-
-        // The name is free at once, even before the delete is finished.
-        let mut again = definition("default", "v1");
-        again.description = "new".into();
-        store.create(&again).unwrap();
-        store.finish_delete("default", "v1").unwrap();
-        assert_eq!(store.load("default", "v1").unwrap(), again);
-        let loaded = store.load_all().unwrap();
-        assert!(loaded.tombstones.is_empty());
-        assert_eq!(files(root.path()), ["default/v1.json", "default/v2.json"]);
-        // Finishing twice, or without a delete, is harmless.
-        store.finish_delete("default", "v1").unwrap();
-        store.finish_delete("default", "v3").unwrap();
-        assert_eq!(store.load("default", "v1").unwrap(), again);
-    }
-
-    #[test]
-    fn a_tombstone_with_an_invalid_name_is_ignored() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        store.create(&definition("default", "v1")).unwrap();
-        fs::write(root.path().join("instances/default/Bad_Name.deleted"), b"").unwrap();
-        let loaded = store.load_all().unwrap();
-        assert!(loaded.tombstones.is_empty());
-        assert_eq!(loaded.definitions.len(), 1);
-    }
-
-    #[test]
-    fn create_never_clobbers() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        let first = definition("default", "v1");
-        store.create(&first).unwrap();
-        let mut second = first.clone();
-        second.description = "second".into();
-        let error = store.create(&second).unwrap_err();
-        assert!(
-            matches!(error, StoreError::AlreadyExists { .. }),
-            "{error:?}"
-        );
-        assert_eq!(
-            error.to_string(),
-            "Instance \"v1\" already exists in project \"default\""
-        );
-        assert_eq!(store.load("default", "v1").unwrap(), first);
-        // The same name in another project is another instance.
-        store.create(&definition("other", "v1")).unwrap();
-        assert_eq!(files(root.path()), ["default/v1.json", "other/v1.json"]);
-    }
-
-    #[test]
-    fn missing_instances_are_not_found() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        store.create(&definition("default", "v1")).unwrap();
-        let not_found = |result: Result<(), StoreError>| {
-            assert!(
-                matches!(result, Err(StoreError::NotFound { .. })),
-                "{result:?}"
-            );
-        };
-        not_found(store.update(&definition("default", "v2")));
-        not_found(store.update(&definition("nowhere", "v1")));
-        not_found(store.begin_delete("default", "v2"));
-        not_found(store.load("default", "v2").map(drop));
-        not_found(store.load("nowhere", "v1").map(drop));
-        assert_eq!(files(root.path()), ["default/v1.json"]);
-    }
-
-    #[test]
-    fn interrupted_writes_are_cleaned_up() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        store.create(&definition("default", "v1")).unwrap();
-        // A crash between writing the temporary file and linking it.
-        let leftover = root.path().join("instances/default/.v2.4242.0.tmp");
-        fs::write(&leftover, b"{\"half\":").unwrap();
-        assert_eq!(store.load_all().unwrap().definitions.len(), 1);
-        assert!(store.load_all().unwrap().corrupt.is_empty());
-
-        let store = Store::open(root.path()).unwrap();
-        assert!(!leftover.exists());
-        assert_eq!(files(root.path()), ["default/v1.json"]);
-        assert_eq!(store.load_all().unwrap().definitions.len(), 1);
-    }
-
-    #[test]
-    fn a_corrupt_file_does_not_hide_the_others() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        for (project, name) in [("default", "b"), ("default", "a"), ("alpha", "z")] {
-            store.create(&definition(project, name)).unwrap();
-        }
-        let broken = root.path().join("instances/default/broken.json");
-        fs::write(&broken, b"{ not json").unwrap();
-        let moved = root.path().join("instances/default/moved.json");
-        fs::copy(root.path().join("instances/default/a.json"), &moved).unwrap();
-        let badly_named = root.path().join("instances/default/Bad_Name.json");
-        fs::write(&badly_named, b"{}").unwrap();
-
-        let loaded = store.load_all().unwrap();
-        let names: Vec<_> = loaded
-            .definitions
-            .iter()
-            .map(|definition| format!("{}/{}", definition.project, definition.name))
-            .collect();
-        assert_eq!(names, ["alpha/z", "default/a", "default/b"]);
-        let corrupt: Vec<_> = loaded.corrupt.iter().map(|(path, _)| path).collect();
-        assert_eq!(corrupt, [&badly_named, &broken, &moved]);
-        assert!(matches!(
-            loaded.corrupt[0].1,
-            StoreError::InvalidName { .. }
-        ));
-        assert!(matches!(loaded.corrupt[1].1, StoreError::Parse { .. }));
-        assert!(matches!(loaded.corrupt[2].1, StoreError::Misplaced { .. }));
-        // load of a corrupt file reports why rather than "not found".
-        assert!(matches!(
-            store.load("default", "broken"),
-            Err(StoreError::Parse { .. })
-        ));
-    }
-
-    #[test]
-    fn names_that_could_escape_are_rejected() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        for (project, name) in [
-            ("default", "../x"),
-            ("default", "a/b"),
-            ("default", ".hidden"),
-            ("..", "v1"),
-            ("a/b", "v1"),
-            ("", "v1"),
-        ] {
-            let invalid = |result: Result<(), StoreError>| {
-                assert!(
-                    matches!(result, Err(StoreError::InvalidName { .. })),
-                    "{project:?}/{name:?}: {result:?}"
-                );
-            };
-            invalid(store.create(&definition(project, name)));
-            invalid(store.update(&definition(project, name)));
-            invalid(store.load(project, name).map(drop));
-            invalid(store.begin_delete(project, name));
-            invalid(store.finish_delete(project, name));
-        }
-        let error = store.load("default", "a/b").unwrap_err();
-        assert_eq!(error.to_string(), "invalid instance name \"a/b\"");
-        assert!(
-            read_dir(&root.path().join(INSTANCES_DIR))
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn files_are_private_and_no_temporary_file_remains() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        let mut v1 = definition("default", "v1");
-        store.create(&v1).unwrap();
-        v1.ephemeral = true;
-        store.update(&v1).unwrap();
-        assert_eq!(files(root.path()), ["default/v1.json"]);
-        assert_eq!(mode(&root.path().join("instances")), 0o700);
-        assert_eq!(mode(&root.path().join("instances/default")), 0o700);
-        assert_eq!(mode(&root.path().join("instances/default/v1.json")), 0o600);
-    }
-
-    #[test]
-    fn of_concurrent_creates_exactly_one_wins() {
-        let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
-        let barrier = Arc::new(Barrier::new(8));
-        let threads: Vec<_> = (0..8)
-            .map(|thread| {
-                let (store, barrier) = (store.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let mut v1 = definition("default", "v1");
-                    v1.description = format!("thread {thread}");
-                    barrier.wait();
-                    store.create(&v1).map(|()| v1)
-                })
-            })
-            .collect();
-        let results: Vec<_> = threads
-            .into_iter()
-            .map(|thread| thread.join().unwrap())
-            .collect();
-        let winners: Vec<_> = results
-            .iter()
-            .filter_map(|result| result.as_ref().ok())
-            .collect();
-        assert_eq!(winners.len(), 1, "{results:?}");
-        assert!(
-            results
-                .iter()
-                .all(|result| matches!(result, Ok(_) | Err(StoreError::AlreadyExists { .. })))
-        );
-        assert_eq!(&store.load("default", "v1").unwrap(), winners[0]);
-        assert_eq!(files(root.path()), ["default/v1.json"]);
-    }
-}
+mod tests;

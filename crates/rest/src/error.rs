@@ -114,7 +114,9 @@ impl ApiError {
         // fill the log.
         let bound_met = matches!(
             self,
-            Self::Limit(_) | Self::Screens(ScreensError::Busy { .. })
+            Self::Limit(_)
+                | Self::Screens(ScreensError::Busy { .. })
+                | Self::Driver(DriverError::ConsoleSessions { .. })
         );
         if status.is_server_error() && !bound_met {
             tracing::error!(%message, "request failed");
@@ -140,6 +142,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
         | DriverError::AlreadyRunning
         | DriverError::AlreadyStopped
         | DriverError::Running
+        | DriverError::RenameRunning
         | DriverError::NotFrozen
         | DriverError::RestartInterrupted
         | DriverError::DisplayNotFound { .. }
@@ -153,6 +156,7 @@ fn driver_status(error: &DriverError) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         DriverError::AlreadyExists { .. } => StatusCode::CONFLICT,
+        DriverError::ConsoleSessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
         DriverError::Store(_)
         | DriverError::Launch(_)
         | DriverError::Qmp { .. }

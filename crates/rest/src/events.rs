@@ -56,7 +56,7 @@ pub const MAX_INCOMING_MESSAGE: usize = 4096;
 
 /// The websocket settings of a listener: [`MAX_INCOMING_MESSAGE`], and a read buffer no larger
 /// (tungstenite's default allocates 128 KiB per socket up front).
-fn websocket_config() -> WebSocketConfig {
+pub(crate) fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(MAX_INCOMING_MESSAGE)
         .max_message_size(Some(MAX_INCOMING_MESSAGE))
@@ -71,10 +71,10 @@ const MAX_PENDING_PONGS: u32 = 2;
 
 /// How long one frame may take to leave, as upstream's write deadline: a peer that stops
 /// reading must not hold its task forever.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a closing listener waits for the peer's close frame before it drops the socket.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The cluster member name of a standalone server, as upstream stamps its events.
 const LOCATION: &str = "none";
@@ -240,6 +240,8 @@ pub mod action {
     pub const INSTANCE_RESUMED: &str = "instance-resumed";
     /// An instance's configuration was changed.
     pub const INSTANCE_UPDATED: &str = "instance-updated";
+    /// An instance was renamed (`context.old_name` says from what).
+    pub const INSTANCE_RENAMED: &str = "instance-renamed";
     /// An instance was deleted.
     pub const INSTANCE_DELETED: &str = "instance-deleted";
     /// An instance's console (log or screenshot) was read.
@@ -526,19 +528,23 @@ pub async fn events_websocket<B>(
             Err(error) => tracing::debug!(%error, "events connection was not upgraded"),
         }
     });
-    let response = Response::builder()
+    Ok(switching_protocols(&accept))
+}
+
+/// The `101 Switching Protocols` answer to a websocket handshake, with its accept key.
+pub(crate) fn switching_protocols(accept: &str) -> ApiResponse {
+    Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "Upgrade")
         .header(SEC_WEBSOCKET_ACCEPT, accept)
         .body(envelope::full(Bytes::new()))
-        .expect("handshake headers are valid");
-    Ok(response)
+        .expect("handshake headers are valid")
 }
 
 /// Checks the handshake headers in gorilla's order and with its words (upstream answers with
 /// them), and returns the `Sec-WebSocket-Accept` value.
-fn handshake_accept(headers: &HeaderMap) -> Result<String, EventsError> {
+pub(crate) fn handshake_accept(headers: &HeaderMap) -> Result<String, EventsError> {
     if !has_token(headers, CONNECTION, "upgrade") {
         return Err(EventsError::NotWebsocket(
             "the client is not using the websocket protocol: 'upgrade' token not found in 'Connection' header",

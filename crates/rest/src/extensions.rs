@@ -1,8 +1,8 @@
 //! The API extensions this server implements, as `GET /1.0` lists them.
 //!
 //! Clients test for a feature by name in `api_extensions`, so the list holds exactly what is
-//! implemented: the Incus extensions this API honours, in Incus's order of addition, then
-//! `instance_console_screenshot`, then vgashot's own. Registering an extension is one line here
+//! implemented: the Incus extensions this API honours, in Incus's order of addition (6.0.4's,
+//! where `console_force` follows `instance_console_screenshot`), then vgashot's own. Registering an extension is one line here
 //! and one `## \`name\`` entry in `api-extensions.md`, in the same order; a test keeps them in
 //! step.
 
@@ -21,6 +21,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_get_full",
     "instance_create_start",
     "instance_console_screenshot",
+    "console_force",
     // vgashot's own.
     "instance_console_screenshot_device",
     "instance_console_screenshot_etag",
@@ -28,4 +29,5 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_console_screenshot_stream",
     "instance_console_screenshot_metrics",
     "instance_lifecycle_reasons",
+    "instance_console_screenshot_wake",
 ];

@@ -28,6 +28,7 @@
 pub mod api;
 pub mod client;
 pub mod connection;
+pub mod console;
 pub mod context;
 pub mod envelope;
 pub mod error;

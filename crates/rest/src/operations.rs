@@ -167,6 +167,21 @@ struct Entry {
     sequence: u64,
     /// When it ended, to evict the oldest finished first.
     finished_at: Option<Instant>,
+    /// What connects the websockets of a `websocket` operation, while it runs.
+    websockets: Option<Arc<dyn WebsocketOperation>>,
+}
+
+/// The websockets of a `websocket` operation (a console), which clients connect with
+/// `GET /1.0/operations/{id}/websocket?secret=SECRET`.
+pub trait WebsocketOperation: Send + Sync {
+    /// Answers one connection of `caller`: the upgrade of `request` for the websocket `secret`
+    /// names.
+    fn connect(
+        &self,
+        caller: &crate::trust::Caller,
+        secret: &str,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<ApiResponse, ApiError>;
 }
 
 impl Operations {
@@ -209,6 +224,55 @@ impl Operations {
     where
         F: Future<Output = Result<Option<serde_json::Value>, String>> + Send + 'static,
     {
+        self.start_with(description, class, resources, project, None, work)
+    }
+
+    /// Starts a `websocket` operation, as [`Self::start`], whose `metadata` (the websockets'
+    /// secrets) is shown from the start and whose websockets `websockets` connects while it
+    /// runs.
+    pub fn start_websocket<F>(
+        &self,
+        description: impl Into<String>,
+        resources: BTreeMap<String, Vec<String>>,
+        project: &str,
+        websockets: (serde_json::Value, Arc<dyn WebsocketOperation>),
+        work: F,
+    ) -> Operation
+    where
+        F: Future<Output = Result<Option<serde_json::Value>, String>> + Send + 'static,
+    {
+        let class = OperationClass::Websocket;
+        self.start_with(
+            description,
+            class,
+            resources,
+            project,
+            Some(websockets),
+            work,
+        )
+    }
+
+    /// The websockets of the running operation `id`: `Ok(None)` for an operation without any,
+    /// [`ApiError::OperationNotFound`] when there is no such operation.
+    pub fn websockets(&self, id: &str) -> Result<Option<Arc<dyn WebsocketOperation>>, ApiError> {
+        let entries = self.inner.lock();
+        let entry = entries.get(id).ok_or(ApiError::OperationNotFound)?;
+        Ok(entry.websockets.clone())
+    }
+
+    fn start_with<F>(
+        &self,
+        description: impl Into<String>,
+        class: OperationClass,
+        resources: BTreeMap<String, Vec<String>>,
+        project: &str,
+        websockets: Option<(serde_json::Value, Arc<dyn WebsocketOperation>)>,
+        work: F,
+    ) -> Operation
+    where
+        F: Future<Output = Result<Option<serde_json::Value>, String>> + Send + 'static,
+    {
+        let (metadata, websockets) = websockets.unzip();
         let now = timestamp();
         let operation = Operation {
             id: uuid::Uuid::new_v4().to_string(),
@@ -219,7 +283,7 @@ impl Operations {
             status: OperationStatus::Running,
             status_code: OperationStatus::Running.code(),
             resources: with_project(resources, project),
-            metadata: None,
+            metadata,
             may_cancel: false,
             err: String::new(),
             location: LOCATION.to_owned(),
@@ -233,6 +297,7 @@ impl Operations {
                     state: watch::Sender::new(operation.clone()),
                     sequence,
                     finished_at: None,
+                    websockets,
                 },
             );
         }
@@ -347,6 +412,7 @@ impl Inner {
                 operation.updated_at = timestamp();
             });
             entry.finished_at = Some(Instant::now());
+            entry.websockets = None;
             let finished = (entry.state.borrow().clone(), entry.project.clone());
             evict_oldest_finished(&mut entries, self.max_finished);
             finished

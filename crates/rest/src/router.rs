@@ -43,6 +43,8 @@ pub enum Route {
     Operation(String),
     /// `/1.0/operations/{id}/wait`.
     OperationWait(String),
+    /// `/1.0/operations/{id}/websocket`.
+    OperationWebsocket(String),
     /// `/1.0/events`.
     Events,
     /// `/1.0/profiles`.
@@ -80,6 +82,7 @@ impl Route {
             ["1.0", "operations"] => Self::Operations,
             ["1.0", "operations", id] => Self::Operation(name(id)?),
             ["1.0", "operations", id, "wait"] => Self::OperationWait(name(id)?),
+            ["1.0", "operations", id, "websocket"] => Self::OperationWebsocket(name(id)?),
             ["1.0", "events"] => Self::Events,
             ["1.0", "metrics"] => Self::Metrics,
             ["1.0", "profiles"] => Self::Profiles,
@@ -94,14 +97,15 @@ impl Route {
     pub fn allowed_methods(&self) -> &'static str {
         match self {
             Self::Instances => "GET, POST",
-            Self::Instance(_) => "GET, PUT, PATCH, DELETE",
+            Self::Instance(_) => "GET, PUT, POST, PATCH, DELETE",
             Self::InstanceState(_) => "GET, PUT",
-            Self::InstanceConsole(_) => "GET, DELETE",
+            Self::InstanceConsole(_) => "GET, POST, DELETE",
             Self::Root
             | Self::Server
             | Self::Operations
             | Self::Operation(_)
             | Self::OperationWait(_)
+            | Self::OperationWebsocket(_)
             | Self::Events
             | Self::Profiles
             | Self::Profile(_)
@@ -182,6 +186,9 @@ async fn dispatch(
         (Method::PUT, Route::Instance(name)) => {
             api::instances::put(context, &name, &query, request.into_body()).await
         }
+        (Method::POST, Route::Instance(name)) => {
+            api::instance_rename::post(context, &name, &query, request.into_body()).await
+        }
         (Method::PATCH, Route::Instance(name)) => {
             api::instances::patch(context, &name, &query, request.into_body()).await
         }
@@ -197,6 +204,9 @@ async fn dispatch(
         (Method::GET, Route::InstanceConsole(name)) => {
             api::console::get(context, &name, &query, request.headers()).await
         }
+        (Method::POST, Route::InstanceConsole(name)) => {
+            api::console_session::post(context, caller, &name, &query, request.into_body()).await
+        }
         (Method::DELETE, Route::InstanceConsole(name)) => {
             api::console::delete(context, &name, &query).await
         }
@@ -204,6 +214,9 @@ async fn dispatch(
         (Method::GET, Route::Operation(id)) => api::operations::get(context, &id).await,
         (Method::GET, Route::OperationWait(id)) => {
             api::operations::wait(context, &id, &query).await
+        }
+        (Method::GET, Route::OperationWebsocket(id)) => {
+            api::operations::websocket(context, caller, &id, &query, request)
         }
         (Method::GET, Route::Events) => api::events::get(context, &query, request).await,
         (Method::GET, Route::Profiles) => api::profiles::list(&query),

@@ -16,6 +16,8 @@ const THUMB_WIDTH = 320;
 const THUMB_INTERVAL_MS = 1000;
 const THUMB_RETRY_MS = 5000;
 const POLL_WITHOUT_EVENTS_MS = 5000;
+/** The daemon's words for a VM without a display: its card stops asking for a screen. */
+const NO_DISPLAY = 'Instance has no display';
 const EVENTS_RETRY_MS = 5000;
 const OPERATION_DEADLINE_MS = 120000;
 const LIVE_FPS = 10;
@@ -129,6 +131,7 @@ function makeCard(name) {
     status: '',
     reason: '',
     hasScreen: false,
+    noDisplay: false,
     busy: false,
     visible: false,
     inFlight: false,
@@ -185,19 +188,27 @@ function clearThumb(card) {
  * it; `reason` (why it stopped or failed) comes with events only, and is kept until the status
  * changes.
  */
-function updateCard(card, status, reason) {
+function updateCard(card, status, reason, config) {
   const hadScreen = card.hasScreen;
   if (reason !== undefined) card.reason = reason;
   else if (status !== card.status) card.reason = '';
   card.status = status;
-  card.hasScreen = status === 'Running' || status === 'Frozen';
+  // A VM without a display (`vgashot.vga: none`) has no screen to poll, running or not; a
+  // thumbnail answered "Instance has no display" says so too, until the VM stops (and its
+  // config may change).
+  if (status === 'Stopped') card.noDisplay = false;
+  card.noDisplay ||= config?.['vgashot.vga'] === 'none';
+  card.hasScreen = (status === 'Running' || status === 'Frozen') && !card.noDisplay;
   card.node.dataset.status = status;
+  card.node.dataset.display = card.noDisplay ? 'none' : '';
   card.el.status.textContent = status;
   card.el.status.dataset.status = status;
   card.el.screen.disabled = !card.hasScreen;
   if (!card.hasScreen) {
     clearThumb(card);
-    card.el.placeholder.textContent = `${status}: ${card.reason || 'no screen'}`;
+    card.el.placeholder.textContent = card.noDisplay
+      ? `${status}: no display (vgashot.vga is none)`
+      : `${status}: ${card.reason || 'no screen'}`;
   } else if (!hadScreen) {
     card.el.placeholder.textContent = 'Loading the screen…';
     card.retryAt = 0;
@@ -244,11 +255,17 @@ async function refreshThumb(card) {
     const response = await fetch(path, { cache: 'no-store', headers });
     if (response.status === 304) return;
     if (!response.ok) {
+      const reason = await errorText(response);
+      if (response.status === 400 && reason === NO_DISPLAY) {
+        card.noDisplay = true;
+        updateCard(card, card.status);
+        return;
+      }
       // Most likely the instance stopped meanwhile: its lifecycle event says so (the list,
       // while the websocket is down); retry later otherwise.
       card.retryAt = Date.now() + THUMB_RETRY_MS;
       if (card.hasScreen && !card.objectUrl) {
-        card.el.placeholder.textContent = `No screen: ${await errorText(response)}`;
+        card.el.placeholder.textContent = `No screen: ${reason}`;
       }
       if (!eventsOpen) scheduleList();
       return;
@@ -328,7 +345,7 @@ function render(instances) {
     if (list.children[index] !== card.node) {
       list.insertBefore(card.node, list.children[index] || null);
     }
-    updateCard(card, instance.status);
+    updateCard(card, instance.status, undefined, instance.config);
   });
   empty.hidden = instances.length > 0;
 }

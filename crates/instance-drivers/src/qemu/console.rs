@@ -8,13 +8,17 @@
 //!    while the VM runs (so little is lost when it dies), and before a requested stop.
 //! 3. The file keeps the newest [`LOG_KEEP_BYTES`]: once it grows past twice that, it is rewritten
 //!    (atomically) with its tail, so the log is bounded too. It outlives the VM, as Incus's does.
-//! 4. The file is private (mode 0600, in the private run-time directory): the guest's console
+//! 4. While an interactive session bridges the serial port ([`super::serial`]), the port is
+//!    not a ring buffer: the bridge writes what it reads into the file ([`ConsoleLog::record`])
+//!    and the drains leave the port alone.
+//! 5. The file is private (mode 0600, in the private run-time directory): the guest's console
 //!    may print secrets. Only the daemon writes it; QEMU never opens it.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -44,6 +48,8 @@ struct RingbufRead<'a> {
 pub struct ConsoleLog {
     path: PathBuf,
     lock: tokio::sync::Mutex<()>,
+    /// Whether an interactive session bridges the serial port (no ring to drain then).
+    bridged: AtomicBool,
 }
 
 impl ConsoleLog {
@@ -52,12 +58,27 @@ impl ConsoleLog {
         Self {
             path,
             lock: tokio::sync::Mutex::new(()),
+            bridged: AtomicBool::new(false),
         }
     }
 
-    /// Moves what QEMU's ring holds into the file.
+    /// Records whether a session bridges the serial port, so the drains know there is no ring.
+    pub fn set_bridged(&self, bridged: bool) {
+        self.bridged.store(bridged, Ordering::SeqCst);
+    }
+
+    /// Appends output the bridge read from the serial port.
+    pub async fn record(&self, chunk: &[u8]) -> Result<()> {
+        let _drain = self.lock.lock().await;
+        self.append(chunk)
+    }
+
+    /// Moves what QEMU's ring holds into the file (nothing while the port is bridged).
     pub async fn drain(&self, qmp: &Qmp) -> Result<()> {
         let _drain = self.lock.lock().await;
+        if self.bridged.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         loop {
             let chunk = read_ring(qmp).await?;
             if chunk.is_empty() {
@@ -80,7 +101,7 @@ impl ConsoleLog {
     /// Empties the log: what QEMU's ring holds (when `qmp` is given) and the file.
     pub async fn clear(&self, qmp: Option<&Qmp>) -> Result<()> {
         let _drain = self.lock.lock().await;
-        if let Some(qmp) = qmp {
+        if let Some(qmp) = qmp.filter(|_| !self.bridged.load(Ordering::SeqCst)) {
             while !read_ring(qmp).await?.is_empty() {}
         }
         match std::fs::remove_file(&self.path) {

@@ -29,8 +29,10 @@ mod ending;
 mod frames;
 mod handover;
 pub mod host_files;
+mod input;
 mod process;
 mod screenshot;
+mod serial;
 mod vm;
 
 use std::collections::BTreeMap;
@@ -165,6 +167,21 @@ impl DriverShared {
         self.registry()
             .remove(&(project.to_owned(), name.to_owned()));
         Ok(())
+    }
+
+    /// Moves the run-time directory of a renamed instance to its new name (logged when it
+    /// cannot be: the instance then starts with an empty one).
+    fn move_runtime_dir(&self, project: &str, old: &str, new: &str) {
+        let (from, to) = (
+            self.runtime_dir(project, old),
+            self.runtime_dir(project, new),
+        );
+        match std::fs::rename(&from, &to) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(from = %from.display(), %error, "cannot move a renamed instance's run-time files");
+            }
+            _ => {}
+        }
     }
 
     /// The steps of a delete after its tombstone: the run-time directory, then the tombstone.
@@ -322,6 +339,9 @@ impl QemuDriver {
                 tracing::error!(project, instance = name, %error, "cannot finish an interrupted delete");
             }
         }
+        for (project, old, new) in &loaded.renamed {
+            shared.move_runtime_dir(project, old, new);
+        }
         for definition in loaded.definitions {
             let key = (definition.project.clone(), definition.name.clone());
             let instance = QemuInstance::new(shared.clone(), definition);
@@ -411,6 +431,59 @@ impl QemuDriver {
         for instance in instances {
             instance.detach().await;
         }
+    }
+
+    /// Renames a stopped instance of `project` from `old` to `new`, with everything it owns:
+    /// its definition (crash-safely, [`crate::store`] step 8), then its run-time directory
+    /// (console log included). The old instance is retired and a new one serves the name.
+    pub async fn rename(&self, project: &str, old: &str, new: &str) -> Result<Arc<QemuInstance>> {
+        validate_instance_name(new).map_err(DriverError::InvalidName)?;
+        check_socket_path(
+            &self
+                .shared
+                .runtime_dir(project, new)
+                .join(vgashot_qemu_process::QMP_SOCKET),
+        )?;
+        let instance = self.get(project, old)?;
+        if old == new {
+            return Err(DriverError::AlreadyExists {
+                name: new.to_owned(),
+            });
+        }
+        let _lifecycle = instance.retire_for_rename().await?;
+        let renamed = self.rename_retired(project, old, new);
+        if renamed.is_err() {
+            // Nothing was moved: the instance keeps its name.
+            instance.unretire();
+        }
+        renamed
+    }
+
+    fn rename_retired(&self, project: &str, old: &str, new: &str) -> Result<Arc<QemuInstance>> {
+        let mut registry = self.shared.registry();
+        let taken = DriverError::AlreadyExists {
+            name: new.to_owned(),
+        };
+        if registry.contains_key(&(project.to_owned(), new.to_owned())) {
+            return Err(taken);
+        }
+        // What an unfinished delete of the new name left goes first, as for a create.
+        self.shared.finish_delete(project, new)?;
+        let definition =
+            self.shared
+                .store
+                .rename(project, old, new)
+                .map_err(|error| match error {
+                    StoreError::AlreadyExists { .. } => taken,
+                    other => DriverError::Store(other),
+                })?;
+        // The definition has its new name: from here on the rename stands, and a run-time
+        // directory that cannot be moved only costs the console log.
+        self.shared.move_runtime_dir(project, old, new);
+        registry.remove(&(project.to_owned(), old.to_owned()));
+        let instance = QemuInstance::new(self.shared.clone(), definition);
+        registry.insert((project.to_owned(), new.to_owned()), instance.clone());
+        Ok(instance)
     }
 
     /// Deletes a stopped instance: its definition and its run-time files.

@@ -44,7 +44,9 @@ use crate::instance::{
 use crate::qemu::cmdline::carry_formats;
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
 use crate::qemu::ending::{Ending, FinalFrame, keep_final_frame, take_final_frame};
-use crate::qemu::{DriverShared, process, screenshot};
+use crate::qemu::serial::SerialConsole;
+use crate::qemu::{DriverShared, input, process, screenshot};
+use crate::serial::SerialSession;
 use crate::transition::{Transition, TransitionKind};
 
 /// How long QEMU has to exit after `quit` before it is killed.
@@ -92,7 +94,8 @@ pub struct QemuInstance {
     name: String,
     definition: RwLock<InstanceDefinition>,
     runtime_dir: PathBuf,
-    console: ConsoleLog,
+    console: Arc<ConsoleLog>,
+    serial: SerialConsole,
     lifecycle: tokio::sync::Mutex<()>,
     run: Mutex<RunCell>,
     /// Set, under the life-cycle lock, once the definition is a tombstone: nothing starts it
@@ -142,11 +145,13 @@ impl std::fmt::Debug for QemuInstance {
 impl QemuInstance {
     pub(crate) fn new(shared: Arc<DriverShared>, definition: InstanceDefinition) -> Arc<Self> {
         let runtime_dir = shared.runtime_dir(&definition.project, &definition.name);
+        let console = Arc::new(ConsoleLog::new(runtime_dir.join("console.log")));
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             project: definition.project.clone(),
             name: definition.name.clone(),
-            console: ConsoleLog::new(runtime_dir.join("console.log")),
+            serial: SerialConsole::new(Arc::clone(&console)),
+            console,
             runtime_dir,
             definition: RwLock::new(definition),
             shared,
@@ -207,6 +212,7 @@ impl QemuInstance {
             Ok(qmp) => match qmp.query_status().await {
                 Ok(status) => {
                     let run_state = status.status;
+                    self.serial.restore_ring(&qmp).await;
                     let paused = !status.running && status.status == RunState::Paused;
                     let status = if paused {
                         InstanceStatus::Frozen
@@ -333,6 +339,27 @@ impl QemuInstance {
             return Err(DriverError::Running);
         }
         self.remove_locked()
+    }
+
+    /// Takes the life-cycle lock of a stopped instance for a rename, and retires this instance:
+    /// nothing starts it again, as its definition goes to another name (the driver's
+    /// [`crate::QemuDriver::rename`]).
+    pub(crate) async fn retire_for_rename(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        let lifecycle = self.lifecycle.lock().await;
+        if self.is_deleted() {
+            return Err(DriverError::NotFound);
+        }
+        if self.state().pid.is_some() {
+            return Err(DriverError::RenameRunning);
+        }
+        self.deleted.store(true, Ordering::SeqCst);
+        Ok(lifecycle)
+    }
+
+    /// Undoes [`Self::retire_for_rename`] after a rename that moved nothing; the caller still
+    /// holds the life-cycle lock it returned.
+    pub(crate) fn unretire(&self) {
+        self.deleted.store(false, Ordering::SeqCst);
     }
 
     /// Whether the instance was deleted; read under the life-cycle lock, it stays true.
@@ -640,6 +667,16 @@ impl Instance for QemuInstance {
     async fn clear_console_log(&self) -> Result<()> {
         let vm = self.running_vm();
         self.console.clear(vm.as_ref().map(|vm| &vm.qmp)).await
+    }
+
+    async fn serial_console(&self, force: bool) -> Result<SerialSession> {
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        self.serial.open(&vm.qmp, force).await
+    }
+
+    async fn wake_screen(&self) -> Result<()> {
+        let vm = self.running_vm().ok_or(DriverError::NotRunning)?;
+        input::press_wake_key(&vm.qmp).await
     }
 
     async fn console_screenshot(&self, options: &ScreenshotOptions) -> Result<Screenshot> {

@@ -18,7 +18,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::request::{Project, ProjectQuery, Query, bounded, invalid};
-use crate::screens::stream;
+use crate::screens::{stream, wake};
 
 /// What `type` asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, utoipa::ToSchema)]
@@ -89,6 +89,12 @@ pub struct ConsoleQuery {
     #[serde(default, deserialize_with = "fps")]
     #[param(minimum = 1, maximum = 30)]
     pub fps: Option<u32>,
+    /// `vga`: `true` presses and releases a modifier key in the guest first, so a blanked
+    /// screen shows again, and waits up to 1 s for it to change
+    /// (`instance_console_screenshot_wake`).
+    #[serde(default, deserialize_with = "wake")]
+    #[param(value_type = Option<bool>)]
+    pub wake: bool,
 }
 
 impl ConsoleQuery {
@@ -131,6 +137,15 @@ fn format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ImageForm
 /// Reads the `fps` parameter: 1 to [`stream::MAX_FPS`] ([`stream::DEFAULT_FPS`] when absent).
 fn fps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
     bounded(deserializer, "fps", 1..=stream::MAX_FPS)
+}
+
+/// Reads `wake`: `true` or `false`.
+fn wake<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(invalid("wake", other, Some("true or false"))),
+    }
 }
 
 /// Reads `device`: the instance's own display device, `video0` (empty: none named).
@@ -237,7 +252,7 @@ async fn screenshot(
         }
         let fps = query.fps.unwrap_or(stream::DEFAULT_FPS);
         // Fail now, in the error envelope, rather than with an empty stream.
-        let first = context.screens.capture(&instance, &screen).await?;
+        let first = capture(context, &instance, &screen, query.wake).await?;
         return stream::mjpeg(
             context.screens.clone(),
             instance,
@@ -248,7 +263,7 @@ async fn screenshot(
         );
     }
     let variant = query.variant(ImageFormat::Png)?;
-    let answer = context.screens.capture(&instance, &screen).await?;
+    let answer = capture(context, &instance, &screen, query.wake).await?;
     let capture = &answer.capture;
     let etag = capture.etag(&variant);
     let validators = [
@@ -273,6 +288,20 @@ async fn screenshot(
         }
     }
     Ok(response)
+}
+
+/// A capture of `screen`, woken first when `wake` ([`wake::capture`]).
+async fn capture(
+    context: &Context,
+    instance: &Arc<QemuInstance>,
+    screen: &ScreenId,
+    wake: bool,
+) -> Result<vgashot_screens::Answer, ApiError> {
+    if wake {
+        wake::capture(&context.screens, instance, screen).await
+    } else {
+        context.screens.capture(instance, screen).await
+    }
 }
 
 /// Which screen a request asks for. Reading the query allowed the instance's own display
@@ -404,6 +433,10 @@ mod tests {
                 "Invalid value for format parameter:  (png, jpeg or webp)",
             ),
             ("fps=", "Invalid value for fps parameter:  (1 to 30)"),
+            (
+                "wake=1",
+                "Invalid value for wake parameter: 1 (true or false)",
+            ),
         ] {
             let error = variant(bad)
                 .and_then(|_| parse(bad).map(|_| ()))

@@ -2,7 +2,9 @@
 //! answers an Incus envelope; errors are returned, never rendered here.
 
 pub mod console;
+pub mod console_session;
 pub mod events;
+pub mod instance_rename;
 pub mod instance_state;
 pub mod instances;
 pub mod lifecycle;

@@ -5,6 +5,7 @@ use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::operations::{self, Operation};
 use crate::request::{AllProjects, Project, Query, Recursion};
+use crate::trust::Caller;
 
 /// The query of `GET /1.0/operations`.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -102,4 +103,55 @@ pub async fn get(context: &Context, id: &str) -> Result<ApiResponse, ApiError> {
 pub async fn wait(context: &Context, id: &str, query: &Query) -> Result<ApiResponse, ApiError> {
     let timeout = query.typed::<WaitQuery>()?.timeout;
     operations::wait_operation(&context.operations, id, timeout).await
+}
+
+/// The query of `GET /1.0/operations/{id}/websocket`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebsocketQuery {
+    /// The secret of the websocket to connect, from the operation's `metadata.fds`.
+    #[serde(default)]
+    pub secret: String,
+}
+
+/// Connect a websocket of an operation
+///
+/// Upgrades to one of a `websocket` operation's websockets (a console's data or control), named
+/// by its secret. A wrong secret is a 403; each websocket connects once.
+#[utoipa::path(
+    get,
+    path = "/1.0/operations/{id}/websocket",
+    operation_id = "operation_websocket_get",
+    tag = "operations",
+    params(
+        ("id" = String, Path, description = "Operation UUID"),
+        WebsocketQuery,
+        ("Connection" = String, Header, description = "`Upgrade` (a websocket handshake)"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The handshake's nonce, base64"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 400, description = "Not a websocket request, not a websocket operation, or connected already", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "A wrong secret", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such operation", body = crate::envelope::ErrorEnvelope),
+    ),
+)]
+pub fn websocket(
+    context: &Context,
+    caller: &Caller,
+    id: &str,
+    query: &Query,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<ApiResponse, ApiError> {
+    let secret = query.typed::<WebsocketQuery>()?.secret;
+    if secret.is_empty() {
+        return Err(ApiError::BadRequest("missing secret".into()));
+    }
+    let websockets = context
+        .operations
+        .websockets(id)?
+        .ok_or_else(|| ApiError::BadRequest("Only websocket operations can be connected".into()))?;
+    websockets.connect(caller, &secret, request)
 }

@@ -15,9 +15,11 @@
 //!    however it went (deleted by a request, or by the driver itself, as an ephemeral instance
 //!    that stopped), with no hook on any delete path; one created again under the same name
 //!    starts afresh.
-//! 5. [`stream`] turns captures into an MJPEG stream, at most so many at once.
+//! 5. [`stream`] turns captures into an MJPEG stream, at most so many at once; [`wake`] wakes
+//!    a blanked screen before its capture.
 
 pub mod stream;
+pub mod wake;
 
 use std::sync::Arc;
 
