@@ -11,3 +11,4 @@ mod confinement;
 mod connections;
 mod connections_wire;
 mod lifecycle;
+mod ui_proxy;

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod bystander;
+pub mod ui_proxy;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
