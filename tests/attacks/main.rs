@@ -12,3 +12,4 @@ mod connections;
 mod connections_wire;
 mod console;
 mod lifecycle;
+mod ui_proxy;

@@ -78,13 +78,33 @@ impl Browser {
         identity: &TrustedIdentity,
         env: &[(&str, String)],
     ) -> (String, Duration) {
+        let base = format!("https://{}", identity.address);
+        self.run_at(script, &base, Some(identity), env).await
+    }
+
+    /// Runs `tests/ui/SCRIPT` against `base` (`VGASHOT_UI_URL`), presenting `identity` when
+    /// given (without one, a browser with no certificate, as through `vgashot ui`); otherwise
+    /// as [`Self::run`].
+    pub async fn run_at(
+        &self,
+        script: &str,
+        base: &str,
+        identity: Option<&TrustedIdentity>,
+        env: &[(&str, String)],
+    ) -> (String, Duration) {
         let mut command = Command::new(&self.node);
         command
             .arg(self.scripts.join(script))
             .current_dir(&self.scripts)
-            .env("VGASHOT_UI_URL", format!("https://{}", identity.address))
-            .env("VGASHOT_UI_CERT", &identity.certificate)
-            .env("VGASHOT_UI_KEY", &identity.key)
+            .env("VGASHOT_UI_URL", base)
+            .env_remove("VGASHOT_UI_CERT")
+            .env_remove("VGASHOT_UI_KEY");
+        if let Some(identity) = identity {
+            command
+                .env("VGASHOT_UI_CERT", &identity.certificate)
+                .env("VGASHOT_UI_KEY", &identity.key);
+        }
+        command
             .env("VGASHOT_CHROMIUM", &self.chromium)
             .env_remove("VGASHOT_UI_SCREENSHOT")
             .stdin(Stdio::null())

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod bystander;
 pub mod lifecycle;
 pub mod terminal;
+pub mod ui_proxy;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,6 +30,8 @@ pub struct Daemon {
     extra_args: Vec<String>,
     /// Extra environment variables of the daemon, kept for restarts.
     env: Vec<(String, String)>,
+    /// The `vgashot` binary that runs as the daemon.
+    binary: PathBuf,
 }
 
 /// A reply of the daemon.
@@ -77,6 +80,16 @@ impl Daemon {
         Self::start_configured(tempfile::tempdir().unwrap(), listen, extra_args, &[]).await
     }
 
+    /// Starts `binary` (an installed `vgashot`) as the daemon, or `None` as [`Self::start`].
+    pub async fn start_binary(binary: &std::path::Path) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        vgashot_qemu_process::Launch::for_tests(dir.path())?;
+        let mut daemon = Self::unstarted(dir, None, &[], &[]);
+        daemon.binary = binary.to_owned();
+        daemon.spawn().await;
+        Some(daemon)
+    }
+
     /// Starts the daemon over `dir` with all of the above, or `None` as [`Self::start`].
     async fn start_configured(
         dir: TempDir,
@@ -85,7 +98,19 @@ impl Daemon {
         env: &[(&str, &str)],
     ) -> Option<Self> {
         vgashot_qemu_process::Launch::for_tests(dir.path())?;
-        let mut daemon = Self {
+        let mut daemon = Self::unstarted(dir, listen, extra_args, env);
+        daemon.spawn().await;
+        Some(daemon)
+    }
+
+    /// The daemon of [`Self::start_configured`] before its process starts.
+    fn unstarted(
+        dir: TempDir,
+        listen: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self {
             dir,
             images: tempfile::tempdir().unwrap(),
             child: None,
@@ -95,14 +120,13 @@ impl Daemon {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
-        };
-        daemon.spawn().await;
-        Some(daemon)
+            binary: daemon_binary(),
+        }
     }
 
     /// Starts (again) the daemon process over the same directory.
     pub async fn spawn(&mut self) {
-        let mut command = Command::new(daemon_binary());
+        let mut command = Command::new(&self.binary);
         command.arg("daemon");
         if let Some(address) = &self.listen {
             command.args(["--listen", address]);

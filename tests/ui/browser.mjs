@@ -3,7 +3,8 @@
 // download) with a browser context that presents the trusted client certificate to the daemon,
 // as a user's browser with the certificate imported does. The Rust side (tests/support/browser.rs)
 // sets VGASHOT_UI_URL (https://127.0.0.1:PORT), VGASHOT_UI_CERT and VGASHOT_UI_KEY (PEM) and
-// VGASHOT_CHROMIUM.
+// VGASHOT_CHROMIUM. Through `vgashot ui` VGASHOT_UI_URL is http://127.0.0.1:PORT and there is no
+// certificate: the browser then presents none.
 
 import { chromium } from 'playwright-core';
 
@@ -72,6 +73,7 @@ export async function withChromium(body) {
   });
   try {
     const base = env('VGASHOT_UI_URL');
+    if (!process.env.VGASHOT_UI_CERT) return await body(browser, {});
     return await body(browser, {
       clientCertificates: [
         { origin: base, certPath: env('VGASHOT_UI_CERT'), keyPath: env('VGASHOT_UI_KEY') },

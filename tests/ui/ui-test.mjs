@@ -3,9 +3,12 @@
 // a running VM that shows colour bars and a stopped one, trusts a client certificate it made,
 // and runs this script with:
 //
-//   VGASHOT_UI_URL        https://127.0.0.1:PORT
+//   VGASHOT_UI_URL        https://127.0.0.1:PORT (or `vgashot ui`'s http://127.0.0.1:PORT)
 //   VGASHOT_UI_CERT/KEY   the trusted client certificate and its key (PEM), which Chromium
-//                         presents through Playwright's `clientCertificates`
+//                         presents through Playwright's `clientCertificates`; none through
+//                         `vgashot ui`, which sets instead
+//   VGASHOT_UI_ENTRY      the address `vgashot ui` printed, with its one-time token; the page is
+//                         opened there instead of at VGASHOT_UI_URL/ui
 //   VGASHOT_UI_RUNNING    the running VM's name; VGASHOT_UI_STOPPED the stopped one's;
 //                         VGASHOT_UI_HEADLESS a running one without a display
 //   VGASHOT_UI_BARS       JSON: the fixture's bar colours (vgashot_fixtures::BAR_COLOURS)
@@ -25,6 +28,7 @@ const headless = env('VGASHOT_UI_HEADLESS');
 const bars = JSON.parse(env('VGASHOT_UI_BARS'));
 const [screenWidth, screenHeight] = env('VGASHOT_UI_SCREEN').split('x').map(Number);
 const screenshot = process.env.VGASHOT_UI_SCREENSHOT;
+const entry = process.env.VGASHOT_UI_ENTRY ?? `${base}/ui`;
 
 /** How far a JPEG thumbnail's pixel may be from the exact colour, per channel. */
 const TOLERANCE = 40;
@@ -56,13 +60,22 @@ await withChromium(async (browser, certified) => {
     }
   });
 
-  // The page: `/ui` redirects to `/ui/`, which comes with a strict policy.
-  const response = await page.goto(`${base}/ui`);
+  // The page: `/ui` (or the token's address) redirects to `/ui/`, which comes with a strict
+  // policy.
+  const response = await page.goto(entry);
   check(response.ok(), `GET /ui/: ${response.status()}`);
   check(new URL(response.url()).pathname === '/ui/', `redirected to ${response.url()}`);
   const headers = response.headers();
   check(headers['content-type'] === 'text/html; charset=utf-8', headers['content-type']);
   check(/default-src 'none'/.test(headers['content-security-policy']), 'no CSP');
+  if (process.env.VGASHOT_UI_ENTRY) {
+    // The token became a session cookie that no script can read and no other site sends.
+    const cookies = await context.cookies();
+    check(cookies.length === 1 && cookies[0].name === 'vgashot_ui' && cookies[0].httpOnly &&
+      cookies[0].sameSite === 'Strict' && cookies[0].path === '/', JSON.stringify(cookies));
+    check((await page.evaluate(() => document.cookie)) === '', 'the cookie is readable');
+    check(!page.url().includes('token='), `the token stays in the address: ${page.url()}`);
+  }
   step('page loaded');
 
   const card = (name) => page.locator(`li.card[data-name="${name}"]`);

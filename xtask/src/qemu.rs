@@ -35,7 +35,7 @@ pub fn ensure_installed() -> Result {
 /// time, downloading Debian's kernel and busybox packages), so its tests must run: a failure
 /// here fails `cargo xtask test` with apt's own words. Without package lists, as root, it runs
 /// `apt-get update` first.
-pub fn ensure_linux_guest() -> Result {
+pub fn ensure_linux_guest() -> Result<vgashot_linux_guest::LinuxGuest> {
     use vgashot_linux_guest::{GuestError, LinuxGuest};
     let cache = LinuxGuest::default_cache_dir();
     let guest = match LinuxGuest::prepare(&cache) {
@@ -52,7 +52,7 @@ pub fn ensure_linux_guest() -> Result {
         guest.release(),
         cache.display()
     );
-    Ok(())
+    Ok(guest)
 }
 
 /// An error with its causes, `: `-separated.

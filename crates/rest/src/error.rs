@@ -29,6 +29,25 @@ pub enum ApiError {
     /// ([`crate::same_origin`]); the text says what gave it away.
     #[error("Cross-origin request refused: {0}")]
     CrossOrigin(String),
+    /// `vgashot ui` was addressed by another name than its own loopback address (a page of
+    /// another name that resolves to it, as DNS rebinding makes one).
+    #[error("Request refused: Host {0} is not this server's address")]
+    ForeignHost(String),
+    /// A request to `vgashot ui` without its session cookie.
+    #[error("not authorized: open the address that `vgashot ui` printed")]
+    NoUiSession,
+    /// A `vgashot ui` token that is not the one it printed, or that was used already.
+    #[error("not authorized: this token is wrong or was used already; run `vgashot ui` again")]
+    UiTokenRefused,
+    /// `vgashot ui` could not reach the daemon on its Unix socket, or the daemon broke off.
+    #[error("cannot reach the daemon on {socket}")]
+    DaemonUnreachable {
+        /// The daemon's socket.
+        socket: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The instance does not exist in the project (Incus's wording).
     #[error("Failed to fetch instance \"{name}\" in project \"{project}\": Instance not found")]
     InstanceNotFound {
@@ -90,7 +109,12 @@ impl ApiError {
             | Self::ProfileNotFound
             | Self::OperationNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Forbidden | Self::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden
+            | Self::CrossOrigin(_)
+            | Self::ForeignHost(_)
+            | Self::NoUiSession
+            | Self::UiTokenRefused => StatusCode::FORBIDDEN,
+            Self::DaemonUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadRequest(_) | Self::BadJson(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

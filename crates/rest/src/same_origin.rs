@@ -91,7 +91,7 @@ fn own_origins(caller: &Caller, uri: &Uri, headers: &HeaderMap) -> Vec<String> {
         return Vec::new();
     };
     let schemes: &[(&str, &str)] = match caller {
-        Caller::Unix => &[("https", ":443"), ("http", ":80")],
+        Caller::Unix => &[("http", ":80"), ("https", ":443")],
         Caller::TrustedCertificate(_) | Caller::Untrusted => &[("https", ":443")],
     };
     schemes

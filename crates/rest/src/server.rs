@@ -145,10 +145,10 @@ pub const MAX_UNIX_CONNECTIONS: usize = 512;
 
 /// How many connections over a cap are answered at once ([`refuse`]); beyond these, a
 /// connection over a cap is closed at once. Small: answering costs a TLS handshake each.
-const REFUSAL_SLOTS: usize = 16;
+pub const REFUSAL_SLOTS: usize = 16;
 
 /// How long answering a connection over a cap may take, handshake included.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The caps of step 2, and the answers to connections over them.
 struct Admission {
@@ -353,7 +353,7 @@ async fn accept_tcp(
 /// a reset that looks like a network fault. What it costs is bounded: at most
 /// [`REFUSAL_SLOTS`] such answers at once, each within [`REFUSAL_TIMEOUT`], handshake included;
 /// over that, a connection over a cap is closed at once, unread.
-async fn refuse<S>(stream: S, error: LimitError)
+pub async fn refuse<S>(stream: S, error: LimitError)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -16,6 +16,7 @@ pub mod list;
 pub mod picture;
 pub mod screenshot;
 pub mod terminal;
+pub mod ui;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -74,6 +75,24 @@ enum Command {
         #[command(subcommand)]
         command: connection::RemoteCommand,
     },
+    /// Serve the web page on a loopback port for this machine's browser, through the local
+    /// daemon's socket, and open it.
+    ///
+    /// Prints the page's address, with a token that is good once: the browser that opens it gets
+    /// a session cookie, and every other request is refused. Needs no TLS listener and no client
+    /// certificate, only the right to use the daemon's socket.
+    Ui(ui::UiArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (vgashot.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Manpage {
+        /// The directory, made if missing.
+        dir: PathBuf,
+    },
 }
 
 impl Cli {
@@ -101,6 +120,18 @@ pub enum CliError {
     /// The daemon or the trust store failed; the daemon reports through its log.
     #[error("{0}")]
     Daemon(String),
+    /// The web page's proxy could not start.
+    #[error(transparent)]
+    Ui(#[from] vgashot_ui_proxy::UiProxyError),
+    /// The man pages could not be written.
+    #[error("cannot write the man pages in {}", dir.display())]
+    Manpage {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Tokio could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -126,6 +157,20 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Watch(args) => {
             runtime(false).and_then(|runtime| runtime.block_on(watch::run(&dir, args)))
         }
+        Command::Ui(args) => {
+            runtime(true).and_then(|runtime| runtime.block_on(ui::run(&dir, args)))
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vgashot",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Manpage { dir } => write_man_pages(&dir),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,6 +183,17 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `vgashot.1` and `vgashot-COMMAND.1` for each command (and subcommand) into `dir`.
+fn write_man_pages(dir: &std::path::Path) -> Result<(), CliError> {
+    use clap::CommandFactory as _;
+    let failed = |source| CliError::Manpage {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    clap_mangen::generate_to(Cli::command(), dir).map_err(failed)
 }
 
 /// The daemon serves many clients at once; a client command needs one thread.
