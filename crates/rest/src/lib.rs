@@ -48,7 +48,7 @@ pub mod trust;
 use std::path::Path;
 use std::sync::Arc;
 
-use vgashot_instance_drivers::QemuDriver;
+use vgashot_instance_drivers::Driver;
 
 pub use context::{Context, NetworkIdentity, ServerIdentity};
 pub use error::{ApiError, with_causes as describe};
@@ -64,16 +64,16 @@ pub struct Daemon {
 
 impl Daemon {
     /// A server for the VMs of `driver`, describing this machine in `GET /1.0`.
-    pub fn new(driver: QemuDriver) -> Self {
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
         // One hub: operations publish where `/1.0/events` listens.
         let events = events::EventHub::new();
         Self {
             context: Arc::new(Context {
                 screens: Arc::default(),
+                identity: Arc::new(ServerIdentity::gather(driver.as_ref())),
                 driver,
                 operations: operations::Operations::new(events.clone()),
                 events,
-                identity: Arc::new(ServerIdentity::gather()),
                 network: None,
             }),
         }

@@ -23,6 +23,7 @@
 
 pub mod cmdline;
 mod console;
+mod driver;
 mod frames;
 mod handover;
 pub mod host_files;

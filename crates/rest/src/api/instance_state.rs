@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use vgashot_instance_drivers::{DriverError, Instance as _, InstanceStatus, QemuInstance};
+use vgashot_instance_drivers::{DriverError, Instance as DriverInstance, InstanceStatus};
 
 use crate::api::instances::instance_url;
 use crate::api::lifecycle;
@@ -28,7 +28,7 @@ pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The wire form of an instance's state.
-pub fn state(vm: &QemuInstance) -> InstanceState {
+pub fn state(vm: &dyn DriverInstance) -> InstanceState {
     let state = vm.state();
     let usage = vm.usage();
     InstanceState {
@@ -74,7 +74,7 @@ fn saturating_i64(value: u64) -> i64 {
 )]
 pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
     let vm = context.instance(query.typed::<ProjectQuery>()?.project.name()?, name)?;
-    Ok(envelope::sync(state(&vm)))
+    Ok(envelope::sync(state(vm.as_ref())))
 }
 
 /// A state change, checked.

@@ -70,7 +70,7 @@ fn server(context: &Context, auth_user_name: String, auth_user_method: &str) -> 
             architectures: vec!["x86_64".into()],
             certificate: network.certificate,
             certificate_fingerprint: network.certificate_fingerprint,
-            driver: "qemu".into(),
+            driver: identity.driver.clone(),
             driver_version: identity.driver_version.clone(),
             firewall: String::new(),
             kernel: "Linux".into(),

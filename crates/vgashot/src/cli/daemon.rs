@@ -18,6 +18,7 @@
 //! open, so no restart is needed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use vgashot_instance_drivers::qemu::host_files::DEFAULT_IMAGE_DIR;
@@ -144,7 +145,7 @@ pub async fn daemon(dir: PathBuf, listen: Option<String>, host: HostArgs) -> Res
         }
         None => None,
     };
-    let daemon = Daemon::new(driver.clone());
+    let daemon = Daemon::new(Arc::new(driver.clone()));
     let socket = dir.join("unix.socket");
     tracing::info!(socket = %socket.display(), "vgashot daemon listening");
     daemon
