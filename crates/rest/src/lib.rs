@@ -44,6 +44,7 @@ pub mod screens;
 pub mod server;
 pub mod tls;
 pub mod trust;
+pub mod urls;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -226,7 +226,7 @@ fn new_definition(request: &InstancesPost, project: &str) -> Result<InstanceDefi
         devices: request.devices.clone(),
         profiles: profiles(request.profiles.clone())?,
         ephemeral: request.ephemeral,
-        created_at: now(),
+        created_at: vgashot_stdext::now_rfc3339(),
         last_used_at: String::new(),
     })
 }
@@ -432,12 +432,5 @@ pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiR
     ))
 }
 
-/// `/1.0/instances/NAME`.
-pub fn instance_url(name: &str) -> String {
-    format!("/1.0/instances/{name}")
-}
-
-/// Now, as Incus writes times.
-pub fn now() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
-}
+/// `/1.0/instances/NAME`, kept here for the handlers that name it through this module.
+pub use crate::urls::instance_url;

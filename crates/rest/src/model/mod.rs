@@ -18,10 +18,11 @@
 //!   disable `deny_unknown_fields`: fields Go shares through embedding are repeated instead.
 //!
 //! One module per part of the API: [`server`] (`GET /1.0`), [`instances`] (instances, their
-//! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`]; each
+//! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`], [`operations`]; each
 //! is re-exported here, so every type is `model::Name`.
 
 pub mod instances;
+pub mod operations;
 pub mod profiles;
 pub mod requests;
 pub mod server;
@@ -31,6 +32,7 @@ mod tests;
 use serde::{Deserialize, Deserializer};
 
 pub use instances::*;
+pub use operations::*;
 pub use profiles::*;
 pub use requests::*;
 pub use server::*;
