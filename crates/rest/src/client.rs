@@ -30,6 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
+use vgashot_stdext::MutexExt;
 
 use crate::tls::DEFAULT_PORT;
 use crate::trust::{CertificatePem, fingerprint};
@@ -649,10 +650,7 @@ struct PinnedServer {
 
 impl PinnedServer {
     fn last_presented(&self) -> Option<CertificateDer<'static>> {
-        self.presented
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.presented.lock_unpoisoned().clone()
     }
 
     /// Why the last handshake's certificate was refused, if it was.
@@ -685,11 +683,7 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self
-            .presented
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Some(end_entity.clone().into_owned());
+        *self.presented.lock_unpoisoned() = Some(end_entity.clone().into_owned());
         let accepted = match &self.pin {
             ServerPin::AcceptAny => true,
             ServerPin::Unknown => false,

@@ -21,7 +21,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use vgashot_stdext::now_rfc3339 as timestamp;
+use vgashot_stdext::{MutexExt, now_rfc3339 as timestamp};
 
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
@@ -229,9 +229,7 @@ impl Operations {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // No code panics while holding the lock, and the map stays consistent if one did.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.lock_unpoisoned()
     }
 
     /// Records the work's outcome, publishes it and evicts the oldest finished operations

@@ -14,9 +14,7 @@
 //! 4. What `GET /1.0` tells trusted clients about the listener (certificate, fingerprint,
 //!    addresses) is gathered at bind time into a [`NetworkIdentity`].
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +26,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use vgashot_stdext::write_atomically;
 
 use crate::context::NetworkIdentity;
 use crate::trust::{self, CertificatePem, SharedTrust, TrustStore};
@@ -183,22 +182,6 @@ fn self_signed(key: &rcgen::KeyPair) -> Result<CertificateDer<'static>, TlsError
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let certificate = params.self_signed(key).map_err(TlsError::Generate)?;
     Ok(certificate.der().clone())
-}
-
-/// Writes `bytes` to `path` with `mode` through a temporary file in the same directory and a
-/// rename, so that `path` is either absent or whole.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 /// Accepts any well-formed client certificate whose key signed the handshake; trust is decided

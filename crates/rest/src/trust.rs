@@ -24,7 +24,6 @@
 //!    events websocket, an MJPEG stream or an operation wait would otherwise outlive the trust.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::watch;
+use vgashot_stdext::write_atomically;
 
 /// How often the store is read again for the connections already open: a certificate removed,
 /// or one that expired, stops counting on them within this time (plus a reading's time), which
@@ -152,6 +152,9 @@ pub struct TrustStore {
 /// not one, and is not read at every connection.
 const MAX_FILE: u64 = 64 * 1024;
 
+/// The mode of a trusted certificate's file: a certificate is public, its key never stored.
+const CERTIFICATE_MODE: u32 = 0o644;
+
 impl TrustStore {
     /// The store in `dir` (`$VGASHOT_DIR/trust`); the directory need not exist yet.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -217,13 +220,8 @@ impl TrustStore {
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let path = self.dir.join(format!("{fingerprint}.crt"));
-        let temporary = self.dir.join(format!(".{fingerprint}.crt.tmp"));
         let pem = CertificatePem(&der).to_string();
-        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
-        file.write_all(pem.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io(&temporary))?;
-        std::fs::rename(&temporary, &path).map_err(io(&path))?;
+        write_atomically(&path, pem.as_bytes(), CERTIFICATE_MODE).map_err(io(&path))?;
         Ok(Added::New(TrustedCertificate { fingerprint, path }))
     }
 
