@@ -2,8 +2,8 @@
 //!
 //! How a request is served:
 //! 1. [`server::serve`] accepts connections on the Unix socket (`$VGASHOT_DIR/unix.socket`,
-//!    trusted, as incusd's) and, when asked, on TCP with TLS ([`tls`]), where the client's
-//!    certificate decides at each request whether it is trusted ([`trust::Caller`]); each
+//!    trusted, as incusd's) and, when asked, on TCP with TLS ([`auth::tls`]), where the client's
+//!    certificate decides at each request whether it is trusted ([`auth::Caller`]); each
 //!    connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`).
 //! 2. A request a browser sent on behalf of another web site is refused first
 //!    ([`same_origin`]). [`router::Route::parse`] turns the path into a typed route, with names
@@ -25,6 +25,7 @@
 //!    `cargo xtask swagger` writes to `swagger/`.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod context;
@@ -42,8 +43,6 @@ pub mod router;
 pub mod same_origin;
 pub mod screens;
 pub mod server;
-pub mod tls;
-pub mod trust;
 pub mod urls;
 
 use std::path::Path;
@@ -51,11 +50,10 @@ use std::sync::Arc;
 
 use vgashot_instance_drivers::Driver;
 
+pub use auth::{Caller, HttpsListener, TlsError, TrustStore};
 pub use context::{Context, NetworkIdentity, ServerIdentity};
 pub use error::{ApiError, with_causes as describe};
 pub use server::ServeError;
-pub use tls::{HttpsListener, TlsError};
-pub use trust::{Caller, TrustStore};
 
 /// The API server over one driver.
 #[derive(Debug, Clone)]

@@ -1,11 +1,11 @@
 //! `/` and `/1.0`: the API versions, and what this server is and implements.
 
+use crate::auth::trust::Caller;
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::extensions::API_EXTENSIONS;
 use crate::model::{Server, ServerEnvironment, ServerUntrusted};
 use crate::request::DEFAULT_PROJECT;
-use crate::trust::Caller;
 
 /// List the supported API versions
 #[utoipa::path(

@@ -10,7 +10,7 @@
 //! 3. A client certificate is asked for but optional, since an untrusted client must still reach
 //!    `GET /1.0`. The TLS layer accepts any well-formed one, still checking the handshake
 //!    signature so that the client proves it holds the key; whether the certificate is trusted
-//!    is decided after the handshake, by fingerprint ([`crate::trust`]), at every request.
+//!    is decided after the handshake, by fingerprint ([`crate::auth::trust`]), at every request.
 //! 4. What `GET /1.0` tells trusted clients about the listener (certificate, fingerprint,
 //!    addresses) is gathered at bind time into a [`NetworkIdentity`].
 
@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use vgashot_stdext::write_atomically;
 
+use crate::auth::trust::{self, CertificatePem, SharedTrust, TrustStore};
 use crate::context::NetworkIdentity;
-use crate::trust::{self, CertificatePem, SharedTrust, TrustStore};
 
 /// Incus's default HTTPS port, used when the listen address has none.
 pub const DEFAULT_PORT: u16 = 8443;
