@@ -12,8 +12,8 @@
 //! 3. A Unix client is trusted ([`Caller::Unix`]). A TCP client does its TLS handshake in its
 //!    connection's own task, bounded by [`HANDSHAKE_TIMEOUT`]; then each of its requests is
 //!    decided from the certificate it presented and the trust store's latest reading
-//!    ([`crate::auth::trust::ConnectionTrust`]), and the connection is cut, whatever runs on it, once
-//!    its certificate stops being trusted.
+//!    ([`crate::auth::trust::ConnectionTrust`]), and the connection is cut, whatever runs on
+//!    it, once its certificate stops being trusted.
 //! 4. Each connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`), with the time
 //!    bounds of [`crate::connection`]: [`HEADER_TIMEOUT`] for a request head (which is also the
 //!    idle bound of a kept-alive connection), and a bound on writes that stall.
