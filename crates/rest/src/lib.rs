@@ -35,7 +35,6 @@ pub mod events;
 pub mod extensions;
 pub mod filter;
 pub mod limits;
-pub mod model;
 pub mod openapi;
 pub mod operations;
 pub mod request;
@@ -44,6 +43,9 @@ pub mod same_origin;
 pub mod screens;
 pub mod server;
 pub mod urls;
+
+/// The wire model: the JSON bodies of Incus's API ([`vgashot_incus_wire`]).
+pub use vgashot_incus_wire as model;
 
 use std::path::Path;
 use std::sync::Arc;

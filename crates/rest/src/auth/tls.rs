@@ -32,7 +32,7 @@ use crate::auth::trust::{self, CertificatePem, SharedTrust, TrustStore};
 use crate::context::NetworkIdentity;
 
 /// Incus's default HTTPS port, used when the listen address has none.
-pub const DEFAULT_PORT: u16 = 8443;
+pub use vgashot_incus_wire::DEFAULT_PORT;
 
 /// Errors of setting up the TLS listener.
 #[derive(Debug, thiserror::Error)]

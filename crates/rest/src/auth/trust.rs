@@ -33,6 +33,8 @@ use rustls::pki_types::pem::PemObject;
 use tokio::sync::watch;
 use vgashot_stdext::write_atomically;
 
+pub use vgashot_incus_wire::certificates::{CertificatePem, fingerprint};
+
 /// How often the store is read again for the connections already open: a certificate removed,
 /// or one that expired, stops counting on them within this time (plus a reading's time), which
 /// is short next to a person running `vgashot trust remove`, and a reading a second costs
@@ -99,20 +101,6 @@ pub enum TrustError {
     /// More than one trusted certificate starts with this prefix.
     #[error("the fingerprint prefix {0} matches several certificates; give more of it")]
     AmbiguousFingerprint(String),
-}
-
-/// The SHA-256 fingerprint of a certificate's DER bytes, lowercase hex (Incus's
-/// `CertFingerprint`).
-pub fn fingerprint(der: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
 }
 
 /// Checks that `der` is a well-formed X.509 certificate; the parser's words otherwise.
@@ -461,21 +449,6 @@ fn read_certificate(path: &Path) -> Result<Vec<u8>, TrustError> {
         reason,
     })?;
     Ok(der)
-}
-
-/// A DER certificate written as PEM, 64 base64 characters a line.
-pub struct CertificatePem<'a>(pub &'a [u8]);
-
-impl std::fmt::Display for CertificatePem<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(self.0);
-        writeln!(f, "-----BEGIN CERTIFICATE-----")?;
-        for line in encoded.as_bytes().chunks(64) {
-            writeln!(f, "{}", String::from_utf8_lossy(line))?;
-        }
-        writeln!(f, "-----END CERTIFICATE-----")
-    }
 }
 
 #[cfg(test)]
