@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use vgashot_rest::client::Client;
+use vgashot_client::Client;
 
 /// A running daemon.
 pub struct Daemon {
@@ -30,7 +30,7 @@ pub struct Daemon {
 }
 
 /// A reply of the daemon.
-pub use vgashot_rest::client::Reply;
+pub use vgashot_client::Reply;
 
 /// The body of a reply as JSON.
 pub fn json(reply: &Reply) -> Value {

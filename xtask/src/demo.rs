@@ -11,8 +11,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::Client;
 use vgashot_rest::describe;
 
 use crate::{Result, workspace_root};

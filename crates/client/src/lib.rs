@@ -32,8 +32,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use vgashot_stdext::MutexExt;
 
-use crate::auth::tls::DEFAULT_PORT;
-use crate::auth::trust::{CertificatePem, fingerprint};
+use vgashot_incus_wire::DEFAULT_PORT;
+use vgashot_incus_wire::certificates::{CertificatePem, fingerprint};
 
 /// Errors of talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +263,7 @@ impl ClientIdentity {
 }
 
 /// The SHA-256 fingerprint of the first certificate of a PEM file's contents, as
-/// [`crate::auth::trust::fingerprint`] computes it; `None` when there is no certificate.
+/// [`fingerprint`] computes it; `None` when there is no certificate.
 pub fn pem_fingerprint(pem: &[u8]) -> Option<String> {
     CertificateDer::from_pem_slice(pem)
         .ok()
@@ -533,7 +533,7 @@ impl Client {
             .iter()
             .any(|(name, _)| name == http::header::CONTENT_TYPE);
         if body.is_some() && !typed {
-            request = request.header(http::header::CONTENT_TYPE, crate::request::JSON);
+            request = request.header(http::header::CONTENT_TYPE, vgashot_incus_wire::JSON);
         }
         for (name, value) in headers {
             request = request.header(name, *value);
@@ -757,7 +757,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let loaded = ClientIdentity::load(&certificate, &key).unwrap();
         assert_eq!(loaded.fingerprint(), made.fingerprint());
-        assert!(crate::auth::trust::check_certificate(&loaded.certificate).is_ok());
+        assert!(x509_parser::parse_x509_certificate(&loaded.certificate).is_ok());
         Client::tls(
             RemoteAddress::parse("https://localhost").unwrap(),
             Some(loaded),

@@ -26,7 +26,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod client;
 pub mod connection;
 pub mod context;
 pub mod envelope;

@@ -15,13 +15,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use vgashot_client::{Client, ClientError};
 use vgashot_framebuffer::Frame;
 use vgashot_instance_drivers::{
     DISPLAY_DEVICE_ID, Driver, DriverError, Instance, InstanceDefinition, InstanceState,
     InstanceStatus, InstanceType, Result,
 };
 use vgashot_rest::Daemon;
-use vgashot_rest::client::{Client, ClientError};
 use vgashot_screens::{DisplayDevice, Displays, FrameSource, ScreenId, SourceError, TimedFrame};
 
 /// What the next capture of a [`FakeInstance`] answers.

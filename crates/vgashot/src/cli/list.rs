@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use clap::{Args, ValueEnum};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use vgashot_rest::client::Client;
+use vgashot_client::Client;
 
 use super::connection::{self, ConnectionArgs};
 use super::screenshot::ScreenArgs;

@@ -4,7 +4,7 @@
 //! How a client command runs:
 //! 1. clap parses the command; every client command takes the same connection options
 //!    ([`connection::ConnectionArgs`]): the local socket by default, or `--remote`.
-//! 2. [`connection::connect`] makes a [`vgashot_rest::client::Client`] for either transport,
+//! 2. [`connection::connect`] makes a [`vgashot_client::Client`] for either transport,
 //!    pinning a remote's certificate as `incus remote add` does.
 //! 3. The command talks to the API; any failure comes back here as a [`CliError`] and is printed
 //!    as the `incus` client prints errors, `Error: MESSAGE` on stderr with exit status 1, so
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vgashot_rest::client::ClientError;
+use vgashot_client::ClientError;
 
 /// QEMU virtual machines behind an Incus-compatible REST API, with screenshots of their screens.
 #[derive(Debug, Parser)]

@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::Args;
 use http::header::{ETAG, IF_NONE_MATCH, LAST_MODIFIED};
 use tokio::signal::unix::{SignalKind, signal};
+use vgashot_client::{Client, ClientError};
 use vgashot_framebuffer::Frame;
-use vgashot_rest::client::{Client, ClientError};
 
 use super::connection::{self, ConnectionArgs};
 use super::screenshot::ScreenArgs;
