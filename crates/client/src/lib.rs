@@ -15,6 +15,10 @@
 //!    ([`ServerPin`]). The handshake signature is still verified, so a server must hold the
 //!    pinned certificate's key.
 
+mod calls;
+
+pub use calls::instance_path;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 

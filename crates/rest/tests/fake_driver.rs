@@ -22,6 +22,7 @@ use vgashot_instance_drivers::{
     InstanceStatus, InstanceType, Result,
 };
 use vgashot_rest::Daemon;
+use vgashot_rest::model::{InstanceSource, InstanceStatePut, InstancesPost};
 use vgashot_screens::{DisplayDevice, Displays, FrameSource, ScreenId, SourceError, TimedFrame};
 
 /// What the next capture of a [`FakeInstance`] answers.
@@ -292,52 +293,59 @@ fn frame(rgb: [u8; 3]) -> Frame {
 
 #[tokio::test]
 async fn create_list_and_change_state() {
+    // Through the client's typed calls, so the wire model is what both ends read and write.
     let served = serve().await;
     let client = &served.client;
-    create(client, "v1", json!({})).await.unwrap();
+    let request = InstancesPost {
+        name: "v1".into(),
+        kind: "virtual-machine".into(),
+        source: InstanceSource {
+            kind: "none".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    client.create_instance(&request, None).await.unwrap();
     assert_eq!(
         client.call("GET", "/1.0/instances", None).await.unwrap(),
         json!(["/1.0/instances/v1"])
     );
-    let listed = client
-        .call("GET", "/1.0/instances?recursion=1", None)
-        .await
-        .unwrap();
-    assert_eq!(listed[0]["name"], "v1");
-    assert_eq!(listed[0]["status"], "Stopped");
-    assert_eq!(listed[0]["status_code"], 102);
+    let listed = client.instances(None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].status.as_str()),
+        ("v1", "Stopped")
+    );
+    assert_eq!(listed[0].status_code, 102);
 
-    let start = json!({"action": "start", "timeout": 0});
-    client
-        .call("PUT", "/1.0/instances/v1/state", Some(&start))
-        .await
-        .unwrap();
-    let state = client
-        .call("GET", "/1.0/instances/v1/state", None)
-        .await
-        .unwrap();
-    assert_eq!(state["status"], "Running");
-    assert_eq!(state["pid"], 4242);
-    let server = client.call("GET", "/1.0", None).await.unwrap();
-    assert_eq!(server["environment"]["driver"], "fake");
-    assert_eq!(server["environment"]["driver_version"], "1.2.3");
+    let start = InstanceStatePut {
+        action: "start".into(),
+        ..Default::default()
+    };
+    client.change_state("v1", &start, None).await.unwrap();
+    let state = client.instance_state("v1", None).await.unwrap();
+    assert_eq!((state.status.as_str(), state.pid), ("Running", 4242));
+    let full = client.instances_full(None).await.unwrap();
+    assert_eq!(full[0].state.as_ref().unwrap().status, "Running");
+    let server = client.server().await.unwrap();
+    assert_eq!(server.environment.driver, "fake");
+    assert_eq!(server.environment.driver_version, "1.2.3");
 
-    let stop = json!({"action": "stop", "timeout": 0, "force": true});
-    client
-        .call("PUT", "/1.0/instances/v1/state", Some(&stop))
-        .await
-        .unwrap();
+    let stop = InstanceStatePut {
+        action: "stop".into(),
+        force: true,
+        ..Default::default()
+    };
+    client.change_state("v1", &stop, None).await.unwrap();
     assert_eq!(
         served.driver.fake("v1").state().status,
         InstanceStatus::Stopped
     );
-    client
-        .call("DELETE", "/1.0/instances/v1", None)
-        .await
-        .unwrap();
+    client.delete_instance("v1", None).await.unwrap();
+    assert!(client.instances(None).await.unwrap().is_empty());
     assert_eq!(
-        client.call("GET", "/1.0/instances", None).await.unwrap(),
-        json!([])
+        api_error(client.instance("v1", None).await.map(|_| Value::Null)).0,
+        404
     );
 }
 

@@ -150,46 +150,11 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, CliError> {
     builder.enable_all().build().map_err(CliError::Runtime)
 }
 
-/// `/1.0/instances/NAME` with the name percent-encoded (every byte outside RFC 3986's
-/// unreserved set), followed by `suffix` and the query `pairs`.
-pub fn instance_path(name: &str, suffix: &str, pairs: &[(&str, String)]) -> String {
-    use std::fmt::Write as _;
-    let mut path = String::from("/1.0/instances/");
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            path.push(char::from(byte));
-        } else {
-            let _ = write!(path, "%{byte:02X}");
-        }
-    }
-    path.push_str(suffix);
-    if !pairs.is_empty() {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in pairs {
-            query.append_pair(key, value);
-        }
-        path.push('?');
-        path.push_str(&query.finish());
-    }
-    path
-}
+pub use vgashot_client::instance_path;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn instance_paths_are_encoded() {
-        assert_eq!(instance_path("v1", "", &[]), "/1.0/instances/v1");
-        assert_eq!(
-            instance_path("a b/c", "/console", &[("type", "vga".into())]),
-            "/1.0/instances/a%20b%2Fc/console?type=vga"
-        );
-        assert_eq!(
-            instance_path("v", "", &[("project", "a&b".into())]),
-            "/1.0/instances/v?project=a%26b"
-        );
-    }
 
     #[test]
     fn the_command_line_is_consistent() {

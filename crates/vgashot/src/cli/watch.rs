@@ -65,10 +65,9 @@ pub async fn run(dir: &Path, args: WatchArgs) -> Result<(), CliError> {
     if args.screen.project != "default" {
         project.push(("project", args.screen.project.clone()));
     }
-    let instance = client
-        .call("GET", &instance_path(&args.name, "", &project), None)
-        .await?;
-    if instance["status"] != "Running" {
+    let named = (args.screen.project != "default").then_some(args.screen.project.as_str());
+    let instance = client.instance(&args.name, named).await?;
+    if instance.status != "Running" {
         return Err(ClientError::Api {
             status: 400,
             message: "Instance is not running".to_owned(),
