@@ -69,10 +69,7 @@ impl Client {
     /// `GET /1.0/instances?recursion=1`: the instances of `project` (the default one when
     /// `None`).
     pub async fn instances(&self, project: Option<&str>) -> Result<Vec<Instance>, ClientError> {
-        let mut pairs = project_pair(project);
-        pairs.push(("recursion", "1".to_owned()));
-        let path = format!("/1.0/instances?{}", query(&pairs));
-        self.call_typed("GET", &path, None::<&Value>).await
+        self.list_instances(project, 1).await
     }
 
     /// `GET /1.0/instances?recursion=2`: the instances of `project` with their state.
@@ -80,8 +77,17 @@ impl Client {
         &self,
         project: Option<&str>,
     ) -> Result<Vec<InstanceFull>, ClientError> {
+        self.list_instances(project, 2).await
+    }
+
+    /// `GET /1.0/instances?recursion=RECURSION` of `project`.
+    async fn list_instances<T: DeserializeOwned>(
+        &self,
+        project: Option<&str>,
+        recursion: u8,
+    ) -> Result<Vec<T>, ClientError> {
         let mut pairs = project_pair(project);
-        pairs.push(("recursion", "2".to_owned()));
+        pairs.push(("recursion", recursion.to_string()));
         let path = format!("/1.0/instances?{}", query(&pairs));
         self.call_typed("GET", &path, None::<&Value>).await
     }
