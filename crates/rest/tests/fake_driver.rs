@@ -275,7 +275,12 @@ async fn create(
     name: &str,
     config: Value,
 ) -> std::result::Result<Value, ClientError> {
-    let body = json!({"name": name, "type": "virtual-machine", "source": {"type": "none"}, "config": config});
+    let body = json!({
+        "name": name,
+        "type": "virtual-machine",
+        "source": {"type": "none"},
+        "config": config,
+    });
     client.call("POST", "/1.0/instances", Some(&body)).await
 }
 
