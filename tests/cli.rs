@@ -439,7 +439,7 @@ async fn remotes_over_tls_with_pinned_certificates() {
         .self_signed(&key)
         .unwrap();
     std::fs::write(&pin, other.pem()).unwrap();
-    let other_fingerprint = vgashot_rest::trust::fingerprint(other.der());
+    let other_fingerprint = vgashot_rest::auth::trust::fingerprint(other.der());
     for extra in [None, Some("--accept-certificate")] {
         let mut args = vec!["screenshot", "v1", "--remote", &url];
         args.extend(extra);

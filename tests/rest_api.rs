@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Daemon, decode_png, wait_for_picture};
 use vgashot_fixtures::Fixture;
 
@@ -167,10 +167,7 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
     };
     let fixture = Fixture::bars(1024, 768);
     let created = daemon.create_vm("v1", Some(fixture), json!({}), true).await;
-    assert_eq!(
-        created["resources"]["instances"],
-        json!(["/1.0/instances/v1"])
-    );
+    assert_eq!(created.resources["instances"], ["/1.0/instances/v1"]);
 
     let listed = daemon
         .request("GET", "/1.0/instances", None)
@@ -224,12 +221,7 @@ async fn a_vm_from_create_to_delete_with_its_screen() {
     daemon
         .operation("PUT", "/1.0/instances/v1/state", Some(freeze))
         .await;
-    let state = daemon
-        .request("GET", "/1.0/instances/v1/state", None)
-        .await
-        .json()
-        .unwrap();
-    assert_eq!(state["metadata"]["status"], "Frozen");
+    assert_eq!(daemon.state("v1").await.status, "Frozen");
     let unfreeze = json!({"action": "unfreeze"});
     daemon
         .operation("PUT", "/1.0/instances/v1/state", Some(unfreeze))
@@ -298,23 +290,14 @@ async fn a_restarted_daemon_still_serves_its_running_vm() {
     };
     let fixture = Fixture::Mode13;
     daemon.create_vm("v1", Some(fixture), json!({}), true).await;
-    let pid = |daemon_state: Value| daemon_state["metadata"]["pid"].as_i64().unwrap();
-    let before = pid(daemon
-        .request("GET", "/1.0/instances/v1/state", None)
-        .await
-        .json()
-        .unwrap());
+    let before = daemon.state("v1").await.pid;
 
     daemon.terminate();
     daemon.spawn().await;
 
-    let state = daemon
-        .request("GET", "/1.0/instances/v1/state", None)
-        .await
-        .json()
-        .unwrap();
-    assert_eq!(state["metadata"]["status"], "Running");
-    assert_eq!(pid(state), before, "the same QEMU, not a new one");
+    let state = daemon.state("v1").await;
+    assert_eq!(state.status, "Running");
+    assert_eq!(state.pid, before, "the same QEMU, not a new one");
     wait_for_picture(&daemon, "v1", fixture).await;
     let stop = json!({"action": "stop", "force": true});
     daemon

@@ -12,8 +12,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use support::Daemon;
-use vgashot_rest::client::{Client, ClientIdentity, RemoteAddress, ServerPin};
-use vgashot_rest::trust::fingerprint;
+use vgashot_client::{Client, ClientIdentity, RemoteAddress, ServerPin};
+use vgashot_rest::auth::trust::fingerprint;
 
 /// A client certificate and its key, made here.
 struct Identity {

@@ -12,8 +12,8 @@ use http::header::{
     CONNECTION, CONTENT_TYPE, HeaderName, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use serde_json::{Value, json};
+use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::Client;
 
 use crate::support::Daemon;
 use crate::support::browser::{Browser, TrustedIdentity};

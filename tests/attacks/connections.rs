@@ -16,8 +16,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::Client;
 
 use crate::support::bystander::{self, Bystander};
 use crate::support::{self, wait_for_picture};

@@ -17,8 +17,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
+use vgashot_client::{Client, ClientIdentity, RemoteAddress, ServerPin};
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::{Client, ClientIdentity, RemoteAddress, ServerPin};
 
 use crate::support::bystander;
 use crate::support::{self, Daemon};

@@ -396,7 +396,7 @@ async fn the_socket_and_the_run_time_files_are_private_even_under_an_open_umask(
         .unwrap();
     let watched = other.path().to_owned();
     let watcher = std::thread::spawn(move || watch_modes(&watched, &watched.join("unix.socket")));
-    let client = vgashot_rest::client::Client::new(&socket);
+    let client = vgashot_client::Client::new(&socket);
     let started = Instant::now();
     while client.request("GET", "/1.0", None).await.is_err() {
         assert!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vgashot_rest::client::{Client, ClientIdentity, RemoteAddress, ServerPin};
+use vgashot_client::{Client, ClientIdentity, RemoteAddress, ServerPin};
 
 use super::Daemon;
 

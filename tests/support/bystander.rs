@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::Client;
 
 use super::Daemon;
 

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use vgashot_rest::client::Client;
+use vgashot_client::Client;
+use vgashot_incus_wire::{InstanceState, Operation};
 
 /// A running daemon.
 pub struct Daemon {
@@ -35,7 +36,7 @@ pub struct Daemon {
 }
 
 /// A reply of the daemon.
-pub use vgashot_rest::client::Reply;
+pub use vgashot_client::Reply;
 
 /// The body of a reply as JSON.
 pub fn json(reply: &Reply) -> Value {
@@ -200,7 +201,7 @@ impl Daemon {
     }
 
     /// Sends a request that starts an operation and waits for the operation's end; returns it.
-    pub async fn operation(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub async fn operation(&self, method: &str, path: &str, body: Option<Value>) -> Operation {
         let reply = self.request(method, path, body).await;
         assert_eq!(reply.status, 202, "{method} {path}: {:?}", json(&reply));
         let url = json(&reply)["operation"].as_str().unwrap().to_owned();
@@ -209,7 +210,16 @@ impl Daemon {
             .await;
         let done = json(&done);
         assert_eq!(done["type"], "sync", "{method} {path} failed: {done}");
-        done["metadata"].clone()
+        serde_json::from_value(done["metadata"].clone())
+            .unwrap_or_else(|error| panic!("{method} {path}: not an operation ({error}): {done}"))
+    }
+
+    /// The state of the instance `name` of the default project.
+    pub async fn state(&self, name: &str) -> InstanceState {
+        self.client()
+            .instance_state(name, None)
+            .await
+            .unwrap_or_else(|error| panic!("GET the state of {name}: {error}"))
     }
 
     /// Creates a VM with 64 MiB and `config` that boots `fixture` (or nothing), started or not;
@@ -220,7 +230,7 @@ impl Daemon {
         fixture: Option<vgashot_fixtures::Fixture>,
         mut config: Value,
         start: bool,
-    ) -> Value {
+    ) -> Operation {
         let mut devices = json!({});
         if let Some(fixture) = fixture {
             let image = self.image(fixture);

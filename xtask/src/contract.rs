@@ -28,8 +28,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
-use vgashot_rest::client::Client;
 
 use crate::swagger::{ensure_package, venv_bin};
 use crate::{Result, workspace_root};

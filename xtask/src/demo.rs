@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
+use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
 use vgashot_linux_guest::{BootOptions, Console, LinuxGuest, READY_LINE};
-use vgashot_rest::client::Client;
 use vgashot_rest::describe;
 
 use crate::{Result, workspace_root};

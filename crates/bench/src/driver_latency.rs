@@ -35,20 +35,7 @@ const SCREENS: [(&str, Option<Fixture>, (u32, u32)); 3] = [
 
 pub async fn measure() -> Result<Section> {
     let dir = tempfile::tempdir()?;
-    let driver = QemuDriver::open_with(
-        DriverPaths {
-            state_dir: dir.path().join("state"),
-            runtime_dir: dir.path().join("run"),
-        },
-        DriverOptions {
-            host_files: HostFilePolicy {
-                image_dirs: vec![dir.path().to_owned()],
-                ..HostFilePolicy::default()
-            },
-            ..DriverOptions::default()
-        },
-    )
-    .await?;
+    let driver = open_driver(dir.path()).await?;
     let mut section = Section::new(
         "Driver screenshots: our PNG against QEMU's",
         "`console_screenshot` of the qemu driver, end to end (QMP, decode, encode): QEMU writes a \
@@ -108,6 +95,24 @@ async fn measure_screen(vm: &QemuInstance, name: &str, section: &mut Section) ->
         Some(&native),
     ));
     Ok(())
+}
+
+/// The qemu driver over `dir`, with its images allowed from `dir`.
+pub(crate) async fn open_driver(dir: &Path) -> Result<QemuDriver> {
+    Ok(QemuDriver::open_with(
+        DriverPaths {
+            state_dir: dir.join("state"),
+            runtime_dir: dir.join("run"),
+        },
+        DriverOptions {
+            host_files: HostFilePolicy {
+                image_dirs: vec![dir.to_owned()],
+                ..HostFilePolicy::default()
+            },
+            ..DriverOptions::default()
+        },
+    )
+    .await?)
 }
 
 pub(crate) fn definition(

@@ -8,14 +8,17 @@
 //!    socket and a file path, as upstream Incus does).
 //! 3. [`driver_latency`]: the qemu driver's `console_screenshot` (PPM through a memfd, PNG encoded
 //!    by us) against QEMU's own PNG screendump, in text mode and two graphics modes.
-//! 4. [`confinement`]: VM start time and screenshot latency with QEMU confined (its own user,
+//! 4. [`frame_latency`]: a capture as the screens engine takes it (PPM decoded, no PNG) against
+//!    the same with our PNG encoded, what every capture paid before; `-- frames` runs it alone.
+//! 5. [`confinement`]: VM start time and screenshot latency with QEMU confined (its own user,
 //!    seccomp) against QEMU unconfined.
-//! 5. [`viewers`]: the release daemon under 1 to 500 concurrent clients of one screen, shared
+//! 6. [`viewers`]: the release daemon under 1 to 500 concurrent clients of one screen, shared
 //!    captures against a capture per request, and what each costs QEMU (the guest) in CPU time.
 
 mod baseline;
 mod confinement;
 mod driver_latency;
+mod frame_latency;
 mod qmp_latency;
 mod report;
 mod stats;
@@ -45,10 +48,19 @@ fn main() -> Result {
 }
 
 async fn run() -> Result {
+    if std::env::args().nth(1).as_deref() == Some("frames") {
+        // One section alone, printed; BENCHMARKS.md is only written by a whole run.
+        let (qemu_version, section) = frame_latency::measure().await?;
+        let mut report = Report::new(qemu_version, Accel::detect());
+        report.push(section);
+        print!("{}", report.markdown());
+        return Ok(());
+    }
     let (qemu_version, qmp_section) = qmp_latency::measure().await?;
     let mut report = Report::new(qemu_version, Accel::detect());
     report.push(qmp_section);
     report.push(driver_latency::measure().await?);
+    report.push(frame_latency::measure().await?.1);
     report.push(confinement::measure().await?);
     // The figures so far, for a run interrupted in the longest section that follows.
     eprintln!("bench: measured so far:\n{}", report.markdown());

@@ -1,14 +1,29 @@
-//! The `Instance` trait: what the REST layer asks of any instance, whatever runs it.
+//! The `Driver` and `Instance` traits: what the REST layer asks of instances, whatever runs them.
+//!
+//! How the REST layer sees a driver:
+//! 1. It holds one `Arc<dyn Driver>`, which creates, finds, lists and deletes instances and says
+//!    what it is (`GET /1.0`'s `driver` and `driver_version`).
+//! 2. Each instance is an `Arc<dyn Instance>`: its definition, state, life cycle and console log.
+//! 3. Every instance is also a [`FrameSource`] of the screens engine (its frames and displays);
+//!    [`Instance::frame_source`] hands the same object to the engine as one, so the engine's weak
+//!    pointer goes when the driver lets go of the instance.
+//! 4. Both traits are object-safe, so the REST layer is tested against a fake driver without
+//!    QEMU, and another driver plugs in without the REST layer changing.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::broadcast;
 use vgashot_framebuffer::Frame;
+use vgashot_screens::FrameSource;
 
 use crate::definition::{InstanceDefinition, InstanceType};
 use crate::error::{DriverError, Result};
+use crate::qemu::cmdline::screenshot_min_interval;
 use crate::serial::SerialSession;
+use crate::transition::Transition;
 
 /// An instance's status, as Incus names it (with its numeric code on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -106,12 +121,57 @@ pub struct Screenshot {
     pub captured_at: SystemTime,
 }
 
-/// An instance: a virtual machine run by a driver.
+/// What runs instances: creates, finds, lists and deletes them.
+#[async_trait]
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    /// The driver's name, as `GET /1.0` reports it (`qemu`).
+    fn name(&self) -> &'static str;
+
+    /// The version of what runs the instances (QEMU's, e.g. `7.2.22`), when it can be told.
+    fn version(&self) -> Option<String>;
+
+    /// Creates an instance from a complete definition (stopped); the definition is validated
+    /// first, so a bad one is refused before anything is stored.
+    async fn create(&self, definition: InstanceDefinition) -> Result<Arc<dyn Instance>>;
+
+    /// The instance `name` of `project`, or [`DriverError::NotFound`].
+    fn get(&self, project: &str, name: &str) -> Result<Arc<dyn Instance>>;
+
+    /// Every instance of `project`, by name.
+    fn list(&self, project: &str) -> Vec<Arc<dyn Instance>>;
+
+    /// Deletes a stopped instance with everything it keeps.
+    async fn delete(&self, project: &str, name: &str) -> Result<()>;
+
+    /// Renames the stopped instance `old` of `project` to `new`, with everything it owns, and
+    /// answers the instance under its new name.
+    async fn rename(&self, project: &str, old: &str, new: &str) -> Result<Arc<dyn Instance>>;
+
+    /// Every start and end of an instance from now on, as it happens (a subscriber that falls
+    /// behind loses the oldest).
+    fn transitions(&self) -> broadcast::Receiver<Transition>;
+}
+
+/// The conversion behind [`Instance::frame_source`], for every sized frame source: a trait of
+/// its own so that no driver writes it (an `Arc<dyn Instance>` cannot be cast to an
+/// `Arc<dyn FrameSource>` without trait upcasting, which Rust 1.85 lacks).
+pub trait AsFrameSource {
+    /// The same object, as the screens engine's frame source.
+    fn frame_source(self: Arc<Self>) -> Arc<dyn FrameSource>;
+}
+
+impl<T: FrameSource + 'static> AsFrameSource for T {
+    fn frame_source(self: Arc<Self>) -> Arc<dyn FrameSource> {
+        self
+    }
+}
+
+/// An instance: a virtual machine run by a driver, and the source of its screens' frames.
 ///
 /// Capabilities a driver does not have answer [`DriverError::Unsupported`] through the default
 /// methods, so a caller can always ask and get a typed answer.
 #[async_trait]
-pub trait Instance: Send + Sync {
+pub trait Instance: FrameSource + AsFrameSource + Send + Sync {
     /// The instance's name.
     fn name(&self) -> &str;
 
@@ -126,6 +186,12 @@ pub trait Instance: Send + Sync {
 
     /// Its run-time state now.
     fn state(&self) -> InstanceState;
+
+    /// How long viewers share one capture of a screen: the definition's
+    /// `console.screenshot.min_interval`, or its default.
+    fn screenshot_min_interval(&self) -> Result<Duration> {
+        screenshot_min_interval(&self.definition()).map_err(DriverError::Config)
+    }
 
     /// What the instance uses while it runs; `None` when it does not.
     fn usage(&self) -> Option<ResourceUsage> {

@@ -4,10 +4,11 @@
 //! 1. [`definition`] says what an instance is (Incus's vocabulary: name, project, type, config,
 //!    devices) and validates names as Incus does; [`store`] persists definitions one file each,
 //!    atomically.
-//! 2. [`Instance`] is what the REST layer asks of any instance: state, life cycle, console log,
-//!    and [`Instance::console_screenshot`]. Capabilities a driver lacks answer a typed
+//! 2. [`Driver`] and [`Instance`] are all the REST layer knows of instances: a driver creates,
+//!    finds, lists and deletes them; an instance has a state, a life cycle, a console log, and
+//!    is the frame source of its screens. Capabilities a driver lacks answer a typed
 //!    [`DriverError::Unsupported`].
-//! 3. [`qemu`] implements it for QEMU: [`qemu::cmdline`] turns config into a command line,
+//! 3. [`qemu`] implements them for QEMU: [`qemu::cmdline`] turns config into a command line,
 //!    [`QemuDriver`] owns the VMs (and re-attaches to running ones after a restart),
 //!    [`QemuInstance`] runs one VM and supervises it.
 //! 4. Every start and every end of an instance is a [`Transition`] (why it ended, and its last
@@ -30,10 +31,13 @@ mod transition;
 pub use definition::{InstanceDefinition, InstanceType};
 pub use error::{DriverError, Result};
 pub use instance::{
-    Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage, Screenshot,
-    ScreenshotOptions,
+    AsFrameSource, Driver, Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage,
+    Screenshot, ScreenshotOptions,
 };
 pub use lock::DirectoryLock;
+/// The instances' own display device and the most heads one may have: the screens a request
+/// may name.
+pub use qemu::cmdline::{DISPLAY_DEVICE_ID, MAX_HEADS};
 pub use qemu::{
     DEFAULT_MAX_SCREEN_PIXELS, DriverOptions, DriverPaths, HostFilePolicy, QemuDriver, QemuInstance,
 };

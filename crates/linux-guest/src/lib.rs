@@ -381,7 +381,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), GuestError> {
 
 /// Writes `path` through a temporary file and a rename, so a reader never sees half of it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GuestError> {
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path).map_err(|source| GuestError::io(path, source))
+    vgashot_stdext::write_atomically(path, bytes, 0o644)
+        .map_err(|source| GuestError::io(path, source))
 }

@@ -22,6 +22,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use vgashot_stdext::MutexExt;
+
 use crate::LaunchError;
 
 /// The seccomp sandbox, with Incus's flags: `spawn=deny` and `elevateprivileges=deny` kill a
@@ -165,7 +167,7 @@ pub fn probe(binary: &Path) -> Result<Capabilities, LaunchError> {
     let remembered = |probed: &mut Option<HashMap<PathBuf, Capabilities>>| {
         probed.as_ref().and_then(|map| map.get(binary).copied())
     };
-    if let Some(known) = remembered(&mut PROBED.lock().unwrap_or_else(|p| p.into_inner())) {
+    if let Some(known) = remembered(&mut PROBED.lock_unpoisoned()) {
         return Ok(known);
     }
     let run = |args: &[&str]| {
@@ -196,8 +198,7 @@ pub fn probe(binary: &Path) -> Result<Capabilities, LaunchError> {
     };
     tracing::debug!(binary = %binary.display(), ?capabilities, "probed QEMU");
     PROBED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_unpoisoned()
         .get_or_insert_with(HashMap::new)
         .insert(binary.to_owned(), capabilities);
     Ok(capabilities)
@@ -217,7 +218,7 @@ static WARNED: Mutex<Vec<(PathBuf, &'static str)>> = Mutex::new(Vec::new());
 
 /// Logs `message` once per binary and topic.
 fn warn_once(binary: &Path, topic: &'static str, message: &str) {
-    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut warned = WARNED.lock_unpoisoned();
     let key = (binary.to_owned(), topic);
     if !warned.contains(&key) {
         tracing::warn!(binary = %binary.display(), "{message}");

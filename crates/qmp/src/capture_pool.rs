@@ -8,6 +8,8 @@
 use std::fs::File;
 use std::sync::{Mutex, MutexGuard};
 
+use vgashot_stdext::MutexExt;
+
 /// How many registered capture files a connection keeps for reuse.
 pub const MAX_IDLE_CAPTURE_FILES: usize = 4;
 
@@ -33,9 +35,7 @@ impl CapturePool {
     fn idle(&self) -> MutexGuard<'_, Vec<CaptureFile>> {
         // Every operation on the list is a single push, pop or take, so a poisoned lock is
         // consistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle.lock_unpoisoned()
     }
 
     /// An idle file, if there is one.

@@ -17,6 +17,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
+use vgashot_stdext::MutexExt;
 
 use crate::capture_pool::CapturePool;
 use crate::error::{ConnectionLost, Error, ProtocolError, Result};
@@ -50,9 +51,7 @@ impl Shared {
     fn routes(&self) -> MutexGuard<'_, Routes> {
         // A panic while holding this lock leaves the map consistent (every operation on it is a
         // single insert or remove), so a poisoned lock is safe to keep using.
-        self.routes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.routes.lock_unpoisoned()
     }
 
     /// Marks the connection lost and fails every waiting caller with the reason.

@@ -42,11 +42,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WebSocketError, Message, Utf8Bytes};
 use vgashot_instance_drivers::serial::{SerialOutput, SerialSession};
 
+use crate::auth::trust::Caller;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::events::{self, CLOSE_TIMEOUT, WRITE_TIMEOUT};
 use crate::operations::WebsocketOperation;
-use crate::trust::Caller;
 
 /// How long the client has to connect both websockets after the operation was made: the
 /// `incus` client connects them at once, and a session waiting for its client counts against

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use vgashot_instance_drivers::{DriverError, QemuDriver, QemuInstance};
+use vgashot_instance_drivers::{Driver, DriverError, Instance};
 
 use crate::error::ApiError;
 use crate::events::EventHub;
@@ -12,6 +12,8 @@ use crate::screens::Screens;
 /// Facts about this server that `GET /1.0` reports, gathered once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerIdentity {
+    /// The driver's name (`qemu`).
+    pub driver: String,
     /// The host name.
     pub server_name: String,
     /// This process's pid.
@@ -27,8 +29,8 @@ pub struct ServerIdentity {
 }
 
 impl ServerIdentity {
-    /// Reads the facts from this machine; what cannot be read is left empty.
-    pub fn gather() -> Self {
+    /// Reads the facts from this machine and `driver`; what cannot be read is left empty.
+    pub fn gather(driver: &dyn Driver) -> Self {
         let read = |path: &str| {
             std::fs::read_to_string(path)
                 .map(|text| text.trim().to_owned())
@@ -43,9 +45,10 @@ impl ServerIdentity {
                 .unwrap_or_default()
         };
         Self {
+            driver: driver.name().to_owned(),
             server_name: read("/proc/sys/kernel/hostname"),
             server_pid: std::process::id(),
-            driver_version: qemu_version().unwrap_or_default(),
+            driver_version: driver.version().unwrap_or_default(),
             kernel_version: read("/proc/sys/kernel/osrelease"),
             os_name: os_field("NAME"),
             os_version: os_field("VERSION_ID"),
@@ -64,26 +67,11 @@ pub struct NetworkIdentity {
     pub certificate_fingerprint: String,
 }
 
-/// QEMU's version, from `qemu-system-x86_64 --version` ("QEMU emulator version 7.2.22 (...)").
-fn qemu_version() -> Option<String> {
-    let binary = vgashot_qemu_process::find_qemu().ok()?;
-    let output = std::process::Command::new(binary)
-        .arg("--version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let version = text
-        .lines()
-        .next()?
-        .strip_prefix("QEMU emulator version ")?;
-    Some(version.split_whitespace().next()?.to_owned())
-}
-
 /// The state shared by every request.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The VMs.
-    pub driver: QemuDriver,
+    /// The VMs, through the driver's trait only.
+    pub driver: Arc<dyn Driver>,
     /// Long-running requests.
     pub operations: Operations,
     /// Listeners of `/1.0/events`.
@@ -98,7 +86,7 @@ pub struct Context {
 
 impl Context {
     /// The instance `name` of `project`, or Incus's 404.
-    pub fn instance(&self, project: &str, name: &str) -> Result<Arc<QemuInstance>, ApiError> {
+    pub fn instance(&self, project: &str, name: &str) -> Result<Arc<dyn Instance>, ApiError> {
         self.driver.get(project, name).map_err(|error| match error {
             DriverError::NotFound => ApiError::InstanceNotFound {
                 name: name.to_owned(),

@@ -39,7 +39,11 @@ use utoipa::ToSchema;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
 use crate::limits::{LimitError, Quota, Slot};
-use crate::operations::{Operation, timestamp};
+use vgashot_stdext::now_rfc3339 as timestamp;
+
+use crate::model::Operation;
+use crate::request::DEFAULT_PROJECT;
+use crate::urls::{instance_url, with_project};
 
 /// How many events a listener may fall behind before it is dropped.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -78,9 +82,6 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The cluster member name of a standalone server, as upstream stamps its events.
 const LOCATION: &str = "none";
-
-/// The project used when a request names none.
-const DEFAULT_PROJECT: &str = "default";
 
 /// What can be wrong with an events request.
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +283,7 @@ impl Lifecycle {
     pub fn instance(action: &str, name: &str, project: &str) -> Self {
         Self {
             action: action.to_owned(),
-            source: with_project_query(&format!("/1.0/instances/{name}"), project),
+            source: with_project(&instance_url(name), project),
             context: BTreeMap::new(),
             requestor: None,
             name: name.to_owned(),
@@ -301,18 +302,6 @@ impl Lifecycle {
         self.context.insert(key.to_owned(), value.into());
         self
     }
-}
-
-/// `url` with `?project=NAME` outside the default project, as upstream's `api.URL.Project`
-/// renders object URLs (a URL that already has a query is left alone).
-fn with_project_query(url: &str, project: &str) -> String {
-    if project.is_empty() || project == DEFAULT_PROJECT || url.contains('?') {
-        return url.to_owned();
-    }
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("project", project)
-        .finish();
-    format!("{url}?{query}")
 }
 
 /// An event as it travels through the hub: serialised once, filtered by kind and project.
@@ -405,7 +394,7 @@ impl EventHub {
         let name = path.rsplit('/').next().unwrap_or_default();
         let lifecycle = Lifecycle {
             action: action.to_owned(),
-            source: with_project_query(source, project),
+            source: with_project(source, project),
             context: BTreeMap::new(),
             requestor: None,
             name: name.to_owned(),

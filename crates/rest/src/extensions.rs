@@ -2,9 +2,13 @@
 //!
 //! Clients test for a feature by name in `api_extensions`, so the list holds exactly what is
 //! implemented: the Incus extensions this API honours, in Incus's order of addition (6.0.4's,
-//! where `console_force` follows `instance_console_screenshot`), then vgashot's own. Registering an extension is one line here
-//! and one `## \`name\`` entry in `api-extensions.md`, in the same order; a test keeps them in
-//! step.
+//! where `console_force` follows `instance_console_screenshot`), then vgashot's own, from
+//! [`FIRST_OWN_EXTENSION`] on. Registering an extension is one line here and one `## \`name\``
+//! entry in `api-extensions.md`, in the same order; a test keeps them in step, and checks the
+//! split against the extensions of a real incusd 6.0.4 (`shared/incus-oracle/`).
+
+/// The first of vgashot's own extensions in [`API_EXTENSIONS`]: every one before it is Incus's.
+pub const FIRST_OWN_EXTENSION: &str = "instance_console_screenshot_device";
 
 /// Every extension, oldest first.
 pub const API_EXTENSIONS: &[&str] = &[

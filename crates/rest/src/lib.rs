@@ -2,8 +2,8 @@
 //!
 //! How a request is served:
 //! 1. [`server::serve`] accepts connections on the Unix socket (`$VGASHOT_DIR/unix.socket`,
-//!    trusted, as incusd's) and, when asked, on TCP with TLS ([`tls`]), where the client's
-//!    certificate decides at each request whether it is trusted ([`trust::Caller`]); each
+//!    trusted, as incusd's) and, when asked, on TCP with TLS ([`auth::tls`]), where the client's
+//!    certificate decides at each request whether it is trusted ([`auth::Caller`]); each
 //!    connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`).
 //! 2. A request a browser sent on behalf of another web site is refused first
 //!    ([`same_origin`]). [`router::Route::parse`] turns the path into a typed route, with names
@@ -26,7 +26,7 @@
 //!    `cargo xtask swagger` writes to `swagger/`.
 
 pub mod api;
-pub mod client;
+pub mod auth;
 pub mod connection;
 pub mod console;
 pub mod context;
@@ -36,7 +36,6 @@ pub mod events;
 pub mod extensions;
 pub mod filter;
 pub mod limits;
-pub mod model;
 pub mod openapi;
 pub mod operations;
 pub mod request;
@@ -44,20 +43,21 @@ pub mod router;
 pub mod same_origin;
 pub mod screens;
 pub mod server;
-pub mod tls;
 pub mod transitions;
-pub mod trust;
+pub mod urls;
+
+/// The wire model: the JSON bodies of Incus's API ([`vgashot_incus_wire`]).
+pub use vgashot_incus_wire as model;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use vgashot_instance_drivers::QemuDriver;
+use vgashot_instance_drivers::Driver;
 
+pub use auth::{Caller, HttpsListener, TlsError, TrustStore};
 pub use context::{Context, NetworkIdentity, ServerIdentity};
 pub use error::{ApiError, with_causes as describe};
 pub use server::ServeError;
-pub use tls::{HttpsListener, TlsError};
-pub use trust::{Caller, TrustStore};
 
 /// The API server over one driver.
 #[derive(Debug, Clone)]
@@ -67,16 +67,16 @@ pub struct Daemon {
 
 impl Daemon {
     /// A server for the VMs of `driver`, describing this machine in `GET /1.0`.
-    pub fn new(driver: QemuDriver) -> Self {
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
         // One hub: operations publish where `/1.0/events` listens.
         let events = events::EventHub::new();
         Self {
             context: Arc::new(Context {
                 screens: Arc::default(),
+                identity: Arc::new(ServerIdentity::gather(driver.as_ref())),
                 driver,
                 operations: operations::Operations::new(events.clone()),
                 events,
-                identity: Arc::new(ServerIdentity::gather()),
                 network: None,
             }),
         }

@@ -18,6 +18,8 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use vgashot_stdext::MutexExt;
+
 /// A bound a client met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
@@ -111,9 +113,7 @@ impl<K: Hash + Eq + Clone> Quota<K> {
     fn state(&self) -> MutexGuard<'_, QuotaState<K>> {
         // Every update is a pair of counter changes made together; a poisoned lock is still
         // consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// A place for `key`, or the limit that refuses it. Never waits.

@@ -166,14 +166,6 @@ pub fn json() -> String {
     json
 }
 
-/// The name of a profile a request may apply: only `default` exists.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum ProfileName {
-    /// The default profile (empty).
-    Default,
-}
-
 /// A list of URLs (what `recursion=0` answers).
 fn urls() -> RefOr<Schema> {
     ArrayBuilder::new()

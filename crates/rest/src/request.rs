@@ -141,7 +141,7 @@ impl<'de> Deserialize<'de> for Recursion {
 }
 
 /// The media type of every request body this API reads.
-pub const JSON: &str = "application/json";
+pub use vgashot_incus_wire::JSON;
 
 /// Refuses a request that carries a body (a `Content-Length` above zero, or a chunked one) unless
 /// its one `Content-Type` is `application/json`, parameters such as `; charset=utf-8` allowed.

@@ -15,12 +15,12 @@ use hyper::Request;
 use hyper::body::Incoming;
 
 use crate::api;
+use crate::auth::trust::Caller;
 use crate::context::Context;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::request::{self, Query};
 use crate::same_origin;
-use crate::trust::Caller;
 
 /// The resources of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]

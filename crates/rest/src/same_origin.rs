@@ -33,8 +33,8 @@
 use http::header::{HOST, ORIGIN};
 use http::{HeaderMap, Uri};
 
+use crate::auth::trust::Caller;
 use crate::error::ApiError;
-use crate::trust::Caller;
 
 /// The header in which a browser says who initiated a request (Fetch Metadata).
 const SEC_FETCH_SITE: &str = "sec-fetch-site";

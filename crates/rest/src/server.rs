@@ -1,5 +1,5 @@
 //! Serving the API on a Unix socket, as incusd does on `$INCUS_DIR/unix.socket`, and on TCP with
-//! TLS when asked ([`crate::tls`]).
+//! TLS when asked ([`crate::auth::tls`]).
 //!
 //! How connections are served:
 //! 1. One accept loop takes connections from both listeners. An `accept` that fails makes its
@@ -12,8 +12,8 @@
 //! 3. A Unix client is trusted ([`Caller::Unix`]). A TCP client does its TLS handshake in its
 //!    connection's own task, bounded by [`HANDSHAKE_TIMEOUT`]; then each of its requests is
 //!    decided from the certificate it presented and the trust store's latest reading
-//!    ([`crate::trust::ConnectionTrust`]), and the connection is cut, whatever runs on it, once
-//!    its certificate stops being trusted.
+//!    ([`crate::auth::trust::ConnectionTrust`]), and the connection is cut, whatever runs on
+//!    it, once its certificate stops being trusted.
 //! 4. Each connection runs on hyper's HTTP/1 with upgrades (for `/1.0/events`), with the time
 //!    bounds of [`crate::connection`]: [`HEADER_TIMEOUT`] for a request head (which is also the
 //!    idle bound of a kept-alive connection), and a bound on writes that stall.
@@ -37,13 +37,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::tls::HttpsListener;
+use crate::auth::trust::{Caller, SharedTrust};
 use crate::connection::{AcceptBackoff, Cutoff, GuardedIo, HEADER_TIMEOUT};
 use crate::context::Context;
 use crate::error::ApiError;
 use crate::limits::{self, LimitError, Quota, Refused};
 use crate::router;
-use crate::tls::HttpsListener;
-use crate::trust::{Caller, SharedTrust};
 
 /// Errors of setting up the listener.
 #[derive(Debug, thiserror::Error)]

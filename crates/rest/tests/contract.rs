@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use vgashot_rest::extensions::API_EXTENSIONS;
+use vgashot_rest::extensions::{API_EXTENSIONS, FIRST_OWN_EXTENSION};
 use vgashot_rest::openapi;
 
 fn workspace_file(name: &str) -> PathBuf {
@@ -24,17 +24,31 @@ fn api_extensions_md_lists_every_extension_in_order() {
         "api-extensions.md must have one `## \\`name\\`` entry per extension, in the order of \
          API_EXTENSIONS in crates/rest/src/extensions.rs"
     );
-    // Incus's extensions come first, ending with the screenshot; vgashot's own follow it.
-    let screenshot = API_EXTENSIONS
+    // Incus's extensions come first, vgashot's own follow them; where the checkout has a real
+    // incusd's `GET /1.0` next to it, the split is checked against upstream's own list.
+    let own = API_EXTENSIONS
         .iter()
-        .position(|name| *name == "instance_console_screenshot")
-        .expect("instance_console_screenshot is listed");
-    assert!(
-        API_EXTENSIONS[screenshot + 1..]
-            .iter()
-            .all(|name| name.starts_with("instance_console_screenshot_")),
-        "only vgashot's own extensions follow instance_console_screenshot"
-    );
+        .position(|name| *name == FIRST_OWN_EXTENSION)
+        .expect("FIRST_OWN_EXTENSION is listed");
+    let oracle = workspace_file("../shared/incus-oracle/incus-6.0.4.json");
+    let Ok(text) = std::fs::read_to_string(&oracle) else {
+        eprintln!("split not checked: no oracle at {}", oracle.display());
+        return;
+    };
+    let oracle: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let upstream: Vec<&str> = oracle["get-1.0"]["body"]["metadata"]["api_extensions"]
+        .as_array()
+        .expect("the oracle lists upstream's extensions")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let (incus, ours) = API_EXTENSIONS.split_at(own);
+    for name in incus {
+        assert!(upstream.contains(name), "{name} is listed as Incus's but incusd lacks it");
+    }
+    for name in ours {
+        assert!(!upstream.contains(name), "{name} is listed as vgashot's but incusd has it");
+    }
 }
 
 #[test]

@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use vgashot_framebuffer::PixelHash;
+use vgashot_stdext::MutexExt;
 
 use crate::capture::{Capture, Previous};
 use crate::error::ScreensError;
@@ -72,9 +73,7 @@ impl Screen {
 
     fn state(&self) -> MutexGuard<'_, ScreenState> {
         // Every update is a pair of assignments; a poisoned lock is still consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock_unpoisoned()
     }
 }
 
@@ -245,9 +244,7 @@ impl Screens {
     }
 
     fn instances(&self) -> MutexGuard<'_, BTreeMap<InstanceKey, InstanceScreens>> {
-        self.instances
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.instances.lock_unpoisoned()
     }
 
     /// `screen` of `source` and the instance's counters, made if new and if the screen exists.

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use vgashot_framebuffer::FrameError;
 
-use crate::source::SourceError;
-
 /// What can go wrong serving a screen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ScreensError {
@@ -63,4 +61,25 @@ pub enum ScreensError {
         /// How many may wait, [`crate::RenderLimits::queued`].
         limit: usize,
     },
+}
+
+/// Why a source gave no frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The instance does not run (it stopped while the capture was asked for).
+    #[error("Instance is not running")]
+    NotRunning,
+    /// The source refused the screen although [`crate::FrameSource::displays`] listed it (the
+    /// guest changed its mode, a head is not bound to a console).
+    #[error("Display device \"{device}\" has no head {head}")]
+    HeadNotFound {
+        /// The device id.
+        device: String,
+        /// The head asked for.
+        head: u32,
+    },
+    /// Anything else: the source's own error (e.g. a QMP failure), whose text and causes it
+    /// shows as they are.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }

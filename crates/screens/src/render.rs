@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{OnceCell, Semaphore};
 use vgashot_framebuffer::Frame;
+use vgashot_stdext::MutexExt;
 
 use crate::error::ScreensError;
 use crate::variant::Variant;
@@ -133,10 +134,7 @@ impl Encodings {
         variant: Variant,
     ) -> Result<Bytes, ScreensError> {
         let cell = {
-            let mut cells = self
-                .cells
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut cells = self.cells.lock_unpoisoned();
             let kept_variants = cells.len() - usize::from(cells.contains_key(&Variant::plain()));
             match cells.get(&variant) {
                 Some(cell) => cell.clone(),

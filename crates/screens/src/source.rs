@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use vgashot_framebuffer::Frame;
 
 use crate::error::ScreensError;
+pub use crate::error::SourceError;
 
 /// Which screen of an instance: the primary console, or a device and one of its heads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,27 +78,6 @@ pub struct TimedFrame {
     pub frame: Frame,
     /// When the source took them (`Date`-like wall time, for `Last-Modified`).
     pub captured_at: SystemTime,
-}
-
-/// Why a source gave no frame.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// The instance does not run (it stopped while the capture was asked for).
-    #[error("Instance is not running")]
-    NotRunning,
-    /// The source refused the screen although [`FrameSource::displays`] listed it (the guest
-    /// changed its mode, a head is not bound to a console).
-    #[error("Display device \"{device}\" has no head {head}")]
-    HeadNotFound {
-        /// The device id.
-        device: String,
-        /// The head asked for.
-        head: u32,
-    },
-    /// Anything else: the source's own error (e.g. a QMP failure), whose text and causes it
-    /// shows as they are.
-    #[error(transparent)]
-    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// An instance whose screens can be captured.

@@ -25,6 +25,7 @@
 
 pub mod cmdline;
 mod console;
+mod driver;
 mod ending;
 mod frames;
 mod handover;
@@ -58,6 +59,7 @@ use crate::store::{Store, StoreError};
 use crate::transition::{TRANSITION_CAPACITY, Transition};
 use cmdline::MachinePlan;
 use handover::OpenedFiles;
+use vgashot_stdext::MutexExt;
 
 /// Where the driver keeps things.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,9 +119,7 @@ pub(crate) struct DriverShared {
 impl DriverShared {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // Every change of the map is a single insert or remove, so a poisoned lock is consistent.
-        self.instances
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.instances.lock_unpoisoned()
     }
 
     fn runtime_dir(&self, project: &str, name: &str) -> PathBuf {

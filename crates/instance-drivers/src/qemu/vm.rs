@@ -35,6 +35,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{broadcast, watch};
 use vgashot_qemu_process::Launch;
 use vgashot_qmp::{Config, Qmp, RunState};
+use vgashot_stdext::{MutexExt, RwLockExt};
 
 use crate::definition::{InstanceDefinition, InstanceType};
 use crate::error::{DriverError, Result};
@@ -173,9 +174,7 @@ impl QemuInstance {
 
     fn cell(&self) -> MutexGuard<'_, RunCell> {
         // Every update of the cell is a few field assignments; a poisoned lock is consistent.
-        self.run
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.run.lock_unpoisoned()
     }
 
     fn running_vm(&self) -> Option<RunningVm> {
@@ -313,13 +312,10 @@ impl QemuInstance {
     /// Stores when the instance was last started; a failure is logged, not fatal to the start.
     fn record_last_use(&self) {
         let mut definition = self.definition();
-        definition.last_used_at = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+        definition.last_used_at = vgashot_stdext::now_rfc3339();
         match self.shared.store.update(&definition) {
             Ok(()) => {
-                *self
-                    .definition
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = definition;
+                *self.definition.write_unpoisoned() = definition;
             }
             Err(error) => {
                 tracing::warn!(instance = %self.name, %error, "cannot record the start time")
@@ -520,10 +516,7 @@ impl Instance for QemuInstance {
     }
 
     fn definition(&self) -> InstanceDefinition {
-        self.definition
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.definition.read_unpoisoned().clone()
     }
 
     fn state(&self) -> InstanceState {
@@ -557,10 +550,7 @@ impl Instance for QemuInstance {
             .store
             .update(&updated)
             .map_err(DriverError::Store)?;
-        *self
-            .definition
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = updated;
+        *self.definition.write_unpoisoned() = updated;
         Ok(())
     }
 
@@ -577,10 +567,7 @@ impl Instance for QemuInstance {
         if planned.config != stored.config {
             // Formats recorded now for a definition stored without them; persisted with the
             // start time below.
-            *self
-                .definition
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = planned;
+            *self.definition.write_unpoisoned() = planned;
         }
         let files = self.shared.open_host_files(plan.clone()).await?;
         let mut launch = Launch::new(&self.runtime_dir)

@@ -7,8 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderValue, IF_NONE_MATCH, LAST_MODIFIED};
 use http::{HeaderMap, Response, StatusCode};
-use vgashot_instance_drivers::qemu::cmdline::{DISPLAY_DEVICE_ID, MAX_HEADS};
-use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
+use vgashot_instance_drivers::{DISPLAY_DEVICE_ID, DriverError, Instance, MAX_HEADS};
 use vgashot_screens::{ImageFormat, MAX_SIDE, ScreenId, Variant};
 
 use crate::context::Context;
@@ -237,7 +236,7 @@ pub async fn get(
 /// A screenshot, a thumbnail, a 304, or a stream.
 async fn screenshot(
     context: &Context,
-    instance: Arc<QemuInstance>,
+    instance: Arc<dyn Instance>,
     query: &ConsoleQuery,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
@@ -293,7 +292,7 @@ async fn screenshot(
 /// A capture of `screen`, woken first when `wake` ([`wake::capture`]).
 async fn capture(
     context: &Context,
-    instance: &Arc<QemuInstance>,
+    instance: &Arc<dyn Instance>,
     screen: &ScreenId,
     wake: bool,
 ) -> Result<vgashot_screens::Answer, ApiError> {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use serde::Deserialize;
-use vgashot_instance_drivers::{Instance, InstanceStatus};
+use vgashot_instance_drivers::InstanceStatus;
 
+use crate::auth::trust::Caller;
 use crate::console::{self, ConsoleWebsockets};
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::ApiError;
 use crate::request::{self, ProjectQuery, Query};
-use crate::trust::Caller;
 
 /// The body of `POST /1.0/instances/{name}/console` (upstream's `InstanceConsolePost`).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]

@@ -3,7 +3,7 @@
 use hyper::body::Incoming;
 use serde::Deserialize;
 use vgashot_instance_drivers::definition::validate_instance_name;
-use vgashot_instance_drivers::{DriverError, Instance};
+use vgashot_instance_drivers::DriverError;
 
 use crate::api::lifecycle;
 use crate::context::Context;

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use vgashot_instance_drivers::{DriverError, Instance as _, InstanceStatus, QemuInstance};
+use vgashot_instance_drivers::{DriverError, Instance as DriverInstance, InstanceStatus};
 
-use crate::api::instances::instance_url;
 use crate::api::lifecycle;
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
@@ -15,6 +14,7 @@ use crate::model::{
     InstanceState, InstanceStateCpu, InstanceStateMemory, InstanceStatePut, ZERO_TIME,
 };
 use crate::request::{ProjectQuery, Query, json_body};
+use crate::urls::instance_url;
 
 /// How long a clean shutdown may take when the client says "forever" (`timeout: -1`, what
 /// `incus stop` sends): a guest that ignores the ACPI button is then stopped by force rather
@@ -28,7 +28,7 @@ pub const FOREVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The wire form of an instance's state.
-pub fn state(vm: &QemuInstance) -> InstanceState {
+pub fn state(vm: &dyn DriverInstance) -> InstanceState {
     let state = vm.state();
     let usage = vm.usage();
     InstanceState {
@@ -50,7 +50,7 @@ pub fn state(vm: &QemuInstance) -> InstanceState {
         },
         started_at: usage.map_or_else(
             || ZERO_TIME.to_owned(),
-            |usage| humantime::format_rfc3339_nanos(usage.started_at).to_string(),
+            |usage| vgashot_stdext::rfc3339(usage.started_at),
         ),
         os_info: None,
     }
@@ -74,7 +74,7 @@ fn saturating_i64(value: u64) -> i64 {
 )]
 pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResponse, ApiError> {
     let vm = context.instance(query.typed::<ProjectQuery>()?.project.name()?, name)?;
-    Ok(envelope::sync(state(&vm)))
+    Ok(envelope::sync(state(vm.as_ref())))
 }
 
 /// A state change, checked.

@@ -6,7 +6,7 @@
 
 use hyper::body::Incoming;
 use vgashot_instance_drivers::{
-    DriverError, Instance as _, InstanceDefinition, InstanceType, QemuInstance, definition,
+    DriverError, Instance as DriverInstance, InstanceDefinition, InstanceType, definition,
 };
 
 use crate::api::profiles::DEFAULT_PROFILE;
@@ -40,7 +40,7 @@ pub struct ListQuery {
 }
 
 /// The wire form of an instance.
-pub fn instance(instance: &QemuInstance) -> Instance {
+pub fn instance(instance: &dyn DriverInstance) -> Instance {
     let definition = instance.definition();
     let state = instance.state();
     let last_used_at = if definition.last_used_at.is_empty() {
@@ -70,7 +70,7 @@ pub fn instance(instance: &QemuInstance) -> Instance {
 }
 
 /// The wire form of an instance with its state.
-pub fn instance_full(vm: &QemuInstance) -> InstanceFull {
+pub fn instance_full(vm: &dyn DriverInstance) -> InstanceFull {
     InstanceFull {
         instance: instance(vm),
         backups: Vec::new(),
@@ -103,7 +103,8 @@ pub async fn list(context: &Context, query: &Query) -> Result<ApiResponse, ApiEr
     let mut instances = context.driver.list(project);
     if let Some(filter) = filter {
         instances.retain(|vm| {
-            let full = serde_json::to_value(instance_full(vm)).expect("instances serialise");
+            let full =
+                serde_json::to_value(instance_full(vm.as_ref())).expect("instances serialise");
             filter.matches(&full)
         });
     }
@@ -114,11 +115,16 @@ pub async fn list(context: &Context, query: &Query) -> Result<ApiResponse, ApiEr
                 .map(|vm| format!("/1.0/instances/{}", vm.name()))
                 .collect::<Vec<_>>(),
         ),
-        Recursion(1) => envelope::sync(instances.iter().map(|vm| instance(vm)).collect::<Vec<_>>()),
+        Recursion(1) => envelope::sync(
+            instances
+                .iter()
+                .map(|vm| instance(vm.as_ref()))
+                .collect::<Vec<_>>(),
+        ),
         _ => envelope::sync(
             instances
                 .iter()
-                .map(|vm| instance_full(vm))
+                .map(|vm| instance_full(vm.as_ref()))
                 .collect::<Vec<_>>(),
         ),
     })
@@ -216,7 +222,7 @@ fn new_definition(request: &InstancesPost, project: &str) -> Result<InstanceDefi
         devices: request.devices.clone(),
         profiles: profiles(request.profiles.clone())?,
         ephemeral: request.ephemeral,
-        created_at: now(),
+        created_at: vgashot_stdext::now_rfc3339(),
         last_used_at: String::new(),
     })
 }
@@ -273,8 +279,8 @@ pub async fn get(context: &Context, name: &str, query: &Query) -> Result<ApiResp
     let query: RecursionQuery = query.typed()?;
     let vm = context.instance(query.project.name()?, name)?;
     Ok(match query.recursion {
-        Recursion(0) => envelope::sync(instance(&vm)),
-        _ => envelope::sync(instance_full(&vm)),
+        Recursion(0) => envelope::sync(instance(vm.as_ref())),
+        _ => envelope::sync(instance_full(vm.as_ref())),
     })
 }
 
@@ -422,12 +428,5 @@ pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiR
     ))
 }
 
-/// `/1.0/instances/NAME`.
-pub fn instance_url(name: &str) -> String {
-    format!("/1.0/instances/{name}")
-}
-
-/// Now, as Incus writes times.
-pub fn now() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
-}
+/// `/1.0/instances/NAME`, kept here for the handlers that name it through this module.
+pub use crate::urls::instance_url;

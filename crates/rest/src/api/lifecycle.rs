@@ -5,6 +5,7 @@ use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::error::{ApiError, with_causes};
 use crate::operations::OperationClass;
+use crate::urls::instance_url;
 
 /// Starts `work` as a task operation on instance `name` of `project`, described as Incus
 /// describes it (`Starting instance`), and answers 202 with the operation.
@@ -15,12 +16,9 @@ pub fn run(
     name: &str,
     work: impl Future<Output = Result<(), ApiError>> + Send + 'static,
 ) -> ApiResponse {
-    let resources = [(
-        "instances".to_owned(),
-        vec![super::instances::instance_url(name)],
-    )]
-    .into_iter()
-    .collect();
+    let resources = [("instances".to_owned(), vec![instance_url(name)])]
+        .into_iter()
+        .collect();
     let operation = context.operations.start(
         description,
         OperationClass::Task,

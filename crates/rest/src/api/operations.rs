@@ -1,11 +1,11 @@
 //! `/1.0/operations`: long-running actions, and waiting for their end.
 
+use crate::auth::trust::Caller;
 use crate::context::Context;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
 use crate::operations::{self, Operation};
 use crate::request::{AllProjects, Project, Query, Recursion};
-use crate::trust::Caller;
 
 /// The query of `GET /1.0/operations`.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]

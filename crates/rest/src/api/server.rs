@@ -1,11 +1,11 @@
 //! `/` and `/1.0`: the API versions, and what this server is and implements.
 
+use crate::auth::trust::Caller;
 use crate::context::Context;
 use crate::envelope::{self, ApiResponse};
 use crate::extensions::API_EXTENSIONS;
 use crate::model::{Server, ServerEnvironment, ServerUntrusted};
 use crate::request::DEFAULT_PROJECT;
-use crate::trust::Caller;
 
 /// List the supported API versions
 #[utoipa::path(
@@ -70,7 +70,7 @@ fn server(context: &Context, auth_user_name: String, auth_user_method: &str) -> 
             architectures: vec!["x86_64".into()],
             certificate: network.certificate,
             certificate_fingerprint: network.certificate_fingerprint,
-            driver: "qemu".into(),
+            driver: identity.driver.clone(),
             driver_version: identity.driver_version.clone(),
             firewall: String::new(),
             kernel: "Linux".into(),

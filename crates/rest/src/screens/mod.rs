@@ -1,17 +1,17 @@
 //! Screens for many viewers, served by the `vgashot-screens` engine.
 //!
 //! How a screenshot request reaches the engine:
-//! 1. The VM is the engine's frame source: the driver's `QemuInstance` implements
-//!    `FrameSource` (frames decoded from QEMU's PPM, its displays, whether it runs), so a capture
-//!    costs QEMU one screendump and us one decode and one hash; every encoding is made by the
-//!    engine when a request asks for it, once per distinct frame.
+//! 1. The instance is the engine's frame source: every driver's `Instance` is a `FrameSource`
+//!    (the qemu driver's: frames decoded from QEMU's PPM, its displays, whether it runs), so a
+//!    capture costs QEMU one screendump and us one decode and one hash; every encoding is made
+//!    by the engine when a request asks for it, once per distinct frame.
 //! 2. The instance's `console.screenshot.min_interval` (250 ms by default, `0` for every
-//!    request) is read here, from its definition, and given to the engine with each request.
+//!    request) is asked of it here and given to the engine with each request.
 //! 3. The engine does the rest: single flight, the pixel hash (`ETag`), `changed_at`
 //!    (`Last-Modified`), renderings, the render bound ([`vgashot_screens::RenderLimits`]: a 503
 //!    past it), and the counters of `GET /1.0/metrics`.
 //! 4. An instance's screens and counters are kept for one instance, not for a name: the engine
-//!    holds a weak pointer to the `QemuInstance`, so they go as soon as the driver lets go of it,
+//!    holds a weak pointer to the instance, so they go as soon as the driver lets go of it,
 //!    however it went (deleted by a request, or by the driver itself, as an ephemeral instance
 //!    that stopped), with no hook on any delete path; one created again under the same name
 //!    starts afresh.
@@ -23,9 +23,8 @@ pub mod wake;
 
 use std::sync::Arc;
 
-use vgashot_instance_drivers::qemu::cmdline::screenshot_min_interval;
-use vgashot_instance_drivers::{DriverError, Instance, QemuInstance};
-use vgashot_screens::{Answer, FrameSource, InstanceKey, RenderLimits, ScreenId};
+use vgashot_instance_drivers::Instance;
+use vgashot_screens::{Answer, InstanceKey, RenderLimits, ScreenId};
 
 use crate::error::ApiError;
 
@@ -50,16 +49,15 @@ impl Screens {
     /// A capture of `screen` of `vm` no older than the instance's minimum interval.
     pub async fn capture(
         &self,
-        vm: &Arc<QemuInstance>,
+        vm: &Arc<dyn Instance>,
         screen: &ScreenId,
     ) -> Result<Answer, ApiError> {
-        let min_interval =
-            screenshot_min_interval(&vm.definition()).map_err(DriverError::Config)?;
+        let min_interval = vm.screenshot_min_interval()?;
         let key = InstanceKey {
             project: vm.project().to_owned(),
             name: vm.name().to_owned(),
         };
-        let source: Arc<dyn FrameSource> = vm.clone();
+        let source = vm.clone().frame_source();
         Ok(self
             .engine
             .capture(&key, &source, screen, min_interval)

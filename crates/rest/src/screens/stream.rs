@@ -29,8 +29,6 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc::{self, error::TrySendError};
-use vgashot_instance_drivers::QemuInstance;
-
 use vgashot_instance_drivers::Instance;
 use vgashot_screens::{ImageFormat, ScreenId, ScreenMetrics, ScreensError, Variant};
 
@@ -67,7 +65,7 @@ impl Default for StreamSlots {
 
 impl StreamSlots {
     /// A place for a stream of `vm`, or the 503 of the limit that refuses it.
-    fn acquire(&self, vm: &QemuInstance) -> Result<Slot<(String, String)>, ApiError> {
+    fn acquire(&self, vm: &dyn Instance) -> Result<Slot<(String, String)>, ApiError> {
         self.0
             .try_acquire((vm.project().to_owned(), vm.name().to_owned()))
             .map_err(|refused| {
@@ -85,13 +83,13 @@ impl StreamSlots {
 /// the server, has all the streams it may.
 pub fn mjpeg(
     screens: Arc<Screens>,
-    vm: Arc<QemuInstance>,
+    vm: Arc<dyn Instance>,
     screen: ScreenId,
     variant: Variant,
     fps: u32,
     metrics: &Arc<ScreenMetrics>,
 ) -> Result<ApiResponse, ApiError> {
-    let slot = screens.streams.acquire(&vm)?;
+    let slot = screens.streams.acquire(vm.as_ref())?;
     let variant = Variant {
         format: ImageFormat::Jpeg,
         ..variant

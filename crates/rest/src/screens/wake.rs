@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vgashot_instance_drivers::{Instance, QemuInstance};
+use vgashot_instance_drivers::Instance;
 use vgashot_screens::{Answer, ScreenId};
 
 use super::Screens;
@@ -31,7 +31,7 @@ pub const WAKE_POLL: Duration = Duration::from_millis(100);
 /// Steps 1 to 3 for `screen` of `vm`.
 pub async fn capture(
     screens: &Screens,
-    vm: &Arc<QemuInstance>,
+    vm: &Arc<dyn Instance>,
     screen: &ScreenId,
 ) -> Result<Answer, ApiError> {
     let before = screens.capture(vm, screen).await?;

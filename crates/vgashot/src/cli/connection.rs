@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use vgashot_rest::client::{
+use vgashot_client::{
     Client, ClientError, ClientIdentity, RemoteAddress, ServerPin, pem_fingerprint,
 };
 

@@ -18,6 +18,7 @@
 //! open, so no restart is needed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use vgashot_instance_drivers::qemu::host_files::DEFAULT_IMAGE_DIR;
@@ -26,7 +27,7 @@ use vgashot_instance_drivers::{
     QemuDriver,
 };
 use vgashot_qemu_process::{Confinement, QemuUser};
-use vgashot_rest::trust::Added;
+use vgashot_rest::auth::trust::Added;
 use vgashot_rest::{Daemon, HttpsListener, TrustStore};
 
 /// `vgashot trust ...`.
@@ -144,7 +145,7 @@ pub async fn daemon(dir: PathBuf, listen: Option<String>, host: HostArgs) -> Res
         }
         None => None,
     };
-    let daemon = Daemon::new(driver.clone());
+    let daemon = Daemon::new(Arc::new(driver.clone()));
     let socket = dir.join("unix.socket");
     tracing::info!(socket = %socket.display(), "vgashot daemon listening");
     daemon
@@ -173,7 +174,7 @@ fn raise_open_file_limit() {
 /// `vgashot trust ...` over `dir/trust`: results on stdout, one a line, for scripts.
 pub fn trust(dir: &Path, command: TrustCommand) -> Result<(), String> {
     let store = TrustStore::new(dir.join("trust"));
-    let describe = |error: vgashot_rest::trust::TrustError| vgashot_rest::describe(&error);
+    let describe = |error: vgashot_rest::auth::trust::TrustError| vgashot_rest::describe(&error);
     match command {
         TrustCommand::Add { file } => match store.add(&file).map_err(describe)? {
             Added::New(certificate) => println!("{}", certificate.fingerprint),

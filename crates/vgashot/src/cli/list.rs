@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use clap::{Args, ValueEnum};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use vgashot_rest::client::Client;
+use vgashot_client::Client;
 
 use super::connection::{self, ConnectionArgs};
 use super::screenshot::ScreenArgs;
@@ -64,22 +64,15 @@ struct Row {
 /// Lists the instances.
 pub async fn run(dir: &Path, args: ListArgs) -> Result<(), CliError> {
     let client = connection::connect(dir, &args.connection).await?;
-    let mut query = form_urlencoded::Serializer::new(String::from("recursion=1"));
-    if args.project != "default" {
-        query.append_pair("project", &args.project);
-    }
-    let instances = client
-        .call("GET", &format!("/1.0/instances?{}", query.finish()), None)
-        .await?;
-    let mut rows: Vec<Row> = instances
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
+    let project = (args.project != "default").then_some(args.project.as_str());
+    let mut rows: Vec<Row> = client
+        .instances(project)
+        .await?
+        .into_iter()
         .map(|instance| Row {
-            name: text(&instance["name"]),
-            status: text(&instance["status"]),
-            kind: text(&instance["type"]),
+            name: instance.name,
+            status: instance.status,
+            kind: instance.kind,
             screen: None,
         })
         .collect();
@@ -110,10 +103,6 @@ pub async fn run(dir: &Path, args: ListArgs) -> Result<(), CliError> {
     };
     print!("{output}");
     Ok(())
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or_default().to_owned()
 }
 
 /// Fills in the screen sizes of the running instances, [`SCREEN_PROBES`] at a time; a screen

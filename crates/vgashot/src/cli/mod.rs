@@ -4,7 +4,7 @@
 //! How a client command runs:
 //! 1. clap parses the command; every client command takes the same connection options
 //!    ([`connection::ConnectionArgs`]): the local socket by default, or `--remote`.
-//! 2. [`connection::connect`] makes a [`vgashot_rest::client::Client`] for either transport,
+//! 2. [`connection::connect`] makes a [`vgashot_client::Client`] for either transport,
 //!    pinning a remote's certificate as `incus remote add` does.
 //! 3. The command talks to the API; any failure comes back here as a [`CliError`] and is printed
 //!    as the `incus` client prints errors, `Error: MESSAGE` on stderr with exit status 1, so
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vgashot_rest::client::ClientError;
+use vgashot_client::ClientError;
 
 /// QEMU virtual machines behind an Incus-compatible REST API, with screenshots of their screens.
 #[derive(Debug, Parser)]
@@ -206,46 +206,11 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, CliError> {
     builder.enable_all().build().map_err(CliError::Runtime)
 }
 
-/// `/1.0/instances/NAME` with the name percent-encoded (every byte outside RFC 3986's
-/// unreserved set), followed by `suffix` and the query `pairs`.
-pub fn instance_path(name: &str, suffix: &str, pairs: &[(&str, String)]) -> String {
-    use std::fmt::Write as _;
-    let mut path = String::from("/1.0/instances/");
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            path.push(char::from(byte));
-        } else {
-            let _ = write!(path, "%{byte:02X}");
-        }
-    }
-    path.push_str(suffix);
-    if !pairs.is_empty() {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in pairs {
-            query.append_pair(key, value);
-        }
-        path.push('?');
-        path.push_str(&query.finish());
-    }
-    path
-}
+pub use vgashot_client::instance_path;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn instance_paths_are_encoded() {
-        assert_eq!(instance_path("v1", "", &[]), "/1.0/instances/v1");
-        assert_eq!(
-            instance_path("a b/c", "/console", &[("type", "vga".into())]),
-            "/1.0/instances/a%20b%2Fc/console?type=vga"
-        );
-        assert_eq!(
-            instance_path("v", "", &[("project", "a&b".into())]),
-            "/1.0/instances/v?project=a%26b"
-        );
-    }
 
     #[test]
     fn the_command_line_is_consistent() {

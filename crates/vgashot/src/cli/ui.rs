@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use clap::Args;
-use vgashot_rest::client::Client;
+use vgashot_client::Client;
 use vgashot_ui_proxy::UiProxy;
 
 use super::CliError;

@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::Args;
 use http::header::{ETAG, IF_NONE_MATCH, LAST_MODIFIED};
 use tokio::signal::unix::{SignalKind, signal};
+use vgashot_client::{Client, ClientError};
 use vgashot_framebuffer::Frame;
-use vgashot_rest::client::{Client, ClientError};
 
 use super::connection::{self, ConnectionArgs};
 use super::screenshot::ScreenArgs;
@@ -65,10 +65,9 @@ pub async fn run(dir: &Path, args: WatchArgs) -> Result<(), CliError> {
     if args.screen.project != "default" {
         project.push(("project", args.screen.project.clone()));
     }
-    let instance = client
-        .call("GET", &instance_path(&args.name, "", &project), None)
-        .await?;
-    if instance["status"] != "Running" {
+    let named = (args.screen.project != "default").then_some(args.screen.project.as_str());
+    let instance = client.instance(&args.name, named).await?;
+    if instance.status != "Running" {
         return Err(ClientError::Api {
             status: 400,
             message: "Instance is not running".to_owned(),

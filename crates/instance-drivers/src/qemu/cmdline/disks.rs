@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::parse::parse_in_range;
+pub use super::qcow2::DiskFormat;
 use super::qcow2::sniff_format;
 use super::{ConfigError, MachinePlan};
 use crate::definition::{DeviceConfig, InstanceDefinition};
@@ -18,25 +19,6 @@ const DISK_KEYS: &[&str] = &[
     "boot.priority",
     "pool",
 ];
-
-/// The format of a disk image, sniffed from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskFormat {
-    /// Anything that is not qcow2, as the guest sees it byte for byte.
-    Raw,
-    /// A qcow2 image (it starts with `QFI\xfb`).
-    Qcow2,
-}
-
-impl DiskFormat {
-    /// The name QEMU's `format=` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Raw => "raw",
-            Self::Qcow2 => "qcow2",
-        }
-    }
-}
 
 /// One disk, as QEMU will attach it (a virtio-blk-pci device).
 #[derive(Debug, Clone, PartialEq, Eq)]

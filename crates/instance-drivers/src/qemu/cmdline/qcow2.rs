@@ -5,7 +5,25 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::ConfigError;
-use super::disks::DiskFormat;
+
+/// The format of a disk image, sniffed from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// Anything that is not qcow2, as the guest sees it byte for byte.
+    Raw,
+    /// A qcow2 image (it starts with `QFI\xfb`).
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The name QEMU's `format=` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
+        }
+    }
+}
 
 /// The first bytes of a qcow2 image.
 const QCOW2_MAGIC: &[u8; 4] = b"QFI\xfb";

@@ -24,7 +24,6 @@
 //!    events websocket, an MJPEG stream or an operation wait would otherwise outlive the trust.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::watch;
+use vgashot_stdext::write_atomically;
+
+pub use vgashot_incus_wire::certificates::{CertificatePem, fingerprint};
 
 /// How often the store is read again for the connections already open: a certificate removed,
 /// or one that expired, stops counting on them within this time (plus a reading's time), which
@@ -101,20 +103,6 @@ pub enum TrustError {
     AmbiguousFingerprint(String),
 }
 
-/// The SHA-256 fingerprint of a certificate's DER bytes, lowercase hex (Incus's
-/// `CertFingerprint`).
-pub fn fingerprint(der: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
 /// Checks that `der` is a well-formed X.509 certificate; the parser's words otherwise.
 pub fn check_certificate(der: &[u8]) -> Result<(), String> {
     match x509_parser::parse_x509_certificate(der) {
@@ -151,6 +139,9 @@ pub struct TrustStore {
 /// The largest file the store reads: a PEM certificate is a few KiB, so anything much larger is
 /// not one, and is not read at every connection.
 const MAX_FILE: u64 = 64 * 1024;
+
+/// The mode of a trusted certificate's file: a certificate is public, its key never stored.
+const CERTIFICATE_MODE: u32 = 0o644;
 
 impl TrustStore {
     /// The store in `dir` (`$VGASHOT_DIR/trust`); the directory need not exist yet.
@@ -217,13 +208,8 @@ impl TrustStore {
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let path = self.dir.join(format!("{fingerprint}.crt"));
-        let temporary = self.dir.join(format!(".{fingerprint}.crt.tmp"));
         let pem = CertificatePem(&der).to_string();
-        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
-        file.write_all(pem.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io(&temporary))?;
-        std::fs::rename(&temporary, &path).map_err(io(&path))?;
+        write_atomically(&path, pem.as_bytes(), CERTIFICATE_MODE).map_err(io(&path))?;
         Ok(Added::New(TrustedCertificate { fingerprint, path }))
     }
 
@@ -463,21 +449,6 @@ fn read_certificate(path: &Path) -> Result<Vec<u8>, TrustError> {
         reason,
     })?;
     Ok(der)
-}
-
-/// A DER certificate written as PEM, 64 base64 characters a line.
-pub struct CertificatePem<'a>(pub &'a [u8]);
-
-impl std::fmt::Display for CertificatePem<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(self.0);
-        writeln!(f, "-----BEGIN CERTIFICATE-----")?;
-        for line in encoded.as_bytes().chunks(64) {
-            writeln!(f, "{}", String::from_utf8_lossy(line))?;
-        }
-        writeln!(f, "-----END CERTIFICATE-----")
-    }
 }
 
 #[cfg(test)]

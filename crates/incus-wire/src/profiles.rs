@@ -7,6 +7,15 @@ use utoipa::ToSchema;
 
 use super::null_as_default;
 
+/// The name of a profile a request may apply: only `default` exists.
+// A schema only, for the OpenAPI document: on the wire a profile name is a string.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ProfileName {
+    /// The default profile (empty).
+    Default,
+}
+
 /// A profile (Incus `api.Profile`, embedding `api.ProfilePut`): `GET /1.0/profiles/NAME`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]

@@ -36,7 +36,7 @@ pub struct InstancesPost {
     /// Profiles to apply. `null` (what the client sends without `-p`) means `["default"]`;
     /// `[]` (`--no-profiles`) means none. Only `default` exists.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::openapi::ProfileName>>)]
+    #[schema(value_type = Option<Vec<crate::ProfileName>>)]
     pub profiles: Option<Vec<String>>,
     /// Snapshot to restore (only meaningful for PUT; Go's `omitempty`): none, snapshots are
     /// not supported.
@@ -189,7 +189,7 @@ pub struct InstancePut {
     pub ephemeral: Option<bool>,
     /// Profiles to apply, in order (only `default` exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<crate::openapi::ProfileName>>)]
+    #[schema(value_type = Option<Vec<crate::ProfileName>>)]
     pub profiles: Option<Vec<String>>,
     /// Name of a snapshot to restore: none, snapshots are not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]

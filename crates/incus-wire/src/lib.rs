@@ -18,10 +18,16 @@
 //!   disable `deny_unknown_fields`: fields Go shares through embedding are repeated instead.
 //!
 //! One module per part of the API: [`server`] (`GET /1.0`), [`instances`] (instances, their
-//! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`]; each
-//! is re-exported here, so every type is `model::Name`.
+//! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`],
+//! [`operations`]; each is re-exported here, so every type is `vgashot_incus_wire::Name` (and
+//! `vgashot_rest::model::Name`). [`certificates`] names certificates as Incus does.
+//!
+//! The server (`vgashot-rest`) and the client (`vgashot-client`) both speak through these
+//! types, so what one writes the other reads.
 
+pub mod certificates;
 pub mod instances;
+pub mod operations;
 pub mod profiles;
 pub mod requests;
 pub mod server;
@@ -31,9 +37,16 @@ mod tests;
 use serde::{Deserialize, Deserializer};
 
 pub use instances::*;
+pub use operations::*;
 pub use profiles::*;
 pub use requests::*;
 pub use server::*;
+
+/// Incus's HTTPS port, where a remote address names none.
+pub const DEFAULT_PORT: u16 = 8443;
+
+/// The `Content-Type` of every JSON body, request or answer.
+pub const JSON: &str = "application/json";
 
 /// Go's zero `time.Time` as its JSON encoder writes it: the value of a time that is not set
 /// (`last_used_at` of an instance never started, `started_at` of a stopped one).

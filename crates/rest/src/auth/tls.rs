@@ -10,13 +10,11 @@
 //! 3. A client certificate is asked for but optional, since an untrusted client must still reach
 //!    `GET /1.0`. The TLS layer accepts any well-formed one, still checking the handshake
 //!    signature so that the client proves it holds the key; whether the certificate is trusted
-//!    is decided after the handshake, by fingerprint ([`crate::trust`]), at every request.
+//!    is decided after the handshake, by fingerprint ([`crate::auth::trust`]), at every request.
 //! 4. What `GET /1.0` tells trusted clients about the listener (certificate, fingerprint,
 //!    addresses) is gathered at bind time into a [`NetworkIdentity`].
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,12 +26,13 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use vgashot_stdext::write_atomically;
 
+use crate::auth::trust::{self, CertificatePem, SharedTrust, TrustStore};
 use crate::context::NetworkIdentity;
-use crate::trust::{self, CertificatePem, SharedTrust, TrustStore};
 
 /// Incus's default HTTPS port, used when the listen address has none.
-pub const DEFAULT_PORT: u16 = 8443;
+pub use vgashot_incus_wire::DEFAULT_PORT;
 
 /// Errors of setting up the TLS listener.
 #[derive(Debug, thiserror::Error)]
@@ -183,22 +182,6 @@ fn self_signed(key: &rcgen::KeyPair) -> Result<CertificateDer<'static>, TlsError
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let certificate = params.self_signed(key).map_err(TlsError::Generate)?;
     Ok(certificate.der().clone())
-}
-
-/// Writes `bytes` to `path` with `mode` through a temporary file in the same directory and a
-/// rename, so that `path` is either absent or whole.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 /// Accepts any well-formed client certificate whose key signed the handshake; trust is decided

@@ -15,6 +15,10 @@
 //!    ([`ServerPin`]). The handshake signature is still verified, so a server must hold the
 //!    pinned certificate's key.
 
+mod calls;
+
+pub use calls::instance_path;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,9 +34,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
+use vgashot_stdext::MutexExt;
 
-use crate::tls::DEFAULT_PORT;
-use crate::trust::{CertificatePem, fingerprint};
+use vgashot_incus_wire::DEFAULT_PORT;
+use vgashot_incus_wire::certificates::{CertificatePem, fingerprint};
 
 /// Errors of talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +267,7 @@ impl ClientIdentity {
 }
 
 /// The SHA-256 fingerprint of the first certificate of a PEM file's contents, as
-/// [`crate::trust::fingerprint`] computes it; `None` when there is no certificate.
+/// [`fingerprint`] computes it; `None` when there is no certificate.
 pub fn pem_fingerprint(pem: &[u8]) -> Option<String> {
     CertificateDer::from_pem_slice(pem)
         .ok()
@@ -532,7 +537,7 @@ impl Client {
             .iter()
             .any(|(name, _)| name == http::header::CONTENT_TYPE);
         if body.is_some() && !typed {
-            request = request.header(http::header::CONTENT_TYPE, crate::request::JSON);
+            request = request.header(http::header::CONTENT_TYPE, vgashot_incus_wire::JSON);
         }
         for (name, value) in headers {
             request = request.header(name, *value);
@@ -649,10 +654,7 @@ struct PinnedServer {
 
 impl PinnedServer {
     fn last_presented(&self) -> Option<CertificateDer<'static>> {
-        self.presented
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.presented.lock_unpoisoned().clone()
     }
 
     /// Why the last handshake's certificate was refused, if it was.
@@ -685,11 +687,7 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self
-            .presented
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Some(end_entity.clone().into_owned());
+        *self.presented.lock_unpoisoned() = Some(end_entity.clone().into_owned());
         let accepted = match &self.pin {
             ServerPin::AcceptAny => true,
             ServerPin::Unknown => false,
@@ -763,7 +761,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let loaded = ClientIdentity::load(&certificate, &key).unwrap();
         assert_eq!(loaded.fingerprint(), made.fingerprint());
-        assert!(crate::trust::check_certificate(&loaded.certificate).is_ok());
+        assert!(x509_parser::parse_x509_certificate(&loaded.certificate).is_ok());
         Client::tls(
             RemoteAddress::parse("https://localhost").unwrap(),
             Some(loaded),
