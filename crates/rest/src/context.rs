@@ -6,6 +6,7 @@ use vgashot_instance_drivers::{DriverError, QemuDriver, QemuInstance};
 
 use crate::error::ApiError;
 use crate::events::EventHub;
+use crate::history::ScreenHistory;
 use crate::operations::Operations;
 use crate::screens::Screens;
 
@@ -94,6 +95,8 @@ pub struct Context {
     pub network: Option<Arc<NetworkIdentity>>,
     /// The VMs' screens, shared by every viewer.
     pub screens: Arc<Screens>,
+    /// The screen history, when the daemon keeps one ([`crate::history`]).
+    pub history: Option<Arc<ScreenHistory>>,
 }
 
 impl Context {

@@ -33,6 +33,7 @@ pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod filter;
+pub mod history;
 pub mod limits;
 pub mod model;
 pub mod openapi;
@@ -52,6 +53,7 @@ use vgashot_instance_drivers::QemuDriver;
 
 pub use context::{Context, NetworkIdentity, ServerIdentity};
 pub use error::{ApiError, with_causes as describe};
+pub use history::ScreenHistory;
 pub use server::ServeError;
 pub use tls::{HttpsListener, TlsError};
 pub use trust::{Caller, TrustStore};
@@ -75,8 +77,16 @@ impl Daemon {
                 events,
                 identity: Arc::new(ServerIdentity::gather()),
                 network: None,
+                history: None,
             }),
         }
+    }
+
+    /// This server with a screen history: its API serves `/1.0/instances/NAME/screenshots`,
+    /// and while it serves, the recorder follows every running VM's screen into it.
+    pub fn with_history(mut self, history: Arc<ScreenHistory>) -> Self {
+        Arc::make_mut(&mut self.context).history = Some(history);
+        self
     }
 
     /// Serves the API on the Unix socket at `path` until `shutdown` resolves.
@@ -105,7 +115,14 @@ impl Daemon {
             }),
             None => self.context.clone(),
         };
+        let recorder = context
+            .history
+            .is_some()
+            .then(|| tokio::spawn(history::recorder::supervise(context.clone())));
         server::serve(listener, https, context, shutdown).await;
+        if let Some(recorder) = recorder {
+            recorder.abort();
+        }
         let _ = std::fs::remove_file(path);
         Ok(())
     }

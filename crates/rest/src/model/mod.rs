@@ -18,12 +18,14 @@
 //!   disable `deny_unknown_fields`: fields Go shares through embedding are repeated instead.
 //!
 //! One module per part of the API: [`server`] (`GET /1.0`), [`instances`] (instances, their
-//! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`]; each
+//! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`], [`screenshots`] (the screen
+//! history); each
 //! is re-exported here, so every type is `model::Name`.
 
 pub mod instances;
 pub mod profiles;
 pub mod requests;
+pub mod screenshots;
 pub mod server;
 #[cfg(test)]
 mod tests;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Deserializer};
 pub use instances::*;
 pub use profiles::*;
 pub use requests::*;
+pub use screenshots::*;
 pub use server::*;
 
 /// Go's zero `time.Time` as its JSON encoder writes it: the value of a time that is not set

@@ -1,0 +1,160 @@
+//! The recorder: follows every running VM's default screen into the history, a screenshot when
+//! the pixels changed, at most one per `console.history.interval`.
+//!
+//! 1. [`supervise`] runs while the server serves: every [`SWEEP`] it starts a follower for each
+//!    running VM with `console.history.enabled` that has none, and forgets followers that ended.
+//!    A follower ends by itself when its VM stops (or its history is disabled), so recording
+//!    starts and stops with the VM's running state within a sweep.
+//! 2. A follower asks [`next_changed_frame`] for the screen once per interval: today that is a
+//!    capture through the screens engine, shared with every viewer under the instance's
+//!    `console.screenshot.min_interval`, kept only when its pixel hash differs from the last one
+//!    recorded. That function is the one place that knows where changed frames come from.
+//! 3. A changed frame is written on the blocking pool (SQLite blocks): the row, its frame
+//!    (encoded only when new to this VM), then the VM's retention.
+//! 4. Every [`FORGET_EVERY`] sweeps, the histories of instances that no longer exist go (an
+//!    ephemeral VM deleted by the driver when it stopped, a delete interrupted by a crash).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+use vgashot_history::{NewShot, Reason};
+use vgashot_instance_drivers::QemuInstance;
+use vgashot_screens::{Capture, FrameSource, ScreenId, ScreensError};
+
+use super::{ScreenHistory, instance_ref, retention, settings};
+use crate::context::Context;
+use crate::error::ApiError;
+use crate::request::DEFAULT_PROJECT;
+
+/// How often the supervisor looks for VMs that started: a second, so the first screens of a
+/// boot are recorded; it reads the driver's registry only, no QEMU.
+pub const SWEEP: Duration = Duration::from_secs(1);
+/// Sweeps between two looks for histories of instances that are gone: a minute.
+const FORGET_EVERY: u32 = 60;
+
+/// Runs the recorder until the task is aborted (the server stops).
+pub async fn supervise(context: Arc<Context>) {
+    let Some(history) = context.history.clone() else {
+        return;
+    };
+    let mut followers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut sweeps = 0u32;
+    let mut ticker = tokio::time::interval(SWEEP);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        followers.retain(|_, follower| !follower.is_finished());
+        let vms = context.driver.list(DEFAULT_PROJECT);
+        for vm in &vms {
+            let enabled = settings(vm).is_ok_and(|settings| settings.enabled);
+            if !enabled || !vm.running() {
+                continue;
+            }
+            let identity = instance_ref(vm).identity;
+            followers.entry(identity).or_insert_with(|| {
+                tokio::spawn(follow(context.clone(), history.clone(), vm.clone()))
+            });
+        }
+        sweeps += 1;
+        if sweeps % FORGET_EVERY == 0 {
+            let alive: HashSet<String> = vms.iter().map(|vm| instance_ref(vm).identity).collect();
+            forget_gone(&history, alive).await;
+        }
+    }
+}
+
+/// Deletes the histories whose instance is not in `alive`.
+async fn forget_gone(history: &ScreenHistory, alive: HashSet<String>) {
+    let forgotten = history
+        .run(move |store| {
+            let gone: Vec<String> = store
+                .identities()?
+                .into_iter()
+                .filter(|identity| !alive.contains(identity))
+                .collect();
+            for identity in &gone {
+                store.forget_instance(identity)?;
+            }
+            Ok(gone.len())
+        })
+        .await;
+    if let Err(error) = forgotten {
+        tracing::warn!(error = %crate::describe(&error), "cannot forget the histories of deleted instances");
+    }
+}
+
+/// Follows `vm`'s screen into the history until it stops or its history is disabled.
+async fn follow(context: Arc<Context>, history: Arc<ScreenHistory>, vm: Arc<QemuInstance>) {
+    let instance = instance_ref(&vm);
+    let mut last_recorded = {
+        let identity = instance.identity.clone();
+        history
+            .run(move |store| store.latest(&identity))
+            .await
+            .ok()
+            .flatten()
+            .map(|shot| shot.hash)
+    };
+    loop {
+        let Ok(settings) = settings(&vm) else { return };
+        if !settings.enabled {
+            return;
+        }
+        tokio::time::sleep(settings.interval).await;
+        if !vm.running() {
+            return;
+        }
+        let capture = match next_changed_frame(&context, &vm, last_recorded.as_deref()).await {
+            Ok(Some(capture)) => capture,
+            Ok(None) => continue,
+            Err(ApiError::Screens(ScreensError::NotRunning)) => return,
+            Err(error) => {
+                tracing::debug!(instance = vm_name(&vm), error = %crate::describe(&error), "no screen to record");
+                continue;
+            }
+        };
+        let hash = capture.hash();
+        let (instance, rules) = (instance.clone(), retention(&settings));
+        let written = history
+            .run(move |store| {
+                let frame = capture.frame();
+                store.record(
+                    &instance,
+                    NewShot {
+                        frame,
+                        hash,
+                        taken_at: capture.captured_at(),
+                        reason: Reason::Change,
+                        pinned: false,
+                        note: "",
+                    },
+                )?;
+                store.trim(&instance.identity, rules, SystemTime::now())
+            })
+            .await;
+        match written {
+            Ok(_) => last_recorded = Some(hash.to_hex()),
+            Err(error) => {
+                tracing::warn!(instance = vm_name(&vm), error = %crate::describe(&error), "cannot record a screen")
+            }
+        }
+    }
+}
+
+fn vm_name(vm: &QemuInstance) -> &str {
+    vgashot_instance_drivers::Instance::name(vm)
+}
+
+/// The screen of `vm` if its pixels differ from `last_recorded` (a pixel hash in hex): the one
+/// place that knows where changed frames come from (see the module's step 2).
+async fn next_changed_frame(
+    context: &Context,
+    vm: &Arc<QemuInstance>,
+    last_recorded: Option<&str>,
+) -> Result<Option<Arc<Capture>>, ApiError> {
+    let answer = context.screens.capture(vm, &ScreenId::default()).await?;
+    let changed = last_recorded != Some(answer.capture.hash().to_hex().as_str());
+    Ok(changed.then_some(answer.capture))
+}
