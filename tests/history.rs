@@ -107,6 +107,10 @@ async fn a_vms_screens_are_recorded_served_and_kept_after_it_stops() {
         .await;
     assert_eq!(then.status, 200);
     assert_eq!(then.headers["etag"], first["etag"].as_str().unwrap());
+    assert_eq!(
+        then.headers["content-location"],
+        format!("/1.0/instances/v1/screenshots/{id}").as_str()
+    );
     let before = daemon
         .request("GET", &at("2000-01-01T00:00:00Z"), None)
         .await;

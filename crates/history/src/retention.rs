@@ -9,7 +9,9 @@
 //!    until the instance's distinct stored frames fit.
 //! 4. Daemon-wide ([`crate::Limits::max_total_bytes`]), at every write: the oldest unpinned
 //!    screenshots of any instance go until every stored frame together fits.
-//! 5. A frame no screenshot shows any longer goes with its last screenshot.
+//! 5. A bound met is trimmed to nine tenths of it ([`below`]), so a store at its bound does
+//!    not weigh every row again at every write.
+//! 6. A frame no screenshot shows any longer goes with its last screenshot.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -71,9 +73,14 @@ impl History {
             )?;
             drop_unused_frames(&transaction)?;
         }
-        if let Some(max_bytes) = retention.max_bytes {
+        let over_size = match retention.max_bytes {
+            Some(max_bytes) => instance_bytes(&transaction, instance)? > max_bytes,
+            None => false,
+        };
+        if let (true, Some(max_bytes)) = (over_size, retention.max_bytes) {
+            // Only then are the instance's rows read: a write under the bound costs one sum.
             let shots = weigh(&transaction, Some(instance))?;
-            let doomed = oldest_past(&shots, max_bytes, latest);
+            let doomed = oldest_past(&shots, below(max_bytes), latest);
             removed += delete_shots(&transaction, &doomed)?;
         }
         transaction.commit()?;
@@ -89,9 +96,14 @@ pub(crate) fn fit_total(connection: &Connection, max_bytes: u64) -> Result<()> {
     }
     drop_unused_frames(connection)?;
     let shots = weigh(connection, None)?;
-    let doomed = oldest_past(&shots, max_bytes, None);
+    let doomed = oldest_past(&shots, below(max_bytes), None);
     delete_shots(connection, &doomed)?;
     Ok(())
+}
+
+/// What a bound met is trimmed to: nine tenths of it.
+fn below(max_bytes: u64) -> u64 {
+    max_bytes - max_bytes / 10
 }
 
 /// The bytes of every stored frame.
@@ -101,6 +113,16 @@ pub(crate) fn total_bytes(connection: &Connection) -> Result<u64> {
             row.get(0)
         })?;
     Ok(u64::try_from(total).unwrap_or_default())
+}
+
+/// The bytes of the instance's stored frames.
+fn instance_bytes(connection: &Connection, instance: i64) -> Result<u64> {
+    let bytes: i64 = connection.query_row(
+        "SELECT COALESCE(SUM(bytes), 0) FROM frames WHERE instance = ?1",
+        params![instance],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(bytes).unwrap_or_default())
 }
 
 /// Deletes the frames no screenshot shows.

@@ -34,18 +34,23 @@ pub const MAX_NOTE_BYTES: usize = 1024;
 
 /// How frames are stored: PNG at zlib level 6 (`PngCompression::Balanced`).
 ///
-/// Measured on the fixtures' screens and screen-like frames (2-core AMD EPYC, release build;
-/// `examples/store_formats.rs`), per frame, encode / decode / bytes:
+/// Measured on real screens captured from QEMU 7.2 (2-core AMD EPYC, release build, median of
+/// 21; `examples/store_formats.rs`), encode ms / decode ms / bytes:
 ///
-/// | frame | PNG level 2 | PNG level 6 (chosen) | WebP lossless |
-/// |---|---|---|---|
-/// | 720x400 text console | see the report | | |
+/// | screen | PNG level 2 | PNG level 6 (chosen) | PNG level 9 | WebP lossless |
+/// |---|---|---|---|---|
+/// | Linux text console 720x400 | 0.51 / 0.18 / 3590 | 0.59 / 0.18 / 3026 | 8.06 / 0.18 / 2665 | 0.80 / 0.39 / 1356 |
+/// | counter fixture 640x400 | 0.26 / 0.11 / 1708 | 0.33 / 0.11 / 1676 | 6.81 / 0.10 / 1367 | 0.69 / 0.32 / 330 |
+/// | mode 13h picture 640x400 | 0.45 / 0.48 / 8847 | 0.95 / 0.52 / 6020 | 8.00 / 0.61 / 4092 | 1.47 / 1.65 / 67422 |
+/// | bars 1024x768 | 0.92 / 0.34 / 4346 | 1.23 / 0.28 / 4329 | 22.0 / 0.32 / 3688 | 3.83 / 1.25 / 700 |
+/// | bars 1920x1080 | 5.71 / 1.05 / 8977 | 2.77 / 1.21 / 8959 | 39.5 / 0.83 / 8320 | 13.3 / 7.04 / 1288 |
 ///
-/// Level 6 is a little slower to encode than the live console's level 2, but the history
-/// encodes each distinct frame once and keeps it for days, and its files are smaller; WebP
-/// lossless is smaller still on busy screens but decodes several times slower, and every
-/// thumbnail, `at=` lookup and time-lapse decodes. A PNG is also what a client gets for the
-/// plain image, so the stored bytes are served as they are.
+/// Level 6 costs about a millisecond per distinct frame, which the history encodes once, and is
+/// up to a third smaller than the live console's level 2; level 9 is 10-20 times slower for
+/// 10-30% less. Lossless WebP (the only other encoder the framebuffer crate has) is 2-7 times
+/// smaller on flat screens but 11 times larger on the mode 13h picture, and decodes 2-6 times
+/// slower, while every thumbnail, `at=` lookup and time-lapse frame decodes. A PNG is also what
+/// a client gets for the plain image, so the stored bytes are served as they are.
 pub const STORED_FORMAT: PngCompression = PngCompression::Balanced;
 
 /// The bounds of the whole store.
@@ -256,19 +261,20 @@ impl History {
     /// What the screen of the instance `identity` showed at `time`: the last screenshot taken
     /// at or before it ([`HistoryError::NotFound`] before the first).
     pub fn at(&self, identity: &str, time: SystemTime) -> Result<Shot> {
+        self.at_micros(identity, to_micros(time))
+    }
+
+    fn at_micros(&self, identity: &str, micros: i64) -> Result<Shot> {
         self.one(
             "s.taken_at <= ?2 ORDER BY s.taken_at DESC, s.id DESC",
             identity,
-            to_micros(time),
+            micros,
         )
     }
 
     /// The latest screenshot of the instance `identity`, if any.
     pub fn latest(&self, identity: &str) -> Result<Option<Shot>> {
-        match self.at(
-            identity,
-            SystemTime::UNIX_EPOCH + std::time::Duration::MAX / 4,
-        ) {
+        match self.at_micros(identity, i64::MAX) {
             Ok(shot) => Ok(Some(shot)),
             Err(HistoryError::NotFound) => Ok(None),
             Err(other) => Err(other),

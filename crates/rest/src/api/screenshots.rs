@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderValue, LAST_MODIFIED};
+use http::header::{CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, HeaderValue, LAST_MODIFIED};
 use http::{HeaderMap, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Deserializer};
@@ -386,15 +386,19 @@ pub async fn image(
     let history = history(context)?;
     let (shot, stored) = history.run(move |store| store.image(&identity, id)).await?;
     // A screenshot's pixels never change.
-    send(
-        &history,
-        shot,
-        stored,
-        variant,
-        headers,
-        "private, max-age=31536000, immutable",
-    )
-    .await
+    let sent = Sent {
+        url: screenshot_url(name, id),
+        cache_control: "private, max-age=31536000, immutable",
+    };
+    send(&history, shot, stored, variant, headers, sent).await
+}
+
+/// What a stored image's response says besides the image: the screenshot it is of
+/// (`Content-Location`, so a client of `console?at=` learns which one, its time and reason) and
+/// how long it may be cached.
+struct Sent {
+    url: String,
+    cache_control: &'static str,
 }
 
 /// The screenshot `vm`'s screen showed at `time`, as `variant` (`console?type=vga&at=TIME`).
@@ -405,7 +409,8 @@ pub(crate) async fn at(
     variant: Variant,
     headers: &HeaderMap,
 ) -> Result<ApiResponse, ApiError> {
-    let identity = instance_ref(vm).identity;
+    let instance = instance_ref(vm);
+    let identity = instance.identity;
     let history = history(context)?;
     let (shot, stored) = history
         .run(move |store| {
@@ -413,7 +418,11 @@ pub(crate) async fn at(
             store.image(&identity, shot.id)
         })
         .await?;
-    send(&history, shot, stored, variant, headers, "no-cache").await
+    let sent = Sent {
+        url: screenshot_url(&instance.name, shot.id),
+        cache_control: "no-cache",
+    };
+    send(&history, shot, stored, variant, headers, sent).await
 }
 
 /// `variant` of a stored image with its validators, or a 304.
@@ -423,7 +432,7 @@ async fn send(
     stored: Vec<u8>,
     variant: Variant,
     headers: &HeaderMap,
-    cache_control: &'static str,
+    sent: Sent,
 ) -> Result<ApiResponse, ApiError> {
     let etag = format!("\"{}{}\"", shot.hash, variant.etag_suffix());
     let mut response = if if_none_match(headers, &etag) {
@@ -439,7 +448,8 @@ async fn send(
         (ETAG, etag),
         (LAST_MODIFIED, httpdate::fmt_http_date(shot.taken_at)),
         (DATE, httpdate::fmt_http_date(SystemTime::now())),
-        (CACHE_CONTROL, cache_control.to_owned()),
+        (CACHE_CONTROL, sent.cache_control.to_owned()),
+        (CONTENT_LOCATION, sent.url),
     ];
     for (name, value) in validators {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -7,8 +7,12 @@
 //!    starts and stops with the VM's running state within a sweep.
 //! 2. A follower asks [`next_changed_frame`] for the screen once per interval: today that is a
 //!    capture through the screens engine, shared with every viewer under the instance's
-//!    `console.screenshot.min_interval`, kept only when its pixel hash differs from the last one
-//!    recorded. That function is the one place that knows where changed frames come from.
+//!    `console.screenshot.min_interval`, kept only when its pixel hash differs from the last two
+//!    recorded. That function is the one place that knows where changed frames come from. Two,
+//!    not one: a text console's blinking cursor alternates between two pictures, and an idle
+//!    console recorded one row per interval for ever (measured: 938 rows in 22 minutes for 8
+//!    distinct frames); a screen that goes back to the picture before last within an interval
+//!    is a blink, not news.
 //! 3. A changed frame is written on the blocking pool (SQLite blocks): the row, its frame
 //!    (encoded only when new to this VM), then the VM's retention.
 //! 4. Every [`FORGET_EVERY`] sweeps, the histories of instances that no longer exist go (an
@@ -88,14 +92,15 @@ async fn forget_gone(history: &ScreenHistory, alive: HashSet<String>) {
 /// Follows `vm`'s screen into the history until it stops or its history is disabled.
 async fn follow(context: Arc<Context>, history: Arc<ScreenHistory>, vm: Arc<QemuInstance>) {
     let instance = instance_ref(&vm);
-    let mut last_recorded = {
+    let mut recent = {
         let identity = instance.identity.clone();
-        history
+        let latest = history
             .run(move |store| store.latest(&identity))
             .await
             .ok()
             .flatten()
-            .map(|shot| shot.hash)
+            .map(|shot| shot.hash);
+        Recent([latest, None])
     };
     loop {
         let Ok(settings) = settings(&vm) else { return };
@@ -106,7 +111,7 @@ async fn follow(context: Arc<Context>, history: Arc<ScreenHistory>, vm: Arc<Qemu
         if !vm.running() {
             return;
         }
-        let capture = match next_changed_frame(&context, &vm, last_recorded.as_deref()).await {
+        let capture = match next_changed_frame(&context, &vm, &recent).await {
             Ok(Some(capture)) => capture,
             Ok(None) => continue,
             Err(ApiError::Screens(ScreensError::NotRunning)) => return,
@@ -135,7 +140,7 @@ async fn follow(context: Arc<Context>, history: Arc<ScreenHistory>, vm: Arc<Qemu
             })
             .await;
         match written {
-            Ok(_) => last_recorded = Some(hash.to_hex()),
+            Ok(_) => recent.push(hash.to_hex()),
             Err(error) => {
                 tracing::warn!(instance = vm_name(&vm), error = %crate::describe(&error), "cannot record a screen")
             }
@@ -147,14 +152,27 @@ fn vm_name(vm: &QemuInstance) -> &str {
     vgashot_instance_drivers::Instance::name(vm)
 }
 
-/// The screen of `vm` if its pixels differ from `last_recorded` (a pixel hash in hex): the one
-/// place that knows where changed frames come from (see the module's step 2).
+/// The pixel hashes (hex) of the last two screenshots recorded, the latest first.
+struct Recent([Option<String>; 2]);
+
+impl Recent {
+    fn push(&mut self, hash: String) {
+        self.0[1] = self.0[0].replace(hash);
+    }
+
+    fn contains(&self, hash: &str) -> bool {
+        self.0.iter().flatten().any(|recent| recent == hash)
+    }
+}
+
+/// The screen of `vm` if its pixels are not one of the `recent` ones: the one place that knows
+/// where changed frames come from (see the module's step 2).
 async fn next_changed_frame(
     context: &Context,
     vm: &Arc<QemuInstance>,
-    last_recorded: Option<&str>,
+    recent: &Recent,
 ) -> Result<Option<Arc<Capture>>, ApiError> {
     let answer = context.screens.capture(vm, &ScreenId::default()).await?;
-    let changed = last_recorded != Some(answer.capture.hash().to_hex().as_str());
+    let changed = !recent.contains(&answer.capture.hash().to_hex());
     Ok(changed.then_some(answer.capture))
 }
