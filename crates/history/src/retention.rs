@@ -66,12 +66,15 @@ impl History {
         let mut removed = 0;
         if let Some(max_age) = retention.max_age {
             let cutoff = now.checked_sub(max_age).map_or(i64::MIN, to_micros);
-            removed += transaction.execute(
+            let aged = transaction.execute(
                 "DELETE FROM shots WHERE instance = ?1 AND pinned = 0 AND taken_at < ?2 \
                  AND id IS NOT ?3",
                 params![instance, cutoff, latest],
             )?;
-            drop_unused_frames(&transaction)?;
+            if aged > 0 {
+                drop_unused_frames(&transaction)?;
+            }
+            removed += aged;
         }
         let over_size = match retention.max_bytes {
             Some(max_bytes) => instance_bytes(&transaction, instance)? > max_bytes,
