@@ -60,10 +60,23 @@ async fn starts_stops_and_crashes_are_lifecycle_events_with_their_reasons() {
         .until("v1", "instance-stopped", EVENT_DEADLINE)
         .await;
     assert_eq!(events.len(), 1, "one event for the stop: {events:?}");
+    let context = &events[0]["context"];
     assert_eq!(
-        events[0]["context"],
-        json!({"reason": "stopped on request", "status": "Stopped"})
+        (&context["reason"], &context["status"]),
+        (&json!("stopped on request"), &json!("Stopped")),
+        "{context}"
     );
+    // The last screen, captured before QEMU ended, pinned: the fixture's bars.
+    let url = context["screenshot"]
+        .as_str()
+        .expect("the pinned screen's URL");
+    let pinned = json(&daemon.request("GET", url, None).await)["metadata"].clone();
+    assert_eq!(
+        (&pinned["reason"], &pinned["pinned"]),
+        (&json!("stop"), &json!(true))
+    );
+    let image = daemon.request("GET", &format!("{url}/image"), None).await;
+    assert_eq!(image.status, 200);
 
     // Killed from outside: a crash, and nothing left of QEMU.
     daemon

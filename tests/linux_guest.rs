@@ -238,15 +238,56 @@ async fn a_panicked_guest_is_an_error() {
         actions,
         ["instance-created", "instance-started", "instance-panicked"]
     );
+    let context = &events[2]["context"];
     assert_eq!(
-        events[2]["context"],
-        json!({"reason": "the guest kernel panicked", "status": "Error"})
+        (&context["reason"], &context["status"]),
+        (&json!("the guest kernel panicked"), &json!("Error")),
+        "{context}"
     );
     let state = wait_for_status(&daemon, "panicked", "Error").await;
     assert_eq!(state["status_code"], 112, "{state}");
     assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
     // What the guest printed before it died is in the console log.
     wait_for_console(&daemon, "panicked", &[PANIC_LINE, KERNEL_PANIC_LINE]).await;
+
+    // The event names the pinned last screen: taken while QEMU waited, paused, after the panic,
+    // so it shows more of the screen written (the panic's text) than any screen recorded before.
+    let url = context["screenshot"]
+        .as_str()
+        .expect("the pinned screen's URL");
+    let pinned = json(&daemon.request("GET", url, None).await)["metadata"].clone();
+    assert_eq!(
+        (&pinned["reason"], &pinned["pinned"]),
+        (&json!("panic"), &json!(true)),
+        "{pinned}"
+    );
+    let lit = |reply: support::Reply| {
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        lit_share(&decode_png(&reply.body).2)
+    };
+    let last = lit(daemon.request("GET", &format!("{url}/image"), None).await);
+    let history = json(
+        &daemon
+            .request(
+                "GET",
+                "/1.0/instances/panicked/screenshots?recursion=1&reason=change",
+                None,
+            )
+            .await,
+    );
+    let before = history["metadata"]
+        .as_array()
+        .expect("the recorded screens");
+    assert!(!before.is_empty(), "the boot's screens were recorded");
+    for shot in before {
+        assert_ne!(shot["etag"], pinned["etag"], "{shot}");
+        let image = format!("/1.0/instances/panicked/screenshots/{}/image", shot["id"]);
+        let earlier = lit(daemon.request("GET", &image, None).await);
+        assert!(
+            earlier < last,
+            "{shot}: {earlier} of its pixels lit, the last {last}"
+        );
+    }
 }
 
 /// A guest that powers itself off: QEMU stays (`-action shutdown=pause`) until the daemon has
@@ -266,10 +307,17 @@ async fn a_guest_that_powers_off_is_stopped_with_a_shutdown_event() {
     let events = listener
         .until("leaving", "instance-shutdown", BOOT_DEADLINE)
         .await;
+    let context = &events.last().unwrap()["context"];
     assert_eq!(
-        events.last().unwrap()["context"],
-        json!({"reason": "the guest shut down", "status": "Stopped"})
+        (&context["reason"], &context["status"]),
+        (&json!("the guest shut down"), &json!("Stopped")),
+        "{context}"
     );
+    let url = context["screenshot"]
+        .as_str()
+        .expect("the pinned screen's URL");
+    let pinned = json(&daemon.request("GET", url, None).await)["metadata"].clone();
+    assert_eq!(pinned["reason"], "shutdown", "{pinned}");
     let state = wait_for_status(&daemon, "leaving", "Stopped").await;
     assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
     wait_for_console(&daemon, "leaving", &[POWEROFF_LINE]).await;

@@ -185,8 +185,32 @@ await withChromium(async (browser, certified) => {
   check(stop === 'Success', `stop: ${stop}`);
   await until(`${running}'s card shows Stopped`, async () =>
     (await statusOf(running)) === 'Stopped', 15000);
-  await until('the stopped VM lost its thumbnail', () => card(running).locator('.thumb').isHidden());
-  step('card shows Stopped');
+  // Its card now shows the last screen of its history, marked with when and why.
+  await until('the stopped VM shows its last screen, marked', async () =>
+    /^Last screen, .+ \((change|stop)\)$/.test(await card(running).locator('.last-screen').textContent()));
+  await until(`${running}'s last screen shows the bars`, () => showsBars(running));
+  step('card shows Stopped with its last screen');
+
+  // The timeline: every screenshot of the history, scrubbed with a slider, saved as a PNG.
+  await page.getByRole('button', { name: `Screen history of ${running}` }).click();
+  const timeline = page.locator('#timeline');
+  await until('the timeline opens', () => timeline.evaluate((dialog) => dialog.open));
+  await until('the timeline shows a screenshot', async () =>
+    /^\d+ of \d+, .+ \((change|stop|manual)/.test(await page.locator('#timeline-caption').textContent()));
+  await page.locator('#timeline-scrub').fill('0');
+  await until('the first screenshot is shown', async () =>
+    /^1 of \d+/.test(await page.locator('#timeline-caption').textContent()));
+  const [frame] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('#timeline-save').click(),
+  ]);
+  const frameFile = frame.suggestedFilename();
+  check(new RegExp(`^${running}-\\d{8}T\\d{6}Z\\.png$`).test(frameFile), `frame named ${frameFile}`);
+  const framePng = await readFile(await frame.path());
+  check(framePng.subarray(1, 4).toString() === 'PNG', 'the saved frame is a PNG');
+  await page.keyboard.press('Escape');
+  await until('the timeline closes', () => timeline.evaluate((dialog) => !dialog.open));
+  step('timeline scrubbed and a frame saved');
 
   // An error from the API shows on the card in the daemon's words: the page's Start request is
   // made stateful on its way, which the daemon refuses with a 400 error envelope.
@@ -204,6 +228,7 @@ await withChromium(async (browser, certified) => {
   await page.getByRole('button', { name: `Start ${running}` }).click();
   await until(`${running}'s card shows Running`, async () =>
     (await statusOf(running)) === 'Running', 30000);
+  await until('the last-screen mark is gone', () => card(running).locator('.last-screen').isHidden());
   await until('the old error is gone', async () =>
     !(await card(running).locator('.error').isVisible()));
   await until(`${running}'s thumbnail shows the bars again`, () => showsBars(running), 60000);

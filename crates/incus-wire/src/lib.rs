@@ -19,7 +19,7 @@
 //!
 //! One module per part of the API: [`server`] (`GET /1.0`), [`instances`] (instances, their
 //! state, snapshots and backups), [`requests`] (the bodies clients send), [`profiles`],
-//! [`operations`]; each is re-exported here, so every type is `vgashot_incus_wire::Name` (and
+//! [`operations`], [`screenshots`] (the screen history); each is re-exported here, so every type is `vgashot_incus_wire::Name` (and
 //! `vgashot_rest::model::Name`). [`certificates`] names certificates as Incus does.
 //!
 //! The server (`vgashot-rest`) and the client (`vgashot-client`) both speak through these
@@ -30,6 +30,7 @@ pub mod instances;
 pub mod operations;
 pub mod profiles;
 pub mod requests;
+pub mod screenshots;
 pub mod server;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ pub use instances::*;
 pub use operations::*;
 pub use profiles::*;
 pub use requests::*;
+pub use screenshots::*;
 pub use server::*;
 
 /// Incus's HTTPS port, where a remote address names none.

@@ -21,7 +21,7 @@ use vgashot_screens::FrameSource;
 
 use crate::definition::{InstanceDefinition, InstanceType};
 use crate::error::{DriverError, Result};
-use crate::qemu::cmdline::screenshot_min_interval;
+use crate::qemu::cmdline::{HistorySettings, history_settings, screenshot_min_interval};
 use crate::serial::SerialSession;
 use crate::transition::Transition;
 
@@ -191,6 +191,12 @@ pub trait Instance: FrameSource + AsFrameSource + Send + Sync {
     /// `console.screenshot.min_interval`, or its default.
     fn screenshot_min_interval(&self) -> Result<Duration> {
         screenshot_min_interval(&self.definition()).map_err(DriverError::Config)
+    }
+
+    /// How its screen is recorded into the history: the definition's `console.history.*`, or
+    /// their defaults.
+    fn history_settings(&self) -> Result<HistorySettings> {
+        history_settings(&self.definition()).map_err(DriverError::Config)
     }
 
     /// What the instance uses while it runs; `None` when it does not.

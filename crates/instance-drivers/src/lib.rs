@@ -37,7 +37,7 @@ pub use instance::{
 pub use lock::DirectoryLock;
 /// The instances' own display device and the most heads one may have: the screens a request
 /// may name.
-pub use qemu::cmdline::{DISPLAY_DEVICE_ID, MAX_HEADS};
+pub use qemu::cmdline::{DISPLAY_DEVICE_ID, HistorySettings, MAX_HEADS};
 pub use qemu::{
     DEFAULT_MAX_SCREEN_PIXELS, DriverOptions, DriverPaths, HostFilePolicy, QemuDriver, QemuInstance,
 };

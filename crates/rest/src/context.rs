@@ -6,6 +6,7 @@ use vgashot_instance_drivers::{Driver, DriverError, Instance};
 
 use crate::error::ApiError;
 use crate::events::EventHub;
+use crate::history::ScreenHistory;
 use crate::operations::Operations;
 use crate::screens::Screens;
 
@@ -82,6 +83,8 @@ pub struct Context {
     pub network: Option<Arc<NetworkIdentity>>,
     /// The VMs' screens, shared by every viewer.
     pub screens: Arc<Screens>,
+    /// The screen history, when the daemon keeps one ([`crate::history`]).
+    pub history: Option<Arc<ScreenHistory>>,
 }
 
 impl Context {

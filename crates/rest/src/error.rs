@@ -1,6 +1,7 @@
 //! The API layer's errors, and the one place where any error becomes an HTTP status.
 
 use http::StatusCode;
+use vgashot_history::HistoryError;
 use vgashot_instance_drivers::DriverError;
 use vgashot_instance_drivers::store::StoreError;
 use vgashot_screens::{ScreensError, SourceError};
@@ -94,6 +95,9 @@ pub enum ApiError {
     /// A bound on what clients may hold at once was met ([`crate::limits`]).
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// The screen history refused or failed ([`crate::history`]).
+    #[error(transparent)]
+    History(#[from] HistoryError),
     /// Something that should not happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -121,6 +125,7 @@ impl ApiError {
             Self::Driver(error) => driver_status(error),
             Self::Screens(error) => screens_status(error),
             Self::Limit(error) => limit_status(error),
+            Self::History(error) => history_status(error),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +157,26 @@ impl ApiError {
                 .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
         }
         response
+    }
+}
+
+/// The status of each history error: what a client asked for that is not there is a 404, its
+/// bounds 400 (413 for a time-lapse too large to send), the store's failures 500.
+fn history_status(error: &HistoryError) -> StatusCode {
+    match error {
+        HistoryError::NotFound | HistoryError::NothingRecorded | HistoryError::EmptyRange => {
+            StatusCode::NOT_FOUND
+        }
+        HistoryError::FrameTooLarge { .. }
+        | HistoryError::NoteTooLong { .. }
+        | HistoryError::TooManyFrames { .. } => StatusCode::BAD_REQUEST,
+        HistoryError::TimelapseTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        HistoryError::Open { .. }
+        | HistoryError::Database(_)
+        | HistoryError::Encode(_)
+        | HistoryError::Decode(_)
+        | HistoryError::Animation(_)
+        | HistoryError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

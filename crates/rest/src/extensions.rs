@@ -34,4 +34,5 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_console_screenshot_metrics",
     "instance_lifecycle_reasons",
     "instance_console_screenshot_wake",
+    "instance_screenshot_history",
 ];

@@ -35,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod filter;
+pub mod history;
 pub mod limits;
 pub mod openapi;
 pub mod operations;
@@ -57,6 +58,7 @@ use vgashot_instance_drivers::Driver;
 pub use auth::{Caller, HttpsListener, TlsError, TrustStore};
 pub use context::{Context, NetworkIdentity, ServerIdentity};
 pub use error::{ApiError, with_causes as describe};
+pub use history::ScreenHistory;
 pub use server::ServeError;
 
 /// The API server over one driver.
@@ -78,8 +80,16 @@ impl Daemon {
                 operations: operations::Operations::new(events.clone()),
                 events,
                 network: None,
+                history: None,
             }),
         }
+    }
+
+    /// This server with a screen history: its API serves `/1.0/instances/NAME/screenshots`,
+    /// and while it serves, the recorder follows every running VM's screen into it.
+    pub fn with_history(mut self, history: Arc<ScreenHistory>) -> Self {
+        Arc::make_mut(&mut self.context).history = Some(history);
+        self
     }
 
     /// Serves the API on the Unix socket at `path` until `shutdown` resolves.
@@ -109,12 +119,27 @@ impl Daemon {
             None => self.context.clone(),
         };
         // Starts and ends of instances, whatever caused them, as lifecycle events.
+        let final_screens = context
+            .history
+            .clone()
+            .map(|history| transitions::FinalScreens {
+                history,
+                driver: context.driver.clone(),
+            });
         let bridge = tokio::spawn(transitions::forward(
             context.driver.transitions(),
             context.events.clone(),
+            final_screens,
         ));
+        let recorder = context
+            .history
+            .is_some()
+            .then(|| tokio::spawn(history::recorder::supervise(context.clone())));
         server::serve(listener, https, context, shutdown).await;
         bridge.abort();
+        if let Some(recorder) = recorder {
+            recorder.abort();
+        }
         let _ = std::fs::remove_file(path);
         Ok(())
     }

@@ -37,6 +37,14 @@ pub enum Route {
     InstanceState(String),
     /// `/1.0/instances/{name}/console`.
     InstanceConsole(String),
+    /// `/1.0/instances/{name}/screenshots`.
+    InstanceScreenshots(String),
+    /// `/1.0/instances/{name}/screenshots/timelapse`.
+    InstanceTimelapse(String),
+    /// `/1.0/instances/{name}/screenshots/{id}`.
+    InstanceScreenshot(String, String),
+    /// `/1.0/instances/{name}/screenshots/{id}/image`.
+    InstanceScreenshotImage(String, String),
     /// `/1.0/operations`.
     Operations,
     /// `/1.0/operations/{id}`.
@@ -79,6 +87,18 @@ impl Route {
             ["1.0", "instances", instance] => Self::Instance(name(instance)?),
             ["1.0", "instances", instance, "state"] => Self::InstanceState(name(instance)?),
             ["1.0", "instances", instance, "console"] => Self::InstanceConsole(name(instance)?),
+            ["1.0", "instances", instance, "screenshots"] => {
+                Self::InstanceScreenshots(name(instance)?)
+            }
+            ["1.0", "instances", instance, "screenshots", "timelapse"] => {
+                Self::InstanceTimelapse(name(instance)?)
+            }
+            ["1.0", "instances", instance, "screenshots", id] => {
+                Self::InstanceScreenshot(name(instance)?, name(id)?)
+            }
+            ["1.0", "instances", instance, "screenshots", id, "image"] => {
+                Self::InstanceScreenshotImage(name(instance)?, name(id)?)
+            }
             ["1.0", "operations"] => Self::Operations,
             ["1.0", "operations", id] => Self::Operation(name(id)?),
             ["1.0", "operations", id, "wait"] => Self::OperationWait(name(id)?),
@@ -100,6 +120,8 @@ impl Route {
             Self::Instance(_) => "GET, PUT, POST, PATCH, DELETE",
             Self::InstanceState(_) => "GET, PUT",
             Self::InstanceConsole(_) => "GET, POST, DELETE",
+            Self::InstanceScreenshots(_) => "GET, POST",
+            Self::InstanceScreenshot(..) => "GET, PATCH, DELETE",
             Self::Root
             | Self::Server
             | Self::Operations
@@ -110,6 +132,8 @@ impl Route {
             | Self::Profiles
             | Self::Profile(_)
             | Self::Metrics
+            | Self::InstanceTimelapse(_)
+            | Self::InstanceScreenshotImage(..)
             | Self::Ui => "GET",
         }
     }
@@ -209,6 +233,27 @@ async fn dispatch(
         }
         (Method::DELETE, Route::InstanceConsole(name)) => {
             api::console::delete(context, &name, &query).await
+        }
+        (Method::GET, Route::InstanceScreenshots(name)) => {
+            api::screenshots::list(context, &name, &query).await
+        }
+        (Method::POST, Route::InstanceScreenshots(name)) => {
+            api::screenshots::create(context, &name, &query, request.into_body()).await
+        }
+        (Method::GET, Route::InstanceTimelapse(name)) => {
+            api::screenshots::timelapse(context, &name, &query).await
+        }
+        (Method::GET, Route::InstanceScreenshot(name, id)) => {
+            api::screenshots::get(context, &name, &id, &query).await
+        }
+        (Method::PATCH, Route::InstanceScreenshot(name, id)) => {
+            api::screenshots::patch(context, &name, &id, &query, request.into_body()).await
+        }
+        (Method::DELETE, Route::InstanceScreenshot(name, id)) => {
+            api::screenshots::delete(context, &name, &id, &query).await
+        }
+        (Method::GET, Route::InstanceScreenshotImage(name, id)) => {
+            api::screenshots::image(context, &name, &id, &query, request.headers()).await
         }
         (Method::GET, Route::Operations) => api::operations::list(context, &query).await,
         (Method::GET, Route::Operation(id)) => api::operations::get(context, &id).await,

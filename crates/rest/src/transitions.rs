@@ -11,16 +11,21 @@
 //!    clean shutdown); ours where it has none: [`action::INSTANCE_PANICKED`] and
 //!    [`action::INSTANCE_CRASHED`] (the `instance_lifecycle_reasons` extension).
 //! 3. The record's `context` says why: `reason` (the words the instance's state records) and
-//!    `status` (its Incus status from then on, `Stopped`, `Running` or `Error`). The key
-//!    `screenshot` is kept for the URL of the instance's last screen, once the screen history
-//!    keeps it (the transition carries the frame, `Transition::final_frame`).
+//!    `status` (its Incus status from then on, `Stopped`, `Running` or `Error`), and for an end,
+//!    `screenshot`: the URL of the instance's last screen, pinned in the screen history before
+//!    the event goes out (the frame the driver captured before QEMU ended,
+//!    `Transition::final_frame`, or the latest recorded when QEMU was gone; see
+//!    [`crate::history::ScreenHistory::pin_final_screen`]).
 //! 4. A bridge that falls behind the driver's channel loses the oldest transitions and logs how
 //!    many; it never holds the driver up.
 
+use std::sync::Arc;
+
 use tokio::sync::broadcast::{self, error::RecvError};
-use vgashot_instance_drivers::{Transition, TransitionKind};
+use vgashot_instance_drivers::{Driver, Transition, TransitionKind};
 
 use crate::events::{EventHub, Lifecycle, action};
+use crate::history::ScreenHistory;
 
 /// The lifecycle action of a transition of `kind`.
 pub fn action_of(kind: TransitionKind) -> &'static str {
@@ -44,12 +49,34 @@ pub fn record(transition: &Transition) -> Lifecycle {
     .with_context("status", transition.status.as_str())
 }
 
-/// Publishes every transition from `transitions` on `hub` until the driver is gone.
-pub async fn forward(mut transitions: broadcast::Receiver<Transition>, hub: EventHub) {
+/// Where the last screens of ended instances are pinned: the daemon's history, and the driver
+/// that finds the instance a transition names.
+#[derive(Debug, Clone)]
+pub struct FinalScreens {
+    /// The screen history.
+    pub history: Arc<ScreenHistory>,
+    /// The driver whose transitions these are.
+    pub driver: Arc<dyn Driver>,
+}
+
+/// Publishes every transition from `transitions` on `hub` until the driver is gone, each end
+/// with its last screen pinned first in `final_screens` (when the daemon keeps a history).
+pub async fn forward(
+    mut transitions: broadcast::Receiver<Transition>,
+    hub: EventHub,
+    final_screens: Option<FinalScreens>,
+) {
     loop {
         match transitions.recv().await {
             Ok(transition) => {
-                hub.publish_lifecycle_record(&transition.project, &record(&transition))
+                let mut record = record(&transition);
+                if let Some(FinalScreens { history, driver }) = &final_screens {
+                    let pinned = history.pin_final_screen(driver.as_ref(), &transition).await;
+                    if let Some(url) = pinned {
+                        record = record.with_context("screenshot", url.as_str());
+                    }
+                }
+                hub.publish_lifecycle_record(&transition.project, &record)
             }
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(
@@ -127,7 +154,7 @@ mod tests {
         let hub = EventHub::new();
         let mut listener = hub.subscribe();
         let (sender, receiver) = broadcast::channel(4);
-        let bridge = tokio::spawn(forward(receiver, hub));
+        let bridge = tokio::spawn(forward(receiver, hub, None));
         sender
             .send(transition(
                 TransitionKind::GuestShutdown,

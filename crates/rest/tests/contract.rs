@@ -44,10 +44,16 @@ fn api_extensions_md_lists_every_extension_in_order() {
         .collect();
     let (incus, ours) = API_EXTENSIONS.split_at(own);
     for name in incus {
-        assert!(upstream.contains(name), "{name} is listed as Incus's but incusd lacks it");
+        assert!(
+            upstream.contains(name),
+            "{name} is listed as Incus's but incusd lacks it"
+        );
     }
     for name in ours {
-        assert!(!upstream.contains(name), "{name} is listed as vgashot's but incusd has it");
+        assert!(
+            !upstream.contains(name),
+            "{name} is listed as vgashot's but incusd has it"
+        );
     }
 }
 

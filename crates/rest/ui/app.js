@@ -1,5 +1,6 @@
 // vgashot's web page: every instance of a project as a card with a live thumbnail of its screen,
-// Start and Stop buttons, and a large live view. It uses only the public API of the daemon that
+// Start and Stop buttons, and a large live view; a stopped VM's card shows its last recorded
+// screen, and a timeline scrubs through a VM's screen history. It uses only the public API of the daemon that
 // serves it, with the browser's own client certificate; no framework, no build step.
 //
 // Keeping it cheap: a thumbnail is refreshed about once a second and only while its card is on
@@ -147,6 +148,8 @@ function makeCard(name) {
       start: node.querySelector('.start'),
       stop: node.querySelector('.stop'),
       forceStop: node.querySelector('.force-stop'),
+      history: node.querySelector('.history'),
+      lastScreen: node.querySelector('.last-screen'),
       error: node.querySelector('.error'),
     },
   };
@@ -156,6 +159,8 @@ function makeCard(name) {
   card.el.start.setAttribute('aria-label', `Start ${name}`);
   card.el.stop.setAttribute('aria-label', `Stop ${name}`);
   card.el.forceStop.setAttribute('aria-label', `Force stop ${name}`);
+  card.el.history.setAttribute('aria-label', `Screen history of ${name}`);
+  card.el.history.addEventListener('click', () => openTimeline(card));
   card.el.screen.addEventListener('click', () => openViewer(card));
   card.el.start.addEventListener('click', () => act(card, 'Start', { action: 'start' }));
   // A clean shutdown (ACPI), stopped by force after 30 s by the daemon if the guest ignores it.
@@ -181,6 +186,7 @@ function clearThumb(card) {
   card.el.thumb.removeAttribute('src');
   card.el.thumb.hidden = true;
   card.el.placeholder.hidden = false;
+  card.el.lastScreen.hidden = true;
 }
 
 /**
@@ -205,11 +211,17 @@ function updateCard(card, status, reason, config) {
   card.el.status.dataset.status = status;
   card.el.screen.disabled = !card.hasScreen;
   if (!card.hasScreen) {
-    clearThumb(card);
+    // A card that just lost its screen (or never had a picture) shows the last one recorded.
+    if (hadScreen || !card.objectUrl) {
+      clearThumb(card);
+      if (!card.noDisplay) showLastScreen(card);
+    }
     card.el.placeholder.textContent = card.noDisplay
       ? `${status}: no display (vgashot.vga is none)`
       : `${status}: ${card.reason || 'no screen'}`;
   } else if (!hadScreen) {
+    card.el.lastScreen.hidden = true;
+    card.el.thumb.alt = `Screen of ${card.name}`;
     card.el.placeholder.textContent = 'Loading the screen…';
     card.retryAt = 0;
     refreshThumb(card);
@@ -469,6 +481,99 @@ document.getElementById('viewer-save').addEventListener('click', async () => {
   } catch (error) {
     show(viewerError, `Cannot save the screen: ${error.message}`);
   }
+});
+
+// The screen history -----------------------------------------------------------------------
+
+/**
+ * A stopped VM's card shows the last screen its history holds (`console?type=vga&at=now`),
+ * marked as such with when and why it was taken (the screenshot `Content-Location` names).
+ */
+async function showLastScreen(card) {
+  try {
+    const response = await fetch(url(instancePath(card.name, '/console'), {
+      type: 'vga',
+      at: new Date().toISOString(),
+      width: THUMB_WIDTH,
+      format: 'jpeg',
+    }), { cache: 'no-store' });
+    if (!response.ok || card.hasScreen) return;
+    const blob = await response.blob();
+    const shotUrl = response.headers.get('Content-Location');
+    const shot = shotUrl ? (await api('GET', url(shotUrl))).metadata : null;
+    if (card.hasScreen) return;
+    card.objectUrl = URL.createObjectURL(blob);
+    card.el.thumb.src = card.objectUrl;
+    card.el.thumb.alt = `Last screen of ${card.name}`;
+    card.el.thumb.hidden = false;
+    card.el.placeholder.hidden = true;
+    card.el.lastScreen.textContent = shot
+      ? `Last screen, ${new Date(shot.taken_at).toLocaleString()} (${shot.reason})`
+      : 'Last screen';
+    card.el.lastScreen.hidden = false;
+  } catch {
+    // No history (never ran, or recording disabled): the placeholder stays.
+  }
+}
+
+const timeline = document.getElementById('timeline');
+const timelineTitle = document.getElementById('timeline-title');
+const timelineImage = document.getElementById('timeline-image');
+const timelineScrub = document.getElementById('timeline-scrub');
+const timelineCaption = document.getElementById('timeline-caption');
+const timelineError = document.getElementById('timeline-error');
+/** The instance and screenshots the timeline shows. */
+let timelineShots = { name: '', shots: [] };
+
+/** Opens a VM's timeline: every screenshot of its history, scrubbed with a slider. */
+async function openTimeline(card) {
+  timelineTitle.textContent = `${card.name}: screen history`;
+  show(timelineError, '');
+  timelineImage.removeAttribute('src');
+  timeline.showModal();
+  try {
+    const shots = (await api('GET', url(instancePath(card.name, '/screenshots'), {
+      recursion: 1,
+    }))).metadata;
+    timelineShots = { name: card.name, shots };
+    timelineScrub.max = String(Math.max(shots.length - 1, 0));
+    timelineScrub.value = timelineScrub.max;
+    timelineScrub.disabled = shots.length === 0;
+    showTimelineShot();
+  } catch (error) {
+    show(timelineError, `Cannot read the history: ${error.message}`);
+  }
+}
+
+function selectedShot() {
+  return timelineShots.shots[Number(timelineScrub.value)];
+}
+
+function showTimelineShot() {
+  const shot = selectedShot();
+  if (!shot) {
+    timelineCaption.textContent = 'No screenshot recorded yet';
+    return;
+  }
+  const path = instancePath(timelineShots.name, `/screenshots/${shot.id}/image`);
+  timelineImage.src = url(path, { width: Math.min(shot.width, 800), format: 'jpeg' });
+  timelineImage.alt = `Screen of ${timelineShots.name} at ${shot.taken_at}`;
+  const note = shot.note ? `: ${shot.note}` : '';
+  timelineCaption.textContent = `${Number(timelineScrub.value) + 1} of ${timelineShots.shots.length}, `
+    + `${new Date(shot.taken_at).toLocaleString()} (${shot.reason}${shot.pinned ? ', pinned' : ''})${note}`;
+}
+
+timelineScrub.addEventListener('input', showTimelineShot);
+document.getElementById('timeline-close').addEventListener('click', () => timeline.close());
+document.getElementById('timeline-save').addEventListener('click', () => {
+  const shot = selectedShot();
+  if (!shot) return;
+  const link = document.createElement('a');
+  link.href = url(instancePath(timelineShots.name, `/screenshots/${shot.id}/image`));
+  link.download = `${timelineShots.name}-${stamp(new Date(shot.taken_at))}.png`;
+  document.body.append(link);
+  link.click();
+  link.remove();
 });
 
 // Start -------------------------------------------------------------------------------------

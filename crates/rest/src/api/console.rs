@@ -94,11 +94,16 @@ pub struct ConsoleQuery {
     #[serde(default, deserialize_with = "wake")]
     #[param(value_type = Option<bool>)]
     pub wake: bool,
+    /// `vga`: the screen as it was at this time (RFC 3339, UTC), from the screen history, for
+    /// running and stopped instances alike (`instance_screenshot_history`).
+    #[serde(default, deserialize_with = "crate::api::screenshots::time")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub at: Option<std::time::SystemTime>,
 }
 
 impl ConsoleQuery {
     /// The rendering asked for, in `default_format` unless `format` says otherwise.
-    fn variant(&self, default_format: ImageFormat) -> Result<Variant, ApiError> {
+    pub(crate) fn variant(&self, default_format: ImageFormat) -> Result<Variant, ApiError> {
         Ok(Variant::new(
             self.width,
             self.height,
@@ -109,22 +114,24 @@ impl ConsoleQuery {
 }
 
 /// Reads the `width` parameter: 1 to [`MAX_SIDE`].
-fn width<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn width<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
     bounded(deserializer, "width", 1..=MAX_SIDE)
 }
 
 /// Reads the `height` parameter: 1 to [`MAX_SIDE`].
-fn height<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn height<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
     bounded(deserializer, "height", 1..=MAX_SIDE)
 }
 
 /// Reads the `quality` parameter: 1 to 100.
-fn quality<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+pub(crate) fn quality<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
     bounded(deserializer, "quality", 1..=100)
 }
 
 /// Reads the `format` parameter: `png`, `jpeg` (or `jpg`) or `webp`.
-fn format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ImageFormat>, D::Error> {
+pub(crate) fn format<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ImageFormat>, D::Error> {
     match String::deserialize(deserializer)?.as_str() {
         "png" => Ok(Some(ImageFormat::Png)),
         "jpeg" | "jpg" => Ok(Some(ImageFormat::Jpeg)),
@@ -229,7 +236,13 @@ pub async fn get(
             let log = instance.console_log().await?;
             Ok(envelope::bytes("application/octet-stream", log))
         }
-        ConsoleType::Vga => screenshot(context, instance, &query, headers).await,
+        ConsoleType::Vga => match query.at {
+            Some(at) => {
+                let variant = query.variant(ImageFormat::Png)?;
+                crate::api::screenshots::at(context, &instance, at, variant, headers).await
+            }
+            None => screenshot(context, instance, &query, headers).await,
+        },
     }
 }
 

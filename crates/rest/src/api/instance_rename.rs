@@ -2,8 +2,8 @@
 
 use hyper::body::Incoming;
 use serde::Deserialize;
-use vgashot_instance_drivers::definition::validate_instance_name;
 use vgashot_instance_drivers::DriverError;
+use vgashot_instance_drivers::definition::validate_instance_name;
 
 use crate::api::lifecycle;
 use crate::context::Context;

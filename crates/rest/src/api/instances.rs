@@ -412,6 +412,7 @@ pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiR
         return Err(ApiError::Driver(DriverError::Running));
     }
     let driver = context.driver.clone();
+    let history = context.history.clone();
     let events = context.events.clone();
     let url = instance_url(name);
     let (work_project, work_name) = (project.clone(), name.to_owned());
@@ -422,6 +423,9 @@ pub async fn delete(context: &Context, name: &str, query: &Query) -> Result<ApiR
         name,
         async move {
             driver.delete(&work_project, &work_name).await?;
+            if let Some(history) = &history {
+                history.forget(&vm).await?;
+            }
             events.publish_lifecycle("instance-deleted", &url, &work_project);
             Ok(())
         },

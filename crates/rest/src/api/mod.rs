@@ -11,5 +11,6 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod operations;
 pub mod profiles;
+pub mod screenshots;
 pub mod server;
 pub mod ui;

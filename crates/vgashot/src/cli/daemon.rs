@@ -3,7 +3,8 @@
 //!    daemon exits, so a second daemon on the same directory refuses to start; then raise the
 //!    open-file soft limit to the hard one, since every connection, VM and QMP socket is a
 //!    descriptor (the connection caps of `vgashot_rest::server` stay well below it);
-//! 1. open the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run), with the
+//! 1. open the screen history (`$VGASHOT_DIR/history.sqlite`, bounded by
+//!    `--history-max-bytes`) and the qemu driver over `$VGASHOT_DIR` (re-attaching to VMs that still run), with the
 //!    host's policy ([`HostArgs`]): the image directories, whether block devices may be disks,
 //!    the user QEMU runs as (made when missing) and the largest screen captured;
 //! 2. with `--listen` (or `VGASHOT_HTTPS_ADDRESS`, as Incus's `core.https_address`), bind the
@@ -77,7 +78,15 @@ pub struct HostArgs {
     /// The most pixels a guest's screen may have to be captured; a larger screen gets a 400.
     #[arg(long, env = "VGASHOT_MAX_SCREEN_PIXELS", value_name = "PIXELS", default_value_t = DEFAULT_MAX_SCREEN_PIXELS)]
     max_screen_pixels: u64,
+    /// The most bytes of stored screens in the screen history (`$VGASHOT_DIR/history.sqlite`),
+    /// all VMs together; past it the oldest unpinned screenshots go.
+    #[arg(long, env = "VGASHOT_HISTORY_MAX_BYTES", value_name = "BYTES", default_value_t = DEFAULT_HISTORY_MAX_BYTES)]
+    history_max_bytes: u64,
 }
+
+/// The daemon-wide bound of the screen history: 1 GiB, sixteen VMs at their default
+/// `console.history.size` (64 MiB), small beside the disks the VMs themselves use.
+const DEFAULT_HISTORY_MAX_BYTES: u64 = 1 << 30;
 
 impl HostArgs {
     /// The driver's options: the QEMU user resolved (and made) now, and each image directory
@@ -125,6 +134,17 @@ pub async fn daemon(dir: PathBuf, listen: Option<String>, host: HostArgs) -> Res
         state_dir: dir.clone(),
         runtime_dir: dir.join("run"),
     };
+    let history_limits = vgashot_history::Limits {
+        max_frame_pixels: host.max_screen_pixels,
+        max_total_bytes: host.history_max_bytes,
+    };
+    let history_path = dir.join("history.sqlite");
+    let history = tokio::task::spawn_blocking(move || {
+        vgashot_history::History::open(&history_path, history_limits)
+    })
+    .await
+    .map_err(|error| error.to_string())?
+    .map_err(|error| vgashot_rest::describe(&error))?;
     let options = tokio::task::spawn_blocking(move || host.driver_options())
         .await
         .map_err(|error| error.to_string())??;
@@ -145,7 +165,8 @@ pub async fn daemon(dir: PathBuf, listen: Option<String>, host: HostArgs) -> Res
         }
         None => None,
     };
-    let daemon = Daemon::new(Arc::new(driver.clone()));
+    let daemon = Daemon::new(Arc::new(driver.clone()))
+        .with_history(Arc::new(vgashot_rest::ScreenHistory::new(history)));
     let socket = dir.join("unix.socket");
     tracing::info!(socket = %socket.display(), "vgashot daemon listening");
     daemon

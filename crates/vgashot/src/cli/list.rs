@@ -170,13 +170,18 @@ fn cells(row: &Row, screens: bool) -> Vec<String> {
     cells
 }
 
-/// `incus list`'s table: bordered, headers centred, cells left-aligned.
+/// `incus list`'s table of the instances.
 fn table(rows: &[Row], screens: bool) -> String {
     let mut headers = vec!["NAME", "STATUS", "TYPE"];
     if screens {
         headers.push("SCREEN");
     }
     let body: Vec<Vec<String>> = rows.iter().map(|row| cells(row, screens)).collect();
+    bordered(&headers, &body)
+}
+
+/// `incus list`'s table: bordered, headers centred, cells left-aligned.
+pub(super) fn bordered(headers: &[&str], body: &[Vec<String>]) -> String {
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
@@ -198,7 +203,7 @@ fn table(rows: &[Row], screens: bool) -> String {
         out.push_str(&format!(" {header:^width$} |"));
     }
     out.push_str(&format!("\n{rule}\n"));
-    for cells in &body {
+    for cells in body {
         out.push('|');
         for (cell, width) in cells.iter().zip(&widths) {
             out.push_str(&format!(" {cell:<width$} |"));
@@ -210,6 +215,12 @@ fn table(rows: &[Row], screens: bool) -> String {
 
 /// One line per instance, quoted as RFC 4180 asks when a cell needs it.
 fn csv(rows: &[Row], screens: bool) -> String {
+    let body: Vec<Vec<String>> = rows.iter().map(|row| cells(row, screens)).collect();
+    csv_lines(&body)
+}
+
+/// One line per row of `body`, quoted as RFC 4180 asks when a cell needs it.
+pub(super) fn csv_lines(body: &[Vec<String>]) -> String {
     let quote = |cell: &str| {
         if cell.contains([',', '"', '\n']) {
             format!("\"{}\"", cell.replace('"', "\"\""))
@@ -217,9 +228,9 @@ fn csv(rows: &[Row], screens: bool) -> String {
             cell.to_owned()
         }
     };
-    rows.iter()
-        .map(|row| {
-            let line: Vec<String> = cells(row, screens).iter().map(|c| quote(c)).collect();
+    body.iter()
+        .map(|cells| {
+            let line: Vec<String> = cells.iter().map(|c| quote(c)).collect();
             format!("{}\n", line.join(","))
         })
         .collect()

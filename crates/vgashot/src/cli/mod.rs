@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod daemon;
+pub mod history;
 pub mod list;
 pub mod picture;
 pub mod screenshot;
@@ -61,6 +62,8 @@ enum Command {
     },
     /// Save a screenshot of an instance's screen to a file.
     Screenshot(screenshot::ScreenshotArgs),
+    /// List an instance's screen history: what its screen showed, when and why.
+    History(history::HistoryArgs),
     /// List instances, with their status and type (and screen sizes with --screens).
     List(list::ListArgs),
     /// Show an instance's screen in the terminal, redrawn when it changes.
@@ -150,6 +153,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Remote { command } => connection::remote(command).map_err(CliError::from),
         Command::Screenshot(args) => {
             runtime(false).and_then(|runtime| runtime.block_on(screenshot::run(&dir, args)))
+        }
+        Command::History(args) => {
+            runtime(false).and_then(|runtime| runtime.block_on(history::run(&dir, args)))
         }
         Command::List(args) => {
             runtime(false).and_then(|runtime| runtime.block_on(list::run(&dir, args)))

@@ -33,6 +33,10 @@ pub struct ScreenshotArgs {
     /// JPEG quality, 1-100 (the daemon's default is 80); PNG and WebP are lossless.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: Option<u8>,
+    /// The screen as it was at this time, from the screen history (RFC 3339, UTC:
+    /// 2026-12-02T01:30:00Z), also of a stopped instance.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     #[command(flatten)]
     pub screen: ScreenArgs,
     #[command(flatten)]
@@ -156,6 +160,9 @@ pub async fn run(dir: &Path, args: ScreenshotArgs) -> Result<(), CliError> {
     }
     if let Some(quality) = args.quality {
         extra.push(("quality", quality.to_string()));
+    }
+    if let Some(at) = &args.at {
+        extra.push(("at", at.clone()));
     }
     let query = args.screen.query(extra);
     let client = connection::connect(dir, &args.connection).await?;

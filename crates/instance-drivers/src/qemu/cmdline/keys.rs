@@ -16,6 +16,10 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     CMDLINE,
     NETWORK,
     SCREENSHOT_MIN_INTERVAL,
+    HISTORY_ENABLED,
+    HISTORY_INTERVAL,
+    HISTORY_RETENTION,
+    HISTORY_SIZE,
 ];
 /// Namespaces whose keys are stored but mean nothing to the driver.
 pub(super) const FREE_FORM_PREFIXES: &[&str] = &["user.", "image.", "volatile."];
@@ -38,6 +42,14 @@ pub(crate) const CMDLINE: &str = "vgashot.boot.cmdline";
 pub(crate) const NETWORK: &str = "vgashot.network";
 /// The key of the shortest time between two captures.
 pub(crate) const SCREENSHOT_MIN_INTERVAL: &str = "console.screenshot.min_interval";
+/// The keys of the screen history (see `history.rs`).
+pub(crate) const HISTORY_ENABLED: &str = "console.history.enabled";
+/// At most one recorded screenshot per this long.
+pub(crate) const HISTORY_INTERVAL: &str = "console.history.interval";
+/// How long recorded screenshots are kept.
+pub(crate) const HISTORY_RETENTION: &str = "console.history.retention";
+/// How many bytes an instance's history may take.
+pub(crate) const HISTORY_SIZE: &str = "console.history.size";
 
 /// Whether the driver accepts a config key.
 pub(super) fn is_known_key(key: &str) -> bool {

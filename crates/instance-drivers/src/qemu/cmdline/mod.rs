@@ -32,12 +32,14 @@
 //!
 //! Where each concern lives: `keys` (the keys known), `parse` (values), `disks` (disk
 //! devices and boot order), `qcow2` (the format probe), `args` (the rendering), `error`
-//! ([`ConfigError`]), and `interval` (`console.screenshot.min_interval`, a policy of the REST
-//! layer's screen cache, validated here with the other keys).
+//! ([`ConfigError`]), `interval` (`console.screenshot.min_interval`, a policy of the REST
+//! layer's screen cache) and `history` (`console.history.*`, the history recorder's), both
+//! validated here with the other keys.
 
 mod args;
 mod disks;
 mod error;
+mod history;
 mod interval;
 pub(crate) mod keys;
 mod parse;
@@ -50,6 +52,10 @@ use std::path::PathBuf;
 pub use args::{CONSOLE_CHARDEV_ID, DISPLAY_DEVICE_ID, Descriptors, DiskDescriptors};
 pub use disks::{DiskFormat, DiskPlan, carry_formats, format_key};
 pub use error::ConfigError;
+pub use history::{
+    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_RETENTION, DEFAULT_HISTORY_SIZE, HistorySettings,
+    MIN_HISTORY_INTERVAL, history_settings,
+};
 pub use interval::{
     DEFAULT_SCREENSHOT_MIN_INTERVAL, MAX_SCREENSHOT_MIN_INTERVAL, screenshot_min_interval,
 };
@@ -116,6 +122,7 @@ impl MachinePlan {
             .transpose()?;
         let kernel_cmdline = get(keys::CMDLINE).map(str::to_owned);
         screenshot_min_interval(definition)?;
+        history_settings(definition)?;
         let needs_kernel = [keys::INITRD, keys::CMDLINE]
             .into_iter()
             .find(|key| config.contains_key(*key));

@@ -89,25 +89,29 @@ pub(super) fn parse_memory(value: &str) -> Result<u64, ConfigError> {
             instead: "give a size, such as \"1GiB\"",
         });
     }
-    let digits = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, suffix) = value.split_at(digits);
-    let bytes = MEMORY_UNITS
-        .iter()
-        .find(|(unit, _)| *unit == suffix)
-        .zip(number.parse::<u64>().ok())
-        .and_then(|((_, multiplier), number)| number.checked_mul(*multiplier))
-        .ok_or_else(|| {
-            invalid(
-                "is not a size: give bytes, or a number followed by kB, MB, GB, TB, KiB, MiB, \
+    let bytes = parse_size(value).ok_or_else(|| {
+        invalid(
+            "is not a size: give bytes, or a number followed by kB, MB, GB, TB, KiB, MiB, \
                  GiB or TiB",
-            )
-        })?;
+        )
+    })?;
     if bytes < MIN_MEMORY_BYTES {
         return Err(invalid("is less than the minimum of 32MiB"));
     }
     Ok(bytes)
+}
+
+/// A size in Incus's syntax: bytes, or a number followed by one of [`MEMORY_UNITS`].
+pub(super) fn parse_size(value: &str) -> Option<u64> {
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(digits);
+    MEMORY_UNITS
+        .iter()
+        .find(|(unit, _)| *unit == suffix)
+        .zip(number.parse::<u64>().ok())
+        .and_then(|((_, multiplier), number)| number.checked_mul(*multiplier))
 }
 
 /// `vgashot.vga`.
