@@ -14,7 +14,9 @@
 //!    the REST layer can downcast for its status.
 
 use async_trait::async_trait;
-use vgashot_screens::{DisplayDevice, Displays, FrameSource, ScreenId, SourceError, TimedFrame};
+use vgashot_screens::{
+    DisplayDevice, Displays, FrameOrigin, FrameSource, ScreenId, SourceError, TimedFrame,
+};
 
 use crate::error::DriverError;
 use crate::instance::{Instance, ScreenshotOptions};
@@ -35,7 +37,11 @@ impl FrameSource for QemuInstance {
         let (frame, captured_at) = screenshot::capture_frame(&qmp, &options, max_pixels)
             .await
             .map_err(source_error)?;
-        Ok(TimedFrame { frame, captured_at })
+        Ok(TimedFrame {
+            frame,
+            captured_at,
+            origin: FrameOrigin::Screendump,
+        })
     }
 
     fn displays(&self) -> Displays {
