@@ -26,6 +26,7 @@ mod console;
 mod frames;
 mod handover;
 pub mod host_files;
+mod mirror;
 mod process;
 mod screenshot;
 mod vm;
@@ -40,6 +41,7 @@ use nix::sys::signal::Signal;
 use vgashot_qemu_process::Confinement;
 
 pub use host_files::HostFilePolicy;
+pub use mirror::{LINGER as MIRROR_LINGER, MirrorError};
 pub use screenshot::DEFAULT_MAX_SCREEN_PIXELS;
 pub use vm::QemuInstance;
 

@@ -91,6 +91,8 @@ pub struct QemuInstance {
     /// Set, under the life-cycle lock, once the definition is a tombstone: nothing starts it
     /// again.
     deleted: AtomicBool,
+    /// The VNC mirror of its primary screen ([`crate::qemu::mirror`]).
+    pub(crate) mirror: crate::qemu::mirror::Mirror,
 }
 
 /// What a stop does with an ephemeral instance once QEMU has ended.
@@ -145,6 +147,7 @@ impl QemuInstance {
             shared,
             lifecycle: tokio::sync::Mutex::new(()),
             deleted: AtomicBool::new(false),
+            mirror: Default::default(),
             run: Mutex::new(RunCell {
                 status: InstanceStatus::Stopped,
                 reason: None,
