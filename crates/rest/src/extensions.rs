@@ -27,4 +27,5 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_console_screenshot_formats",
     "instance_console_screenshot_stream",
     "instance_console_screenshot_metrics",
+    "instance_console_screenshot_wait",
 ];

@@ -16,8 +16,10 @@
 //!    that stopped), with no hook on any delete path; one created again under the same name
 //!    starts afresh.
 //! 5. [`stream`] turns captures into an MJPEG stream, at most so many at once.
+//! 6. [`wait`] follows a screen ([`Screens::follow`]) and answers `wait=DURATION`.
 
 pub mod stream;
+pub mod wait;
 
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub struct Screens {
     engine: vgashot_screens::Screens,
     /// The open MJPEG streams' slots ([`stream`]).
     streams: stream::StreamSlots,
+    /// The slots of requests waiting for a change ([`wait`]).
+    waiters: wait::WaitSlots,
 }
 
 impl Default for Screens {
@@ -40,6 +44,7 @@ impl Default for Screens {
         Self {
             engine: vgashot_screens::Screens::new(RenderLimits::default()),
             streams: stream::StreamSlots::default(),
+            waiters: wait::WaitSlots::default(),
         }
     }
 }
