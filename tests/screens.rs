@@ -415,8 +415,10 @@ async fn a_slow_stream_reader_misses_frames_instead_of_queueing_them() {
     wait_for_a_screen(&daemon, "v1").await;
     let captures = || metric(&daemon, "vgashot_screenshot_captures_total", "v1");
     // Full-size frames at 30 fps of a changing screen, not read for STALLED frames: each
-    // capture is a new frame, which replaces the one the viewer has not taken.
-    const STALLED: u64 = 150;
+    // capture is a new frame, which replaces the one the viewer has not taken. The mirror gives
+    // a frame per change QEMU reports (5-18 a second on a loaded machine), so STALLED frames
+    // come well within the daemon's 30 s bound on a write that makes no progress.
+    const STALLED: u64 = 60;
     let stream = tokio::net::UnixStream::connect(daemon.socket())
         .await
         .unwrap();
@@ -442,7 +444,14 @@ async fn a_slow_stream_reader_misses_frames_instead_of_queueing_them() {
     });
     let resumed = captures().await;
     wait_for_count(captures, resumed + 30).await;
-    let frames = jpeg_parts(&received.lock().unwrap()).len() as u64;
+    // Distinct frames: each new one may be followed by its repeat (browsers show a part once
+    // the next begins), which is the same bytes.
+    let parts = jpeg_parts(&received.lock().unwrap());
+    let frames = parts
+        .iter()
+        .enumerate()
+        .filter(|(at, part)| *at == 0 || parts[at - 1] != **part)
+        .count() as u64;
     reading.abort();
     assert!(frames > 0, "the stream sent nothing");
     assert!(
@@ -512,11 +521,19 @@ async fn a_still_screen_is_streamed_once_and_repeated_once() {
             }
         }
     });
-    // Twenty ticks of the stream (each one a capture of the unchanged screen)...
+    // The picture once, and once again so browsers show it (a part is shown when the next
+    // begins)...
+    let parts = || jpeg_parts(&received.lock().unwrap()).len() as u64;
+    wait_for_count(|| std::future::ready(parts()), 2).await;
+    // ... and nothing else while the screen stays still: the mirror pushes no change, so the
+    // stream takes no capture at all (an observation window, not a stand-in for a condition).
     let before = captures().await;
-    wait_for_count(captures, before + 20).await;
-    // ... sent the picture once, and once again so browsers show it (a part is shown when the
-    // next begins), and nothing else.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        captures().await,
+        before,
+        "captures of a still, streamed screen"
+    );
     let frames = jpeg_parts(&received.lock().unwrap());
     assert_eq!(frames.len(), 2, "frames of a still screen");
     assert_eq!(frames[0], frames[1]);

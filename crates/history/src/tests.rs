@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vgashot_framebuffer::Frame;
-use vgashot_screens::TimedFrame;
+use vgashot_screens::{FrameOrigin, TimedFrame};
 
 use crate::timelapse::Bounds;
 use crate::*;
@@ -317,6 +317,7 @@ fn final_screens_are_pinned_and_a_crash_pins_the_last_recorded() {
     let panicked = TimedFrame {
         frame: frame(7),
         captured_at: at(5),
+        origin: FrameOrigin::Screendump,
     };
     let id = history
         .record_final(&v1, FinalReason::Panic, Some(&panicked))

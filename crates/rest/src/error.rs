@@ -227,7 +227,9 @@ fn limit_status(error: &LimitError) -> StatusCode {
         LimitError::Connections { .. }
         | LimitError::Streams { .. }
         | LimitError::InstanceStreams { .. }
-        | LimitError::EventListeners { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | LimitError::EventListeners { .. }
+        | LimitError::Waiters { .. }
+        | LimitError::InstanceWaiters { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

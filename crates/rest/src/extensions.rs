@@ -35,4 +35,5 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_lifecycle_reasons",
     "instance_console_screenshot_wake",
     "instance_screenshot_history",
+    "instance_console_screenshot_wait",
 ];

@@ -47,6 +47,20 @@ pub enum LimitError {
         /// The bound.
         limit: usize,
     },
+    /// Every slot for a request waiting for a screen change (`wait=`) is taken.
+    #[error("Too many requests waiting for a screen change (at most {limit}); try again later")]
+    Waiters {
+        /// The bound.
+        limit: usize,
+    },
+    /// This instance has its share of the requests waiting for a screen change.
+    #[error(
+        "Too many requests waiting for a screen change of this instance (at most {limit}); try again later"
+    )]
+    InstanceWaiters {
+        /// The bound.
+        limit: usize,
+    },
     /// Every event listener slot is taken.
     #[error("Too many event listeners (at most {limit}); try again later")]
     EventListeners {

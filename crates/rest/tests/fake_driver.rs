@@ -23,7 +23,9 @@ use vgashot_instance_drivers::{
 };
 use vgashot_rest::Daemon;
 use vgashot_rest::model::{InstanceSource, InstanceStatePut, InstancesPost};
-use vgashot_screens::{DisplayDevice, Displays, FrameSource, ScreenId, SourceError, TimedFrame};
+use vgashot_screens::{
+    DisplayDevice, Displays, FrameOrigin, FrameSource, ScreenId, SourceError, TimedFrame,
+};
 
 /// What the next capture of a [`FakeInstance`] answers.
 enum Scripted {
@@ -91,6 +93,7 @@ impl FrameSource for FakeInstance {
         Ok(TimedFrame {
             frame,
             captured_at: SystemTime::now(),
+            origin: FrameOrigin::Screendump,
         })
     }
 

@@ -356,7 +356,9 @@ async fn run_capture(
             .await;
             match hashed {
                 Ok((timed, hash)) => {
-                    publisher.metrics.observe_capture(taken.elapsed());
+                    publisher
+                        .metrics
+                        .observe_capture(taken.elapsed(), timed.origin);
                     Ok(Arc::new(Capture::new(
                         timed.frame,
                         hash,

@@ -13,8 +13,10 @@
 //!    without encoding anything, so a `304` costs no encoding), and renders a [`Variant`] (the
 //!    plain PNG included) on first demand, off the async workers, under a bound on concurrent
 //!    rendering work: see [`render`]. Pixels that did not change keep their renderings.
-//! 4. [`Screens::changes`] is a screen's change signal (the latest pixel hash), for streams and
-//!    other followers.
+//! 4. [`Screens::changes`] is a screen's change signal (the latest pixel hash), and
+//!    [`Screens::follow`] gives a [`Follower`] that yields a capture each time the screen's
+//!    pixels change: pushed by the source where it can ([`ChangeFeed`]), polled otherwise; see
+//!    [`follow`].
 //! 5. Counters per instance ([`ScreenMetrics`]) render as OpenMetrics text
 //!    ([`Screens::render_metrics`]) and go with the instance ([`Screens::forget`]).
 //! 6. Every failure is a [`ScreensError`], whose variants say the HTTP status meant for them.
@@ -22,6 +24,7 @@
 mod capture;
 pub mod engine;
 mod error;
+pub mod follow;
 pub mod metrics;
 pub mod render;
 mod source;
@@ -33,7 +36,11 @@ mod tests;
 pub use capture::Capture;
 pub use engine::{Answer, InstanceKey, Screens};
 pub use error::ScreensError;
+pub use follow::Follower;
 pub use metrics::{ScreenMetrics, Served, StreamGuard};
 pub use render::RenderLimits;
-pub use source::{DisplayDevice, Displays, FrameSource, ScreenId, SourceError, TimedFrame};
+pub use source::{
+    ChangeFeed, DisplayDevice, Displays, FrameOrigin, FrameSource, ScreenId, SourceError,
+    TimedFrame,
+};
 pub use variant::{DEFAULT_JPEG_QUALITY, ImageFormat, MAX_SIDE, Variant};

@@ -1,6 +1,7 @@
 //! Screenshot metrics per instance, rendered as OpenMetrics text for `GET /1.0/metrics`.
 //!
-//! Counters: captures taken, requests served from a recent capture, requests that joined a
+//! Counters: captures taken (and, by where the source got the frame, `frames` with a `source`
+//! label: `screendump` or `mirror`), requests served from a recent capture, requests that joined a
 //! capture in flight, `304 Not Modified` answers, failed captures, and live streams open; a
 //! histogram of capture latency (the source's capture and the pixel hash; encodings are made
 //! later, lazily, and are not part of it). All are lock-free atomics, so counting
@@ -10,6 +11,8 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::source::FrameOrigin;
 
 /// How a request was served, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +25,9 @@ pub enum Served {
     Coalesced,
 }
 
+/// Every [`FrameOrigin`], in the order of [`ScreenMetrics::origins`].
+const ORIGINS: [FrameOrigin; 2] = [FrameOrigin::Screendump, FrameOrigin::Mirror];
+
 /// Upper bounds of the capture-latency buckets, in seconds.
 const BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -31,6 +37,8 @@ const BUCKETS: [f64; 11] = [
 #[derive(Debug, Default)]
 pub struct ScreenMetrics {
     captures: AtomicU64,
+    /// Captures by [`FrameOrigin`], in the order of [`ORIGINS`].
+    origins: [AtomicU64; ORIGINS.len()],
     cached: AtomicU64,
     coalesced: AtomicU64,
     not_modified: AtomicU64,
@@ -56,9 +64,13 @@ impl ScreenMetrics {
         }
     }
 
-    /// Records a capture and its latency.
-    pub fn observe_capture(&self, latency: Duration) {
+    /// Records a capture, its latency and where its frame came from.
+    pub fn observe_capture(&self, latency: Duration, origin: FrameOrigin) {
         self.captures.fetch_add(1, Ordering::Relaxed);
+        let index = ORIGINS.iter().position(|known| *known == origin);
+        if let Some(counter) = index.and_then(|index| self.origins.get(index)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         let seconds = latency.as_secs_f64();
         for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
             if seconds <= bound {
@@ -153,6 +165,23 @@ pub fn render(instances: &[(String, String, Arc<ScreenMetrics>)]) -> String {
             );
         }
     }
+    let family = "vgashot_screenshot_frames";
+    let _ = writeln!(
+        out,
+        "# TYPE {family} counter\n# HELP {family} Captured frames by where the source got them: a screendump, or its mirror of the screen."
+    );
+    for (project, instance, metrics) in instances {
+        for (origin, count) in ORIGINS.iter().zip(&metrics.origins) {
+            let _ = writeln!(
+                out,
+                "{family}_total{{project=\"{}\",name=\"{}\",source=\"{}\"}} {}",
+                escape(project),
+                escape(instance),
+                origin.label(),
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
     let family = "vgashot_screenshot_streams";
     let _ = writeln!(
         out,
@@ -210,8 +239,8 @@ mod tests {
     #[test]
     fn counters_and_histogram_render_as_openmetrics() {
         let v1 = Arc::new(ScreenMetrics::default());
-        v1.observe_capture(Duration::from_millis(3));
-        v1.observe_capture(Duration::from_millis(30));
+        v1.observe_capture(Duration::from_millis(3), FrameOrigin::Screendump);
+        v1.observe_capture(Duration::from_millis(30), FrameOrigin::Mirror);
         v1.count(Served::Cached);
         v1.count(Served::Coalesced);
         v1.count_not_modified();
@@ -225,6 +254,8 @@ mod tests {
             "vgashot_screenshot_coalesced_total{project=\"default\",name=\"v1\"} 1",
             "vgashot_screenshot_not_modified_total{project=\"default\",name=\"v1\"} 1",
             "vgashot_screenshot_errors_total{project=\"default\",name=\"v1\"} 0",
+            "vgashot_screenshot_frames_total{project=\"default\",name=\"v1\",source=\"screendump\"} 1",
+            "vgashot_screenshot_frames_total{project=\"default\",name=\"v1\",source=\"mirror\"} 1",
             "vgashot_screenshot_streams{project=\"default\",name=\"v1\"} 1",
             "vgashot_screenshot_capture_duration_seconds_bucket{project=\"default\",name=\"v1\",le=\"0.005\"} 1",
             "vgashot_screenshot_capture_duration_seconds_bucket{project=\"default\",name=\"v1\",le=\"0.05\"} 2",

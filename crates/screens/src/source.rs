@@ -6,10 +6,17 @@
 //!    refuse a screen that cannot exist ([`Displays::check`]) before it keeps any state for it.
 //! 3. It says whether it runs, so a stopped instance answers "not running" at once instead of
 //!    with a capture taken before it stopped.
+//! 4. A source that learns of changes by itself (a VNC mirror of the screen) can give a follower
+//!    a [`ChangeFeed`] ([`FrameSource::change_feed`]): a signal that moves when its picture
+//!    changed, and an interest the follower holds, so the source keeps pushing while anyone
+//!    follows. Sources without one are polled ([`crate::Follower`]).
+//! 5. Each frame says where it came from ([`FrameOrigin`]), for the metrics.
 
+use std::any::Any;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 use vgashot_framebuffer::Frame;
 
 use crate::error::ScreensError;
@@ -78,6 +85,46 @@ pub struct TimedFrame {
     pub frame: Frame,
     /// When the source took them (`Date`-like wall time, for `Last-Modified`).
     pub captured_at: SystemTime,
+    /// How the source got them.
+    pub origin: FrameOrigin,
+}
+
+/// How a source got a frame: counted per instance in the metrics
+/// (`vgashot_screenshot_frames_total{source="..."}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameOrigin {
+    /// Asked of the device for this capture (QEMU's `screendump`).
+    Screendump,
+    /// Copied from a picture the source keeps current by itself (a VNC mirror).
+    Mirror,
+}
+
+impl FrameOrigin {
+    /// The metrics label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Screendump => "screendump",
+            Self::Mirror => "mirror",
+        }
+    }
+}
+
+/// What a source that learns of changes by itself gives a follower of one screen.
+pub struct ChangeFeed {
+    /// Moves (a generation number) whenever the source's picture of the screen changed; closed
+    /// when the source stops pushing (a session that failed), after which the follower polls.
+    pub changes: watch::Receiver<u64>,
+    /// Held for as long as the follower lives: while any is held the source keeps its picture
+    /// current (a VNC mirror stays connected).
+    pub interest: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeFeed")
+            .field("generation", &*self.changes.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An instance whose screens can be captured.
@@ -98,6 +145,14 @@ pub trait FrameSource: Send + Sync {
 
     /// Whether the instance runs now.
     fn running(&self) -> bool;
+
+    /// A change signal for `screen` (which [`Self::displays`] lists), if this source pushes
+    /// changes; `None` (the default) if it must be polled. Called when a follower starts, not
+    /// under any engine lock; it must not block (a source may start connecting in a task of its
+    /// own and move the signal once it is current).
+    fn change_feed(&self, _screen: &ScreenId) -> Option<ChangeFeed> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use vgashot_framebuffer::Frame;
 
 use crate::{
-    DisplayDevice, Displays, FrameSource, ImageFormat, InstanceKey, RenderLimits, ScreenId,
-    Screens, ScreensError, Served, SourceError, TimedFrame, Variant,
+    DisplayDevice, Displays, FrameOrigin, FrameSource, ImageFormat, InstanceKey, RenderLimits,
+    ScreenId, Screens, ScreensError, Served, SourceError, TimedFrame, Variant,
 };
 
 /// What the scripted source does at one capture.
@@ -67,6 +67,7 @@ impl FrameSource for Scripted {
         Ok(TimedFrame {
             frame: Frame::new(4, 2, vec![grey; 24]).unwrap(),
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(call as u64),
+            origin: FrameOrigin::Screendump,
         })
     }
 

@@ -9,23 +9,44 @@
 //!    any state for them.
 //! 3. [`FrameSource::running`] is whether QEMU runs, so a stopped VM answers "not running" at
 //!    once.
-//! 4. The driver's errors become [`SourceError`]s: not running and a missing head keep their
+//! 4. The primary screen is served from the VNC mirror ([`crate::qemu::mirror`]) while it has
+//!    a picture, and followers of it get the mirror's change feed; other heads, and the primary
+//!    screen before the mirror's first full update or after its session failed, take a
+//!    screendump. Each frame says which ([`FrameOrigin`]).
+//! 5. The driver's errors become [`SourceError`]s: not running and a missing head keep their
 //!    meaning; anything else is [`SourceError::Failed`] with the [`DriverError`] inside, which
 //!    the REST layer can downcast for its status.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
-use vgashot_screens::{DisplayDevice, Displays, FrameSource, ScreenId, SourceError, TimedFrame};
+use vgashot_qmp::Qmp;
+use vgashot_screens::{
+    ChangeFeed, DisplayDevice, Displays, FrameOrigin, FrameSource, ScreenId, SourceError,
+    TimedFrame,
+};
 
 use crate::error::DriverError;
 use crate::instance::{Instance, ScreenshotOptions};
 use crate::qemu::QemuInstance;
-use crate::qemu::cmdline::{DISPLAY_DEVICE_ID, display_plan};
+use crate::qemu::cmdline::{DISPLAY_DEVICE_ID, display_plan, screenshot_min_interval};
+use crate::qemu::mirror::SessionSpec;
 use crate::qemu::screenshot;
 
 #[async_trait]
 impl FrameSource for QemuInstance {
     async fn frame(&self, screen: &ScreenId) -> Result<TimedFrame, SourceError> {
         let qmp = self.running_qmp().ok_or(SourceError::NotRunning)?;
+        if is_primary(screen) {
+            if let Some(frame) = self.mirror.picture(|| self.mirror_spec(&qmp)) {
+                return Ok(TimedFrame {
+                    frame,
+                    // The mirror is current: QEMU would have sent what changed.
+                    captured_at: SystemTime::now(),
+                    origin: FrameOrigin::Mirror,
+                });
+            }
+        }
         let options = ScreenshotOptions {
             device: screen.device.clone(),
             head: screen.head,
@@ -35,7 +56,11 @@ impl FrameSource for QemuInstance {
         let (frame, captured_at) = screenshot::capture_frame(&qmp, &options, max_pixels)
             .await
             .map_err(source_error)?;
-        Ok(TimedFrame { frame, captured_at })
+        Ok(TimedFrame {
+            frame,
+            captured_at,
+            origin: FrameOrigin::Screendump,
+        })
     }
 
     fn displays(&self) -> Displays {
@@ -55,6 +80,30 @@ impl FrameSource for QemuInstance {
     fn running(&self) -> bool {
         self.state().pid.is_some()
     }
+
+    fn change_feed(&self, screen: &ScreenId) -> Option<ChangeFeed> {
+        if !is_primary(screen) {
+            return None;
+        }
+        let qmp = self.running_qmp()?;
+        self.mirror.feed(|| self.mirror_spec(&qmp))
+    }
+}
+
+impl QemuInstance {
+    /// What a mirror session of this VM needs; `None` for a definition that does not validate.
+    fn mirror_spec(&self, qmp: &Qmp) -> Option<SessionSpec> {
+        Some(SessionSpec {
+            qmp: qmp.clone(),
+            max_pixels: self.max_screen_pixels(),
+            period: screenshot_min_interval(&self.definition()).ok()?,
+        })
+    }
+}
+
+/// Whether `screen` is the primary console, the one QEMU's VNC server shows.
+fn is_primary(screen: &ScreenId) -> bool {
+    screen.device.is_none() && screen.head.is_none()
 }
 
 /// What the engine needs to know of a driver error.

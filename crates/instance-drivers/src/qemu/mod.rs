@@ -31,6 +31,7 @@ mod frames;
 mod handover;
 pub mod host_files;
 mod input;
+mod mirror;
 mod process;
 mod screenshot;
 mod serial;
@@ -47,6 +48,7 @@ use tokio::sync::broadcast;
 use vgashot_qemu_process::Confinement;
 
 pub use host_files::HostFilePolicy;
+pub use mirror::{LINGER as MIRROR_LINGER, MirrorError};
 pub use screenshot::DEFAULT_MAX_SCREEN_PIXELS;
 pub use vm::QemuInstance;
 

@@ -99,6 +99,12 @@ pub struct ConsoleQuery {
     #[serde(default, deserialize_with = "crate::api::screenshots::time")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub at: Option<std::time::SystemTime>,
+    /// `vga` with `If-None-Match`: wait up to this long (`500ms`, `10s`, or whole seconds; at
+    /// most 30s) for the screen to differ from the `ETag`s named, and answer as soon as it
+    /// does; `304` when it has not by then (`instance_console_screenshot_wait`).
+    #[serde(default, deserialize_with = "crate::screens::wait::parameter")]
+    #[param(value_type = Option<String>, example = "10s")]
+    pub wait: Option<std::time::Duration>,
 }
 
 impl ConsoleQuery {
@@ -275,7 +281,15 @@ async fn screenshot(
         );
     }
     let variant = query.variant(ImageFormat::Png)?;
-    let answer = capture(context, &instance, &screen, query.wake).await?;
+    let answer = match query.wait {
+        Some(wait) => {
+            let screens = &context.screens;
+            screens
+                .changed_from(&instance, &screen, &variant, headers, wait)
+                .await?
+        }
+        None => capture(context, &instance, &screen, query.wake).await?,
+    };
     let capture = &answer.capture;
     let etag = capture.etag(&variant);
     let validators = [
@@ -377,6 +391,17 @@ mod tests {
     }
 
     #[test]
+    fn wait_is_a_bounded_duration() {
+        let wait = |raw| parse(raw).unwrap().wait;
+        assert_eq!(
+            wait("wait=500ms"),
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(wait("wait=30"), Some(std::time::Duration::from_secs(30)));
+        assert_eq!(wait(""), None);
+    }
+
+    #[test]
     fn console_types() {
         let kind = |raw| parse(raw).map(|query| query.kind);
         assert_eq!(kind("").unwrap(), ConsoleType::Log);
@@ -448,6 +473,14 @@ mod tests {
             (
                 "wake=1",
                 "Invalid value for wake parameter: 1 (true or false)",
+            ),
+            (
+                "wait=31s",
+                "Invalid value for wait parameter: 31s (a duration of at most 30s, e.g. 500ms or 10s)",
+            ),
+            (
+                "wait=soon",
+                "Invalid value for wait parameter: soon (a duration of at most 30s, e.g. 500ms or 10s)",
             ),
         ] {
             let error = variant(bad)

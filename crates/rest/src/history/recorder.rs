@@ -5,9 +5,10 @@
 //!    running VM with `console.history.enabled` that has none, and forgets followers that ended.
 //!    A follower ends by itself when its VM stops (or its history is disabled), so recording
 //!    starts and stops with the VM's running state within a sweep.
-//! 2. A follower asks [`next_changed_frame`] for the screen once per interval: today that is a
-//!    capture through the screens engine, shared with every viewer under the instance's
-//!    `console.screenshot.min_interval`, kept only when its pixel hash differs from the last two
+//! 2. A follower follows the screen through the screens engine ([`Follower`]): a mirrored
+//!    screen pushes its changes, so a still screen costs no capture at all; others are polled
+//!    at the interval. [`next_changed_frame`] takes the next change, at most one per
+//!    `console.history.interval`, and keeps it only when its pixel hash differs from the last two
 //!    recorded. That function is the one place that knows where changed frames come from. Two,
 //!    not one: a text console's blinking cursor alternates between two pictures, and an idle
 //!    console recorded one row per interval for ever (measured: 938 rows in 22 minutes for 8
@@ -25,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use vgashot_history::{NewShot, Reason};
 use vgashot_instance_drivers::Instance;
-use vgashot_screens::{Capture, ScreenId, ScreensError};
+use vgashot_screens::{Capture, Follower, ScreenId, ScreensError};
 
 use super::{ScreenHistory, instance_ref, retention, settings};
 use crate::context::Context;
@@ -37,6 +38,9 @@ use crate::request::DEFAULT_PROJECT;
 pub const SWEEP: Duration = Duration::from_secs(1);
 /// Sweeps between two looks for histories of instances that are gone: a minute.
 const FORGET_EVERY: u32 = 60;
+/// How long a follower waits for a change before it reads the VM's settings again (a disabled
+/// history stops within this; a new interval takes a new follower).
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// Runs the recorder until the task is aborted (the server stops).
 pub async fn supervise(context: Arc<Context>) {
@@ -102,21 +106,34 @@ async fn follow(context: Arc<Context>, history: Arc<ScreenHistory>, vm: Arc<dyn 
             .map(|shot| shot.hash);
         Recent([latest, None])
     };
+    let Ok(mut settings) = settings(&vm) else {
+        return;
+    };
+    let Ok(mut follower) = context
+        .screens
+        .follow(&vm, &ScreenId::default(), settings.interval)
+    else {
+        return;
+    };
     loop {
-        let Ok(settings) = settings(&vm) else { return };
         if !settings.enabled {
             return;
         }
-        tokio::time::sleep(settings.interval).await;
-        if !vm.running() {
-            return;
-        }
-        let capture = match next_changed_frame(&context, &vm, &recent).await {
+        let capture = match next_changed_frame(&mut follower, &recent).await {
             Ok(Some(capture)) => capture,
-            Ok(None) => continue,
+            Ok(None) => {
+                // No change in a while: the settings may have changed meanwhile.
+                match self::settings(&vm) {
+                    Ok(now) if now.interval == settings.interval => settings = now,
+                    // A new interval needs a new follower: the next sweep starts one.
+                    _ => return,
+                }
+                continue;
+            }
             Err(ApiError::Screens(ScreensError::NotRunning)) => return,
             Err(error) => {
                 tracing::debug!(instance = vm_name(&vm), error = %crate::describe(&error), "no screen to record");
+                tokio::time::sleep(settings.interval).await;
                 continue;
             }
         };
@@ -165,14 +182,18 @@ impl Recent {
     }
 }
 
-/// The screen of `vm` if its pixels are not one of the `recent` ones: the one place that knows
-/// where changed frames come from (see the module's step 2).
+/// The next screen of the follower's VM whose pixels are not one of the `recent` ones, or
+/// `None` after [`RECHECK`] without one: the one place that knows where changed frames come
+/// from (see the module's step 2). The follower is pushed changes by a mirrored screen (a still
+/// screen costs nothing) and polls other screens at the interval.
 async fn next_changed_frame(
-    context: &Context,
-    vm: &Arc<dyn Instance>,
+    follower: &mut Follower<'_>,
     recent: &Recent,
 ) -> Result<Option<Arc<Capture>>, ApiError> {
-    let answer = context.screens.capture(vm, &ScreenId::default()).await?;
+    let Ok(answer) = tokio::time::timeout(RECHECK, follower.changed()).await else {
+        return Ok(None);
+    };
+    let answer = answer?;
     let changed = !recent.contains(&answer.capture.hash().to_hex());
     Ok(changed.then_some(answer.capture))
 }

@@ -17,8 +17,10 @@
 //!    starts afresh.
 //! 5. [`stream`] turns captures into an MJPEG stream, at most so many at once; [`wake`] wakes
 //!    a blanked screen before its capture.
+//! 6. [`wait`] follows a screen ([`Screens::follow`]) and answers `wait=DURATION`.
 
 pub mod stream;
+pub mod wait;
 pub mod wake;
 
 use std::sync::Arc;
@@ -28,12 +30,22 @@ use vgashot_screens::{Answer, InstanceKey, RenderLimits, ScreenId};
 
 use crate::error::ApiError;
 
+/// The engine's key of `vm`: its project and name.
+fn instance_key(vm: &Arc<dyn Instance>) -> InstanceKey {
+    InstanceKey {
+        project: vm.project().to_owned(),
+        name: vm.name().to_owned(),
+    }
+}
+
 /// Every screen of every VM, and their metrics.
 #[derive(Debug)]
 pub struct Screens {
     engine: vgashot_screens::Screens,
     /// The open MJPEG streams' slots ([`stream`]).
     streams: stream::StreamSlots,
+    /// The slots of requests waiting for a change ([`wait`]).
+    waiters: wait::WaitSlots,
 }
 
 impl Default for Screens {
@@ -41,6 +53,7 @@ impl Default for Screens {
         Self {
             engine: vgashot_screens::Screens::new(RenderLimits::default()),
             streams: stream::StreamSlots::default(),
+            waiters: wait::WaitSlots::default(),
         }
     }
 }
@@ -53,14 +66,10 @@ impl Screens {
         screen: &ScreenId,
     ) -> Result<Answer, ApiError> {
         let min_interval = vm.screenshot_min_interval()?;
-        let key = InstanceKey {
-            project: vm.project().to_owned(),
-            name: vm.name().to_owned(),
-        };
         let source = vm.clone().frame_source();
         Ok(self
             .engine
-            .capture(&key, &source, screen, min_interval)
+            .capture(&instance_key(vm), &source, screen, min_interval)
             .await?)
     }
 

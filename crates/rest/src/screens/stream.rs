@@ -2,22 +2,23 @@
 //! `<img>` element in any browser plays.
 //!
 //! How a stream runs:
-//! 1. A task per stream ticks at the requested frame rate and asks [`Screens`] for a capture,
-//!    so every stream and every plain request of the screen share captures (and the instance's
-//!    minimum interval).
-//! 2. A frame is sent only when the screen changed (its `ETag` differs from the last frame sent),
-//!    but for the one repeat of step 3.
-//! 3. Each part ends with the next boundary, and a frame that the screen keeps is sent once
-//!    more at the next tick: Chromium shows a part only once the part after it begins (measured:
-//!    a still screen stayed blank until then), and on a still screen the next change may be
-//!    minutes away.
+//! 1. A task per stream follows the screen ([`Screens::follow`]): pushed by the VNC mirror
+//!    where the screen has one, polled otherwise, at most `fps` captures a second (or one per
+//!    the instance's minimum interval if longer), sharing captures with every other viewer.
+//! 2. A frame is sent only when the screen changed (the follower yields only new pixels), but
+//!    for the one repeat of step 3: a still screen sends nothing more.
+//! 3. Each part ends with the next boundary, and a new frame is sent once more one frame period
+//!    later unless a newer one came: Chromium shows a part only once the part after it begins
+//!    (measured: a still screen stayed blank until then), and on a still screen the next change
+//!    may be minutes away.
 //! 4. Frames go through a channel of one: a viewer that reads slower than frames come loses the
-//!    frames in between (the next tick sends the newest), and nothing queues without bound.
+//!    frames in between (the newest is offered again each period until taken), and nothing
+//!    queues without bound.
 //! 5. The task ends when the viewer goes away (the channel closes) or the instance stops.
 //! 6. At most [`MAX_STREAMS_PER_INSTANCE`] streams of one instance and [`MAX_STREAMS`] in all run
 //!    at once; one more gets a 503 envelope. Frames are rendered through the engine's bounded
-//!    render pool ([`vgashot_screens::RenderLimits`]); when it is full, the stream skips that
-//!    frame.
+//!    render pool ([`vgashot_screens::RenderLimits`]); when it is full, the frame is rendered
+//!    again one period later.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -100,35 +101,40 @@ pub fn mjpeg(
     let guard = metrics.open_stream();
     tokio::spawn(async move {
         let _open = (guard, slot);
-        let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_sent = None;
-        let mut repeat_owed = false;
-        while !sender.is_closed() {
-            ticks.tick().await;
-            let Ok(answer) = screens.capture(&vm, &screen).await else {
-                break; // The instance stopped (or lost its display): the stream ends.
+        let period = Duration::from_secs(1) / fps;
+        let Ok(mut follower) = screens.follow(&vm, &screen, period) else {
+            return; // The instance stopped meanwhile: the stream ends.
+        };
+        let mut owed = None;
+        loop {
+            // A change, or one period when something is owed (a repeat, a frame to retry).
+            let changed = tokio::select! {
+                answer = follower.changed() => Some(answer),
+                () = tokio::time::sleep(period), if owed.is_some() => None,
+                () = sender.closed() => break,
             };
-            let capture = answer.capture;
-            let etag = capture.etag(&variant);
-            let unchanged = last_sent.as_ref() == Some(&etag);
-            if unchanged && !repeat_owed {
-                continue;
+            match changed {
+                Some(Ok(answer)) => owed = Some(Owed::Render(answer.capture)),
+                // The instance stopped (or lost its display): the stream ends.
+                Some(Err(_)) => break,
+                None => {}
             }
-            let jpeg = match capture.render(&variant).await {
-                Ok(jpeg) => jpeg,
-                // The render queue is full: this frame is skipped, the next tick tries again.
-                Err(ScreensError::Busy { .. }) => continue,
-                Err(_) => break,
+            let Some(next) = owed.take() else {
+                continue;
             };
-            match sender.try_send(part(&jpeg)) {
-                Ok(()) => {
-                    repeat_owed = !unchanged;
-                    last_sent = Some(etag);
-                }
-                // The viewer has not read the last frame yet: skip this one.
-                Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Closed(_)) => break,
+            let still_owed = match next {
+                Owed::Render(capture) => match capture.render(&variant).await {
+                    Ok(jpeg) => send(&sender, part(&jpeg), false),
+                    // The render queue is full: tried again after a period.
+                    Err(ScreensError::Busy { .. }) => Ok(Some(Owed::Render(capture))),
+                    Err(_) => break,
+                },
+                Owed::Send(part) => send(&sender, part, false),
+                Owed::Repeat(part) => send(&sender, part, true),
+            };
+            match still_owed {
+                Ok(still_owed) => owed = still_owed,
+                Err(Closed) => break,
             }
         }
     });
@@ -150,6 +156,31 @@ pub fn mjpeg(
         .header(CACHE_CONTROL, "no-cache, no-store")
         .body(StreamBody::new(frames).boxed_unsync())
         .expect("static headers are valid"))
+}
+
+/// What a stream owes its viewer.
+enum Owed {
+    /// A new frame, not rendered yet (the render queue was full).
+    Render(Arc<vgashot_screens::Capture>),
+    /// A part the viewer has not taken yet (it had not read the one before).
+    Send(Bytes),
+    /// The last part once more, for browsers that show a part only when the next begins.
+    Repeat(Bytes),
+}
+
+/// The viewer went away.
+struct Closed;
+
+/// Offers `part` to the viewer, and says what is still owed: the part itself if the viewer has
+/// not read the last one yet, its repeat if it was new, nothing after a repeat.
+fn send(sender: &mpsc::Sender<Bytes>, part: Bytes, repeat: bool) -> Result<Option<Owed>, Closed> {
+    match sender.try_send(part.clone()) {
+        Ok(()) if repeat => Ok(None),
+        Ok(()) => Ok(Some(Owed::Repeat(part))),
+        Err(TrySendError::Full(_)) if repeat => Ok(Some(Owed::Repeat(part))),
+        Err(TrySendError::Full(_)) => Ok(Some(Owed::Send(part))),
+        Err(TrySendError::Closed(_)) => Err(Closed),
+    }
 }
 
 /// One part of the multipart stream, closed by the boundary of the next.

@@ -95,6 +95,10 @@ impl MachinePlan {
             ),
             VgaModel::None => {}
         }
+        if self.vga != VgaModel::None {
+            // QEMU's VNC server, listening nowhere: the mirror passes it a socket of its own.
+            push("-vnc", "none".into());
+        }
         push(
             "-chardev",
             format!("ringbuf,id={CONSOLE_CHARDEV_ID},size={console_ring_bytes}").into(),
@@ -185,6 +189,8 @@ mod tests {
                 "none",
                 "-device",
                 "VGA,id=video0",
+                "-vnc",
+                "none",
                 "-chardev",
                 "ringbuf,id=console,size=65536",
                 "-serial",
@@ -276,6 +282,8 @@ mod tests {
                 "none".into(),
                 "-device".into(),
                 "virtio-vga,id=video0,max_outputs=2".into(),
+                "-vnc".into(),
+                "none".into(),
                 "-chardev".into(),
                 "ringbuf,id=console,size=1048576".into(),
                 "-serial".into(),

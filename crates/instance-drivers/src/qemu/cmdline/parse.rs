@@ -335,7 +335,9 @@ mod tests {
                     "-vga".into(),
                     "none".into(),
                     "-device".into(),
-                    "VGA,id=video0".into()
+                    "VGA,id=video0".into(),
+                    "-vnc".into(),
+                    "none".into()
                 ]
             )
         );
@@ -348,7 +350,9 @@ mod tests {
                     "-vga".into(),
                     "none".into(),
                     "-device".into(),
-                    "virtio-vga,id=video0,max_outputs=1".into()
+                    "virtio-vga,id=video0,max_outputs=1".into(),
+                    "-vnc".into(),
+                    "none".into()
                 ]
             )
         );
