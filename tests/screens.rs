@@ -80,9 +80,10 @@ async fn screens_and_metrics_go_with_their_instance() {
     ] {
         assert!(lines.contains(&line), "no {line} in {lines:#?}");
     }
-    // Five counters, a gauge, and a histogram of 12 buckets, a count and a sum.
-    assert_eq!(lines.len(), 20, "{lines:#?}");
-    assert_eq!(metric_lines(&daemon, "kept").await.len(), 20);
+    // Five counters, frames by their two sources, a gauge, and a histogram of 12 buckets, a
+    // count and a sum.
+    assert_eq!(lines.len(), 22, "{lines:#?}");
+    assert_eq!(metric_lines(&daemon, "kept").await.len(), 22);
 
     // The driver deletes an ephemeral instance when it stops.
     let stop = json!({"action": "stop", "force": true});

@@ -191,7 +191,7 @@ async fn foreign_origins_and_bodies_that_are_not_json_are_refused() {
         refusal(
             403,
             "Cross-origin request refused: Origin http://evil.example is not this server's \
-             origin https://unix.socket"
+             origin http://unix.socket"
         )
     );
     assert!(!exists(&daemon, "evil").await, "an attack created a VM");

@@ -56,7 +56,9 @@ await withChromium(async (browser, certified) => {
     (await statusOf()) === 'Stopped', GUEST_DEADLINE_MS);
   const placeholder = await card.locator('.placeholder').textContent();
   check(placeholder === 'Stopped: the guest shut down', `placeholder ${placeholder}`);
-  check(await card.locator('.thumb').isHidden(), 'the stopped VM lost its thumbnail');
+  // Its thumbnail is now the last screen the history pinned, marked as such.
+  await until(`${guest}'s card shows its last screen`, async () =>
+    (await card.locator('.thumb').getAttribute('alt')) === `Last screen of ${guest}`);
   check(listRequests === before, `${listRequests - before} list requests while events were open`);
   step('card shows the guest shut down');
 

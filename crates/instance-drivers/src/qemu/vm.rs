@@ -652,7 +652,13 @@ impl Instance for QemuInstance {
 
     async fn console_log(&self) -> Result<Vec<u8>> {
         if let Some(vm) = self.running_vm() {
-            self.console.drain(&vm.qmp).await?;
+            match self.console.drain(&vm.qmp).await {
+                Ok(()) => {}
+                // QEMU ended meanwhile (a guest that powered off or panicked is ended by the
+                // supervisor, which drained the ring first): the log is all there is.
+                Err(_) if vm.qmp.lost().is_some() => {}
+                Err(error) => return Err(error),
+            }
         }
         self.console.read().await
     }
