@@ -43,6 +43,7 @@ use vgashot_stdext::now_rfc3339 as timestamp;
 
 use crate::model::Operation;
 use crate::request::DEFAULT_PROJECT;
+use crate::screen_interest::{InterestGuard, ScreenInterest};
 use crate::urls::{instance_url, with_project};
 
 /// How many events a listener may fall behind before it is dropped.
@@ -121,11 +122,27 @@ pub enum EventType {
     /// includes it in the default set, so asking for it must not be an error.
     #[serde(rename = "network-acl")]
     NetworkAcl,
+    /// A running VM's screen changed (`screen`, ours: `instance_console_screen_events`): its
+    /// new `ETag` and size, at most one per instance per
+    /// [`crate::screen_events::PERIOD`]. Only for listeners that name it: it is not in the
+    /// default set, so a client that asks for every type does not make screens be followed.
+    #[serde(rename = "screen")]
+    Screen,
 }
 
 impl EventType {
-    /// Every type, in upstream's order: what a listener gets when it names none.
-    pub const ALL: [Self; 4] = [
+    /// Every type a listener may name: upstream's, in its order, then ours.
+    pub const ALL: [Self; 5] = [
+        Self::Logging,
+        Self::Operation,
+        Self::Lifecycle,
+        Self::NetworkAcl,
+        Self::Screen,
+    ];
+
+    /// What a listener gets when it names no type: upstream's types. `screen` is left out, as
+    /// following screens costs captures, which only a listener that asks for them should cause.
+    pub const DEFAULT: [Self; 4] = [
         Self::Logging,
         Self::Operation,
         Self::Lifecycle,
@@ -139,15 +156,16 @@ impl EventType {
             Self::Operation => "operation",
             Self::Lifecycle => "lifecycle",
             Self::NetworkAcl => "network-acl",
+            Self::Screen => "screen",
         }
     }
 
-    /// Parses the `type` query parameter as upstream does: comma-separated names, every type
-    /// when it is absent or empty, and a 400 naming the first unknown entry (an empty entry,
+    /// Parses the `type` query parameter as upstream does: comma-separated names, the
+    /// [`Self::DEFAULT`] types when it is absent or empty, and a 400 naming the first unknown entry (an empty entry,
     /// as in `operation,`, is unknown too).
     pub fn parse_list(value: Option<&str>) -> Result<Vec<Self>, ApiError> {
         match value {
-            None | Some("") => Ok(Self::ALL.to_vec()),
+            None | Some("") => Ok(Self::DEFAULT.to_vec()),
             Some(value) => value
                 .split(',')
                 .map(|entry| entry.parse().map_err(ApiError::from))
@@ -170,12 +188,12 @@ impl FromStr for EventType {
 /// One event, as upstream sends it in a text frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
-    /// `operation`, `lifecycle`, `logging` or `network-acl`.
+    /// `operation`, `lifecycle`, `logging`, `network-acl` or `screen`.
     #[serde(rename = "type")]
     pub kind: EventType,
     /// When it happened, RFC 3339 with nanoseconds.
     pub timestamp: String,
-    /// The operation, the lifecycle record or the log record.
+    /// The operation, the lifecycle record, the log record or the screen change.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     /// The cluster member it comes from: `none` on a standalone server.
@@ -333,6 +351,8 @@ struct HubInner {
     closed: watch::Sender<bool>,
     /// The listeners' slots, [`MAX_LISTENERS`] at most.
     listeners: Quota<()>,
+    /// Who listens for `screen` events, per project.
+    screen_interest: ScreenInterest,
 }
 
 impl Default for EventHub {
@@ -355,6 +375,7 @@ impl EventHub {
                 sender,
                 closed: watch::Sender::new(false),
                 listeners: Quota::new(MAX_LISTENERS, MAX_LISTENERS),
+                screen_interest: ScreenInterest::default(),
             }),
         }
     }
@@ -422,6 +443,12 @@ impl EventHub {
         self.inner.sender.receiver_count()
     }
 
+    /// Who listens for `screen` events: the screen events supervisor follows screens only
+    /// while somebody does.
+    pub fn screen_interest(&self) -> &ScreenInterest {
+        &self.inner.screen_interest
+    }
+
     /// Ends every listener, now and later (for shutdown, while clones of the hub still exist).
     pub fn close(&self) {
         self.inner.closed.send_replace(true);
@@ -486,7 +513,7 @@ pub async fn events_websocket<B>(
         })?;
     let filter = Filter {
         types: if types.is_empty() {
-            EventType::ALL.to_vec()
+            EventType::DEFAULT.to_vec()
         } else {
             types
         },
@@ -496,11 +523,16 @@ pub async fn events_websocket<B>(
             Some(project.unwrap_or_else(|| DEFAULT_PROJECT.to_owned()))
         },
     };
+    let interest = filter
+        .types
+        .contains(&EventType::Screen)
+        .then(|| hub.inner.screen_interest.register(filter.project.clone()));
     let listener = Listener {
         events: hub.inner.sender.subscribe(),
         closed: hub.inner.closed.subscribe(),
         filter,
         _slot: slot,
+        _interest: interest,
     };
     let upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
@@ -576,6 +608,8 @@ struct Listener {
     filter: Filter,
     /// Its place among [`MAX_LISTENERS`], given back when the listener ends.
     _slot: Slot<()>,
+    /// Its interest in `screen` events, if it asked for them, given up when it ends.
+    _interest: Option<InterestGuard>,
 }
 
 /// Why a listener ends, and what it tells the peer.
@@ -598,6 +632,7 @@ impl Listener {
             mut closed,
             filter,
             _slot,
+            _interest,
         } = self;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
