@@ -124,29 +124,21 @@ pub enum EventType {
     NetworkAcl,
     /// A running VM's screen changed (`screen`, ours: `instance_console_screen_events`): its
     /// new `ETag` and size, at most one per instance per
-    /// [`crate::screen_events::PERIOD`]. Only for listeners that name it: it is not in the
-    /// default set, so a client that asks for every type does not make screens be followed.
+    /// [`crate::screen_events::PERIOD`]. Screens are followed for it only while a listener
+    /// of the type (or of every type) is connected.
     #[serde(rename = "screen")]
     Screen,
 }
 
 impl EventType {
-    /// Every type a listener may name: upstream's, in its order, then ours.
+    /// Every type, upstream's in its order, then ours: what a listener gets when it names none,
+    /// as upstream (`incus monitor --type=screen` asks for every type and filters itself).
     pub const ALL: [Self; 5] = [
         Self::Logging,
         Self::Operation,
         Self::Lifecycle,
         Self::NetworkAcl,
         Self::Screen,
-    ];
-
-    /// What a listener gets when it names no type: upstream's types. `screen` is left out, as
-    /// following screens costs captures, which only a listener that asks for them should cause.
-    pub const DEFAULT: [Self; 4] = [
-        Self::Logging,
-        Self::Operation,
-        Self::Lifecycle,
-        Self::NetworkAcl,
     ];
 
     /// The wire name.
@@ -160,12 +152,12 @@ impl EventType {
         }
     }
 
-    /// Parses the `type` query parameter as upstream does: comma-separated names, the
-    /// [`Self::DEFAULT`] types when it is absent or empty, and a 400 naming the first unknown entry (an empty entry,
+    /// Parses the `type` query parameter as upstream does: comma-separated names, every type
+    /// when it is absent or empty, and a 400 naming the first unknown entry (an empty entry,
     /// as in `operation,`, is unknown too).
     pub fn parse_list(value: Option<&str>) -> Result<Vec<Self>, ApiError> {
         match value {
-            None | Some("") => Ok(Self::DEFAULT.to_vec()),
+            None | Some("") => Ok(Self::ALL.to_vec()),
             Some(value) => value
                 .split(',')
                 .map(|entry| entry.parse().map_err(ApiError::from))
@@ -513,7 +505,7 @@ pub async fn events_websocket<B>(
         })?;
     let filter = Filter {
         types: if types.is_empty() {
-            EventType::DEFAULT.to_vec()
+            EventType::ALL.to_vec()
         } else {
             types
         },

@@ -593,8 +593,8 @@ async fn screen_events_are_paced_per_instance_and_cost_nothing_without_listeners
     for shade in 0..=255u8 {
         vm.script(Scripted::Frame(frame([shade, 0, 0])));
     }
-    // A listener of the default types does not make the screen be followed.
-    let mut others = listen(&served, "").await;
+    // A listener of other types does not make the screen be followed.
+    let mut others = listen(&served, "type=lifecycle,operation").await;
     assert!(
         screen_events(&mut others, Duration::from_millis(1500))
             .await
@@ -602,10 +602,11 @@ async fn screen_events_are_paced_per_instance_and_cost_nothing_without_listeners
     );
     assert_eq!(vm.captures.load(Ordering::SeqCst), 0);
 
-    // Three listeners of `screen` share one follower: one capture, and one event, a second.
+    // Three listeners of `screen` (one of every type) share one follower: one capture, and
+    // one event, a second.
     let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(listen(&served, "type=screen").await);
+    for query in ["type=screen", "", "type=operation,screen"] {
+        listeners.push(listen(&served, query).await);
     }
     let events = screen_events(&mut listeners[0], Duration::from_millis(3500)).await;
     assert!((3..=5).contains(&events.len()), "{events:?}");

@@ -15,8 +15,8 @@ use crate::request::{AllProjects, Project, Query};
 pub struct EventsQuery {
     /// Comma-separated event types (`operation`, `lifecycle`, `logging`, `network-acl`, and
     /// ours, `screen`: a running VM's screen changed, with its new `ETag`, width and height, at
-    /// most once per instance per second; `instance_console_screen_events`); Incus's four when
-    /// absent or empty (`screen` only when named).
+    /// most once per instance per second; `instance_console_screen_events`); all when absent or
+    /// empty.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Project name (only `default` exists; absent or empty means it).

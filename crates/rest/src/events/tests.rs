@@ -124,8 +124,8 @@ fn event_wire_shape_is_incus() {
 
 #[test]
 fn type_lists_parse_as_incus() {
-    assert_eq!(EventType::parse_list(None).unwrap(), EventType::DEFAULT);
-    assert_eq!(EventType::parse_list(Some("")).unwrap(), EventType::DEFAULT);
+    assert_eq!(EventType::parse_list(None).unwrap(), EventType::ALL);
+    assert_eq!(EventType::parse_list(Some("")).unwrap(), EventType::ALL);
     assert_eq!(
         EventType::parse_list(Some("operation,lifecycle")).unwrap(),
         [EventType::Operation, EventType::Lifecycle]
