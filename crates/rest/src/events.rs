@@ -124,7 +124,7 @@ pub enum EventType {
     NetworkAcl,
     /// A running VM's screen changed (`screen`, ours: `instance_console_screen_events`): its
     /// new `ETag` and size, at most one per instance per
-    /// [`crate::screen_events::PERIOD`]. Screens are followed for it only while a listener
+    /// second (`screen_events::PERIOD`). Screens are followed for it only while a listener
     /// of the type (or of every type) is connected.
     #[serde(rename = "screen")]
     Screen,

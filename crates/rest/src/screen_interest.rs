@@ -1,5 +1,5 @@
 //! Who listens for `screen` events: a count of listeners per project, watched by the screen
-//! events supervisor ([`crate::screen_events`]), so that screens are followed for events only
+//! events supervisor (`screen_events`), so that screens are followed for events only
 //! while somebody wants them.
 //!
 //! 1. Each events listener that names the `screen` type holds an [`InterestGuard`] for its
