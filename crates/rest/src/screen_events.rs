@@ -15,8 +15,9 @@
 //!    followers of VMs nobody listens to any more, that stopped or that are gone. A follower
 //!    also ends by itself when its VM stops. When the last listener goes every follower is
 //!    stopped at once, and a mirrored screen is let go after the mirror's own linger.
-//! 3. A follower publishes one event for the screen as it is when following starts, then one
-//!    per change: the instance, its project, the screen, the new `ETag` of the plain PNG (what
+//! 3. A follower publishes one event for the screen as it is when following starts (the first
+//!    listener came, or the VM started), then one per change (a listener that joins others gets
+//!    changes only): the instance, its project, the screen, the new `ETag` of the plain PNG (what
 //!    `GET …/console?type=vga` answers as `ETag`), the size and when the pixels changed
 //!    ([`ScreenChange`]).
 //! 4. Rate: the follower captures at most once per [`PERIOD`] (or the instance's
