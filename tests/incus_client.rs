@@ -5,8 +5,10 @@ mod support;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use serde_json::json;
+use support::terminal::Terminal;
 use support::{Daemon, decode_png, wait_for_picture};
 use vgashot_fixtures::Fixture;
 
@@ -55,6 +57,17 @@ async fn the_incus_client_drives_the_daemon() {
         info.contains("Name: v1") && info.contains("RUNNING"),
         "{info}"
     );
+
+    // `incus monitor --type=screen` shows v1's screen as it is when it starts listening.
+    let monitor = Terminal::spawn(support::terminal::incus_command(
+        &incus,
+        &daemon,
+        &["monitor", "--type=screen", "--format=json"],
+    ));
+    let output = monitor.wait_for("\"type\":\"screen\"", Duration::from_secs(30));
+    assert!(output.contains("\"name\":\"v1\""), "{output}");
+    assert!(output.contains("\"width\":640"), "{output}");
+    drop(monitor);
 
     ok(&incus, &daemon, &["init", "--empty", "--vm", "v2"]);
     // A stopped instance is renamed; a running one is refused with upstream's words.

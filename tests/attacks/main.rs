@@ -12,4 +12,5 @@ mod connections;
 mod connections_wire;
 mod console;
 mod lifecycle;
+mod screen_events;
 mod ui_proxy;

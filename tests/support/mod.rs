@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod bystander;
 pub mod lifecycle;
+pub mod screen_events;
 pub mod terminal;
 pub mod ui_proxy;
 

@@ -43,6 +43,7 @@ use vgashot_stdext::now_rfc3339 as timestamp;
 
 use crate::model::Operation;
 use crate::request::DEFAULT_PROJECT;
+use crate::screen_interest::{InterestGuard, ScreenInterest};
 use crate::urls::{instance_url, with_project};
 
 /// How many events a listener may fall behind before it is dropped.
@@ -121,15 +122,23 @@ pub enum EventType {
     /// includes it in the default set, so asking for it must not be an error.
     #[serde(rename = "network-acl")]
     NetworkAcl,
+    /// A running VM's screen changed (`screen`, ours: `instance_console_screen_events`): its
+    /// new `ETag` and size, at most one per instance per
+    /// second (`screen_events::PERIOD`). Screens are followed for it only while a listener
+    /// of the type (or of every type) is connected.
+    #[serde(rename = "screen")]
+    Screen,
 }
 
 impl EventType {
-    /// Every type, in upstream's order: what a listener gets when it names none.
-    pub const ALL: [Self; 4] = [
+    /// Every type, upstream's in its order, then ours: what a listener gets when it names none,
+    /// as upstream (`incus monitor --type=screen` asks for every type and filters itself).
+    pub const ALL: [Self; 5] = [
         Self::Logging,
         Self::Operation,
         Self::Lifecycle,
         Self::NetworkAcl,
+        Self::Screen,
     ];
 
     /// The wire name.
@@ -139,6 +148,7 @@ impl EventType {
             Self::Operation => "operation",
             Self::Lifecycle => "lifecycle",
             Self::NetworkAcl => "network-acl",
+            Self::Screen => "screen",
         }
     }
 
@@ -170,12 +180,12 @@ impl FromStr for EventType {
 /// One event, as upstream sends it in a text frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
-    /// `operation`, `lifecycle`, `logging` or `network-acl`.
+    /// `operation`, `lifecycle`, `logging`, `network-acl` or `screen`.
     #[serde(rename = "type")]
     pub kind: EventType,
     /// When it happened, RFC 3339 with nanoseconds.
     pub timestamp: String,
-    /// The operation, the lifecycle record or the log record.
+    /// The operation, the lifecycle record, the log record or the screen change.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     /// The cluster member it comes from: `none` on a standalone server.
@@ -333,6 +343,8 @@ struct HubInner {
     closed: watch::Sender<bool>,
     /// The listeners' slots, [`MAX_LISTENERS`] at most.
     listeners: Quota<()>,
+    /// Who listens for `screen` events, per project.
+    screen_interest: ScreenInterest,
 }
 
 impl Default for EventHub {
@@ -355,6 +367,7 @@ impl EventHub {
                 sender,
                 closed: watch::Sender::new(false),
                 listeners: Quota::new(MAX_LISTENERS, MAX_LISTENERS),
+                screen_interest: ScreenInterest::default(),
             }),
         }
     }
@@ -420,6 +433,12 @@ impl EventHub {
     /// How many listeners are connected (or about to be: subscribed, not yet upgraded).
     pub fn listener_count(&self) -> usize {
         self.inner.sender.receiver_count()
+    }
+
+    /// Who listens for `screen` events: the screen events supervisor follows screens only
+    /// while somebody does.
+    pub fn screen_interest(&self) -> &ScreenInterest {
+        &self.inner.screen_interest
     }
 
     /// Ends every listener, now and later (for shutdown, while clones of the hub still exist).
@@ -496,11 +515,16 @@ pub async fn events_websocket<B>(
             Some(project.unwrap_or_else(|| DEFAULT_PROJECT.to_owned()))
         },
     };
+    let interest = filter
+        .types
+        .contains(&EventType::Screen)
+        .then(|| hub.inner.screen_interest.register(filter.project.clone()));
     let listener = Listener {
         events: hub.inner.sender.subscribe(),
         closed: hub.inner.closed.subscribe(),
         filter,
         _slot: slot,
+        _interest: interest,
     };
     let upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
@@ -576,6 +600,8 @@ struct Listener {
     filter: Filter,
     /// Its place among [`MAX_LISTENERS`], given back when the listener ends.
     _slot: Slot<()>,
+    /// Its interest in `screen` events, if it asked for them, given up when it ends.
+    _interest: Option<InterestGuard>,
 }
 
 /// Why a listener ends, and what it tells the peer.
@@ -598,6 +624,7 @@ impl Listener {
             mut closed,
             filter,
             _slot,
+            _interest,
         } = self;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);

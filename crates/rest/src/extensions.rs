@@ -36,4 +36,5 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instance_console_screenshot_wake",
     "instance_screenshot_history",
     "instance_console_screenshot_wait",
+    "instance_console_screen_events",
 ];

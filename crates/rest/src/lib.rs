@@ -42,6 +42,8 @@ pub mod operations;
 pub mod request;
 pub mod router;
 pub mod same_origin;
+pub mod screen_events;
+pub mod screen_interest;
 pub mod screens;
 pub mod server;
 pub mod transitions;
@@ -135,7 +137,10 @@ impl Daemon {
             .history
             .is_some()
             .then(|| tokio::spawn(history::recorder::supervise(context.clone())));
+        // Screen changes as `screen` events, followed only while somebody listens.
+        let screen_events = tokio::spawn(screen_events::supervise(context.clone()));
         server::serve(listener, https, context, shutdown).await;
+        screen_events.abort();
         bridge.abort();
         if let Some(recorder) = recorder {
             recorder.abort();

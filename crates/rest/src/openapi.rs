@@ -78,12 +78,15 @@ use crate::operations::Operation;
         api::console::ConsoleType,
         api::console::StreamType,
         vgashot_screens::ImageFormat,
+        // What `/1.0/events` sends, as websocket frames rather than a response body.
+        crate::events::EventType,
+        crate::screen_events::ScreenChange,
     )),
     tags(
         (name = "server", description = "The server and its API extensions"),
         (name = "instances", description = "Virtual machines, their state, console and screenshots"),
         (name = "operations", description = "Long-running actions"),
-        (name = "events", description = "Operation and life-cycle events over a websocket"),
+        (name = "events", description = "Operation, life-cycle and screen-change events over a websocket"),
         (name = "profiles", description = "Profiles (only `default`)"),
         (name = "metrics", description = "Screenshot metrics in OpenMetrics text"),
         (name = "ui", description = "The web page that shows every VM's screen"),

@@ -268,6 +268,7 @@ impl Driver for FakeDriver {
 struct Served {
     client: Client,
     driver: Arc<FakeDriver>,
+    socket: std::path::PathBuf,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -299,6 +300,7 @@ async fn serve() -> Served {
     Served {
         client,
         driver,
+        socket,
         _stop: stop,
         _dir: dir,
     }
@@ -540,4 +542,116 @@ async fn errors_have_incus_statuses_and_words() {
         (bad_head.status, bad_head.error().to_string()),
         (400, "Display device \"video0\" has no head 1".into())
     );
+}
+
+/// An events websocket on the served socket, for the types in `query`.
+async fn listen(
+    served: &Served,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {
+    let stream = tokio::net::UnixStream::connect(&served.socket)
+        .await
+        .unwrap();
+    let url = format!("ws://vgashot/1.0/events?{query}");
+    let (socket, response) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// The metadata of the `screen` events `socket` gets within `period`, with when each came.
+async fn screen_events(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>,
+    period: Duration,
+) -> Vec<(tokio::time::Instant, Value)> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + period;
+    let mut events = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, socket.next()).await {
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message.unwrap() else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(event["type"], "screen", "{event}");
+        events.push((tokio::time::Instant::now(), event["metadata"].clone()));
+    }
+    events
+}
+
+#[tokio::test]
+async fn screen_events_are_paced_per_instance_and_cost_nothing_without_listeners() {
+    let served = serve().await;
+    create(
+        &served.client,
+        "v1",
+        json!({"console.screenshot.min_interval": "0"}),
+    )
+    .await
+    .unwrap();
+    let vm = served.driver.fake("v1");
+    vm.set_status(InstanceStatus::Running);
+    // A guest that repaints at every capture.
+    for shade in 0..=255u8 {
+        vm.script(Scripted::Frame(frame([shade, 0, 0])));
+    }
+    // A listener of other types does not make the screen be followed.
+    let mut others = listen(&served, "type=lifecycle,operation").await;
+    assert!(
+        screen_events(&mut others, Duration::from_millis(1500))
+            .await
+            .is_empty()
+    );
+    assert_eq!(vm.captures.load(Ordering::SeqCst), 0);
+
+    // Three listeners of `screen` (one of every type) share one follower: one capture, and
+    // one event, a second.
+    let mut listeners = Vec::new();
+    for query in ["type=screen", "", "type=operation,screen"] {
+        listeners.push(listen(&served, query).await);
+    }
+    let events = screen_events(&mut listeners[0], Duration::from_millis(3500)).await;
+    assert!((3..=5).contains(&events.len()), "{events:?}");
+    for pair in events.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= Duration::from_millis(800),
+            "{gap:?} between {pair:?}"
+        );
+        assert_ne!(pair[0].1["etag"], pair[1].1["etag"]);
+    }
+    let first = &events[0].1;
+    assert_eq!(
+        (
+            &first["name"],
+            &first["project"],
+            &first["width"],
+            &first["height"]
+        ),
+        (&json!("v1"), &json!("default"), &json!(4), &json!(2))
+    );
+    assert!(first.get("device").is_none(), "{first}");
+    let captures = vm.captures.load(Ordering::SeqCst);
+    assert!(captures <= events.len() + 1, "{captures} captures");
+
+    // With the listeners gone the follower stops: the count stays.
+    drop(listeners);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut settled = vm.captures.load(Ordering::SeqCst);
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = vm.captures.load(Ordering::SeqCst);
+        if now == settled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "captures go on: {now}"
+        );
+        settled = now;
+    }
+    assert!(
+        screen_events(&mut others, Duration::from_millis(1500))
+            .await
+            .is_empty()
+    );
+    assert_eq!(vm.captures.load(Ordering::SeqCst), settled);
 }

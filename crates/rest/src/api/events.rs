@@ -1,4 +1,4 @@
-//! `/1.0/events`: operation, life-cycle and logging events over a websocket.
+//! `/1.0/events`: operation, life-cycle, logging and screen-change events over a websocket.
 
 use hyper::Request;
 use hyper::body::Incoming;
@@ -13,8 +13,10 @@ use crate::request::{AllProjects, Project, Query};
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Comma-separated event types (`operation`, `lifecycle`, `logging`, `network-acl`); all
-    /// when absent or empty.
+    /// Comma-separated event types (`operation`, `lifecycle`, `logging`, `network-acl`, and
+    /// ours, `screen`: a running VM's screen changed, with its new `ETag`, width and height, at
+    /// most once per instance per second; `instance_console_screen_events`); all when absent or
+    /// empty.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Project name (only `default` exists; absent or empty means it).
