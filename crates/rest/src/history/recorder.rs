@@ -38,9 +38,9 @@ use crate::request::DEFAULT_PROJECT;
 pub const SWEEP: Duration = Duration::from_secs(1);
 /// Sweeps between two looks for histories of instances that are gone: a minute.
 const FORGET_EVERY: u32 = 60;
-/// How long a follower waits for a change before it reads the VM's settings again (a disabled
-/// history stops within this; a new interval takes a new follower).
-const RECHECK: Duration = Duration::from_secs(5);
+/// How long a follower waits for a change before it looks at the VM again: a stopped VM is
+/// let go of, a disabled history stops and a new interval takes a new follower within this.
+const RECHECK: Duration = SWEEP;
 
 /// Runs the recorder until the task is aborted (the server stops).
 pub async fn supervise(context: Arc<Context>) {
@@ -122,7 +122,11 @@ async fn follow(context: Arc<Context>, history: Arc<ScreenHistory>, vm: Arc<dyn 
         let capture = match next_changed_frame(&mut follower, &recent).await {
             Ok(Some(capture)) => capture,
             Ok(None) => {
-                // No change in a while: the settings may have changed meanwhile.
+                // No change in a while: the VM may have stopped (let go of it, so that its
+                // screens' state and metrics can go with it), or its settings changed.
+                if !vm.running() {
+                    return;
+                }
                 match self::settings(&vm) {
                     Ok(now) if now.interval == settings.interval => settings = now,
                     // A new interval needs a new follower: the next sweep starts one.
