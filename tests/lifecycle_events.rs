@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use support::lifecycle::LifecycleListener;
+use support::lifecycle::{LifecycleListener, pinned_last_screen};
 use support::{Daemon, json};
 use vgashot_fixtures::Fixture;
 
@@ -60,21 +60,14 @@ async fn starts_stops_and_crashes_are_lifecycle_events_with_their_reasons() {
         .until("v1", "instance-stopped", EVENT_DEADLINE)
         .await;
     assert_eq!(events.len(), 1, "one event for the stop: {events:?}");
-    let context = &events[0]["context"];
-    assert_eq!(
-        (&context["reason"], &context["status"]),
-        (&json!("stopped on request"), &json!("Stopped")),
-        "{context}"
-    );
-    // The last screen, captured before QEMU ended, pinned: the fixture's bars.
-    let url = context["screenshot"]
-        .as_str()
-        .expect("the pinned screen's URL");
-    let pinned = json(&daemon.request("GET", url, None).await)["metadata"].clone();
-    assert_eq!(
-        (&pinned["reason"], &pinned["pinned"]),
-        (&json!("stop"), &json!(true))
-    );
+    // The last screen, captured before QEMU ended, pinned.
+    let (url, _) = pinned_last_screen(
+        &daemon,
+        &events[0]["context"],
+        ("stopped on request", "Stopped"),
+        "stop",
+    )
+    .await;
     let image = daemon.request("GET", &format!("{url}/image"), None).await;
     assert_eq!(image.status, 200);
 

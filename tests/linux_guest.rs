@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::lifecycle::LifecycleListener;
+use support::lifecycle::{LifecycleListener, pinned_last_screen};
 use support::terminal::{Terminal, incus_command};
 use support::{Daemon, decode_png, json};
 use vgashot_linux_guest::{
@@ -238,29 +238,21 @@ async fn a_panicked_guest_is_an_error() {
         actions,
         ["instance-created", "instance-started", "instance-panicked"]
     );
-    let context = &events[2]["context"];
-    assert_eq!(
-        (&context["reason"], &context["status"]),
-        (&json!("the guest kernel panicked"), &json!("Error")),
-        "{context}"
-    );
+    let (url, pinned) = pinned_last_screen(
+        &daemon,
+        &events[2]["context"],
+        ("the guest kernel panicked", "Error"),
+        "panic",
+    )
+    .await;
     let state = wait_for_status(&daemon, "panicked", "Error").await;
     assert_eq!(state["status_code"], 112, "{state}");
     assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
     // What the guest printed before it died is in the console log.
     wait_for_console(&daemon, "panicked", &[PANIC_LINE, KERNEL_PANIC_LINE]).await;
 
-    // The event names the pinned last screen: taken while QEMU waited, paused, after the panic,
-    // so it shows more of the screen written (the panic's text) than any screen recorded before.
-    let url = context["screenshot"]
-        .as_str()
-        .expect("the pinned screen's URL");
-    let pinned = json(&daemon.request("GET", url, None).await)["metadata"].clone();
-    assert_eq!(
-        (&pinned["reason"], &pinned["pinned"]),
-        (&json!("panic"), &json!(true)),
-        "{pinned}"
-    );
+    // The pinned last screen was taken while QEMU waited, paused, after the panic, so it shows
+    // more of the screen written (the panic's text) than the screens recorded before.
     let lit = |reply: support::Reply| {
         assert_eq!(reply.status, 200, "{:?}", reply.body);
         lit_share(&decode_png(&reply.body).2)
@@ -315,17 +307,13 @@ async fn a_guest_that_powers_off_is_stopped_with_a_shutdown_event() {
     let events = listener
         .until("leaving", "instance-shutdown", BOOT_DEADLINE)
         .await;
-    let context = &events.last().unwrap()["context"];
-    assert_eq!(
-        (&context["reason"], &context["status"]),
-        (&json!("the guest shut down"), &json!("Stopped")),
-        "{context}"
-    );
-    let url = context["screenshot"]
-        .as_str()
-        .expect("the pinned screen's URL");
-    let pinned = json(&daemon.request("GET", url, None).await)["metadata"].clone();
-    assert_eq!(pinned["reason"], "shutdown", "{pinned}");
+    pinned_last_screen(
+        &daemon,
+        &events.last().unwrap()["context"],
+        ("the guest shut down", "Stopped"),
+        "shutdown",
+    )
+    .await;
     let state = wait_for_status(&daemon, "leaving", "Stopped").await;
     assert_eq!(state["pid"], 0, "QEMU was ended: {state}");
     wait_for_console(&daemon, "leaving", &[POWEROFF_LINE]).await;

@@ -57,3 +57,30 @@ impl LifecycleListener {
         }
     }
 }
+
+/// The end of an instance as its lifecycle event `context` tells it: checks its `reason` and
+/// `status`, fetches the pinned last screen the context names, checks that it is pinned with
+/// `history_reason`, and returns the screenshot's URL and object.
+pub async fn pinned_last_screen(
+    daemon: &Daemon,
+    context: &Value,
+    (reason, status): (&str, &str),
+    history_reason: &str,
+) -> (String, Value) {
+    assert_eq!(
+        (context["reason"].as_str(), context["status"].as_str()),
+        (Some(reason), Some(status)),
+        "{context}"
+    );
+    let url = context["screenshot"]
+        .as_str()
+        .expect("the URL of the pinned last screen")
+        .to_owned();
+    let pinned = super::json(&daemon.request("GET", &url, None).await)["metadata"].clone();
+    assert_eq!(
+        (pinned["reason"].as_str(), pinned["pinned"].as_bool()),
+        (Some(history_reason), Some(true)),
+        "{pinned}"
+    );
+    (url, pinned)
+}

@@ -37,15 +37,15 @@ use hyper_util::rt::TokioIo;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{Error as WebSocketError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WebSocketError, Message};
 use vgashot_instance_drivers::serial::{SerialOutput, SerialSession};
 
 use crate::auth::trust::Caller;
 use crate::envelope::ApiResponse;
 use crate::error::ApiError;
-use crate::events::{self, CLOSE_TIMEOUT, WRITE_TIMEOUT};
+use crate::events::{self, WRITE_TIMEOUT};
 use crate::operations::WebsocketOperation;
 
 /// How long the client has to connect both websockets after the operation was made: the
@@ -237,8 +237,8 @@ pub async fn serve(mut session: SerialSession, connections: Connections) -> Resu
         _ => (CloseCode::Normal, "Detached from the console"),
     };
     tokio::join!(
-        close(&mut data, code, reason),
-        close(&mut control, code, reason)
+        events::close(&mut data, code, reason),
+        events::close(&mut control, code, reason)
     );
     Ok(())
 }
@@ -250,20 +250,6 @@ async fn send(data: &mut Socket, bytes: Bytes) -> Option<End> {
         Ok(Err(_)) => Some(End::Detached),
         Err(_) => Some(End::Close(CloseCode::Again, "Console reader too slow")),
     }
-}
-
-/// Closes a websocket with a close frame, waiting a bounded time for the peer's answer.
-async fn close(socket: &mut Socket, code: CloseCode, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if socket.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = socket.next().await {}
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]

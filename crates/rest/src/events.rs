@@ -681,19 +681,27 @@ impl Listener {
         // Unsubscribe first: the close handshake below may take a while.
         drop(events);
         if let End::Close(code, reason) = end {
-            let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            };
-            // Send our close frame and read until the peer's answer ends the stream.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                if socket.close(Some(frame)).await.is_ok() {
-                    while let Some(Ok(_)) = socket.next().await {}
-                }
-            })
-            .await;
+            close(&mut socket, code, reason).await;
         }
     }
+}
+
+/// Closes `socket` with a close frame and reads until the peer's answer ends the stream, for
+/// at most [`CLOSE_TIMEOUT`].
+pub(crate) async fn close<S>(socket: &mut WebSocketStream<S>, code: CloseCode, reason: &'static str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if socket.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = socket.next().await {}
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
