@@ -53,7 +53,8 @@ async fn many_screen_listeners_do_not_multiply_the_captures() {
     // One follower's rate: a capture a second (and one more at the edges), not 64.
     assert!(after - before <= 7, "{} captures in 5 s", after - before);
 
-    // The last listener, unread meanwhile, got the same events.
+    // The last listener, unread meanwhile, got the same events (and perhaps one more on each
+    // side: it was read a little later, for a little longer).
     let last = listeners[LISTENERS - 1]
         .collect(Duration::from_millis(500))
         .await;
@@ -66,7 +67,7 @@ async fn many_screen_listeners_do_not_multiply_the_captures() {
     let theirs = etags(&of(&last, "counter"));
     let ours = etags(&counter);
     assert!(
-        theirs.ends_with(&ours),
+        theirs.windows(ours.len()).any(|window| window == ours),
         "the last listener missed events: {theirs:?} vs {ours:?}"
     );
     bystander.finish(bystander::BOUND).await;
