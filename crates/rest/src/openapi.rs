@@ -29,7 +29,7 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::api;
 use crate::envelope::{ErrorEnvelope, SyncEnvelope};
-use crate::model::{Instance, InstanceFull, Profile};
+use crate::model::{Instance, InstanceFull, Profile, Screenshot};
 use crate::operations::Operation;
 
 /// The whole API.
@@ -255,6 +255,11 @@ by_recursion! {
         <SyncEnvelope<Operation> as PartialSchema>::schema(),
         component::<ErrorEnvelope>(),
     ] uses [Operation, ErrorEnvelope]
+}
+
+by_recursion! {
+    /// `GET /1.0/instances/{name}/screenshots`: URLs (`recursion=0`) or screenshots (`1`).
+    ScreenshotList: [list_of::<Screenshot>(), urls()] uses [Screenshot]
 }
 
 by_recursion! {

@@ -16,6 +16,8 @@ use http::header::{CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, HeaderValue, LAS
 use http::{HeaderMap, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Deserializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use vgashot_history::timelapse::{self, Bounds};
 use vgashot_history::{Filter, NewShot, Reason, Shot};
 use vgashot_instance_drivers::Instance;
@@ -34,13 +36,13 @@ pub(crate) fn time<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<SystemTime>, D::Error> {
     let value = String::deserialize(deserializer)?;
-    humantime::parse_rfc3339(value.trim())
-        .map(Some)
+    OffsetDateTime::parse(value.trim(), &Rfc3339)
+        .map(|time| Some(SystemTime::from(time)))
         .map_err(|_| {
             invalid(
                 "time",
                 &value,
-                Some("an RFC 3339 time in UTC, such as 2026-12-02T01:30:00Z"),
+                Some("an RFC 3339 time, such as 2026-12-02T01:30:00Z"),
             )
         })
 }
@@ -170,7 +172,7 @@ fn screenshot(shot: &Shot) -> Screenshot {
     tag = "instances",
     params(("name" = String, Path, description = "Instance name"), ScreenshotsQuery),
     responses(
-        (status = 200, description = "URLs, or screenshots with recursion", body = crate::envelope::SyncEnvelope<Vec<Screenshot>>),
+        (status = 200, description = "URLs, or screenshots with recursion", body = crate::envelope::SyncEnvelope<crate::openapi::ScreenshotList>),
         (status = 400, description = "A bad parameter", body = crate::envelope::ErrorEnvelope),
         (status = 404, description = "No such instance or project", body = crate::envelope::ErrorEnvelope),
     ),
