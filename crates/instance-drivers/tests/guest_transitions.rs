@@ -25,6 +25,10 @@ use vgashot_screens::{FrameSource, ScreenId};
 /// How long a boot to the ready line and the panic or power-off after it may take on a loaded
 /// 2-core machine under TCG (7-35 s measured for the text console), yet far below a hang.
 const GUEST_DEADLINE: Duration = Duration::from_secs(120);
+/// How long after boot the panicking guest panics: long enough that the screen read once its
+/// ready line is on the serial console is still the one before the panic on a loaded machine
+/// (3 s was not: the panic's text was already drawn when it was read).
+const PANIC_AFTER: Duration = Duration::from_secs(12);
 /// Guest memory: some room above the least the guest boots with.
 const GUEST_MEMORY: &str = "128MiB";
 /// The text console's character cell height in pixels (80x25 cells on a 720x400 screen).
@@ -60,13 +64,7 @@ async fn panic_and_poweroff() {
         ..BootOptions::default()
     };
     // Both boot at once; each test of the pair waits for its own VM's transitions.
-    let panicking = boot(
-        &harness,
-        &guest,
-        "panics",
-        &quiet(Some(Duration::from_secs(3)), None),
-    )
-    .await;
+    let panicking = boot(&harness, &guest, "panics", &quiet(Some(PANIC_AFTER), None)).await;
     let powering_off = boot(
         &harness,
         &guest,

@@ -41,8 +41,11 @@ pub(crate) async fn keep_final_frame(instance: &QemuInstance, slot: &FinalFrame)
     if lock(slot).is_some() || instance.displays().devices.is_empty() {
         return;
     }
-    let captured =
-        tokio::time::timeout(FINAL_FRAME_TIMEOUT, instance.frame(&ScreenId::default())).await;
+    let captured = tokio::time::timeout(
+        FINAL_FRAME_TIMEOUT,
+        instance.screendump(&ScreenId::default()),
+    )
+    .await;
     match captured {
         Ok(Ok(frame)) => {
             lock(slot).get_or_insert_with(|| Arc::new(frame));

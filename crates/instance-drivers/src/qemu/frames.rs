@@ -47,20 +47,7 @@ impl FrameSource for QemuInstance {
                 });
             }
         }
-        let options = ScreenshotOptions {
-            device: screen.device.clone(),
-            head: screen.head,
-            ..Default::default()
-        };
-        let max_pixels = self.max_screen_pixels();
-        let (frame, captured_at) = screenshot::capture_frame(&qmp, &options, max_pixels)
-            .await
-            .map_err(source_error)?;
-        Ok(TimedFrame {
-            frame,
-            captured_at,
-            origin: FrameOrigin::Screendump,
-        })
+        self.screendump(screen).await
     }
 
     fn displays(&self) -> Displays {
@@ -112,5 +99,28 @@ fn source_error(error: DriverError) -> SourceError {
         DriverError::NotRunning => SourceError::NotRunning,
         DriverError::HeadNotFound { device, head } => SourceError::HeadNotFound { device, head },
         other => SourceError::Failed(Box::new(other)),
+    }
+}
+
+impl QemuInstance {
+    /// A `screendump` of `screen`, whatever the mirror holds: the frame as QEMU has it now. The
+    /// last screen of a VM that is ending is taken this way, since QEMU's VNC server stops
+    /// refreshing a paused VM and the mirror may lag by up to its 3 s refresh.
+    pub(crate) async fn screendump(&self, screen: &ScreenId) -> Result<TimedFrame, SourceError> {
+        let qmp = self.running_qmp().ok_or(SourceError::NotRunning)?;
+        let options = ScreenshotOptions {
+            device: screen.device.clone(),
+            head: screen.head,
+            ..Default::default()
+        };
+        let max_pixels = self.max_screen_pixels();
+        let (frame, captured_at) = screenshot::capture_frame(&qmp, &options, max_pixels)
+            .await
+            .map_err(source_error)?;
+        Ok(TimedFrame {
+            frame,
+            captured_at,
+            origin: FrameOrigin::Screendump,
+        })
     }
 }
