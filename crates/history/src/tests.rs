@@ -318,6 +318,7 @@ fn final_screens_are_pinned_and_a_crash_pins_the_last_recorded() {
         frame: frame(7),
         captured_at: at(5),
         origin: FrameOrigin::Screendump,
+        version: None,
     };
     let id = history
         .record_final(&v1, FinalReason::Panic, Some(&panicked))

@@ -94,6 +94,7 @@ impl FrameSource for FakeInstance {
             frame,
             captured_at: SystemTime::now(),
             origin: FrameOrigin::Screendump,
+            version: None,
         })
     }
 

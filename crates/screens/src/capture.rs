@@ -9,6 +9,7 @@ use vgashot_framebuffer::{Frame, PixelHash};
 
 use crate::error::ScreensError;
 use crate::render::{Encodings, RenderPool};
+use crate::source::FrameVersion;
 use crate::variant::Variant;
 
 /// A capture: the pixels, their hash, when they were taken and last changed, and their
@@ -21,6 +22,8 @@ pub struct Capture {
     changed_at: SystemTime,
     encodings: Arc<Encodings>,
     pool: Arc<RenderPool>,
+    /// The source's version of these pixels, if it keeps one.
+    pub(crate) version: Option<FrameVersion>,
     /// When the capture was asked of the source, for the minimum interval.
     pub(crate) taken: Instant,
 }
@@ -36,12 +39,12 @@ pub(crate) struct Previous {
 }
 
 impl Capture {
-    /// A capture of `frame` (whose hash is `hash`), taken at `captured_at` and asked for at
-    /// `taken`. When `previous` shows the same pixels, its renderings and `changed_at` are
-    /// kept: nothing is encoded again for pixels that did not change.
+    /// A capture of `frame` (whose hash is `hash`, and the source's version `version`), taken
+    /// at `captured_at` and asked for at `taken`. When `previous` shows the same pixels, its
+    /// renderings and `changed_at` are kept: nothing is encoded again for pixels that did not
+    /// change.
     pub(crate) fn new(
-        frame: Frame,
-        hash: PixelHash,
+        (frame, hash, version): (Frame, PixelHash, Option<FrameVersion>),
         captured_at: SystemTime,
         taken: Instant,
         previous: Option<Previous>,
@@ -58,6 +61,22 @@ impl Capture {
             changed_at,
             encodings,
             pool: pool.clone(),
+            version,
+            taken,
+        }
+    }
+
+    /// This capture, vouched for at `taken` by the source (its version has not moved): the
+    /// same pixels, hash and renderings, shared, not copied; taken now.
+    pub(crate) fn revalidated(&self, taken: Instant) -> Self {
+        Self {
+            frame: self.frame.clone(),
+            hash: self.hash,
+            captured_at: SystemTime::now(),
+            changed_at: self.changed_at,
+            encodings: self.encodings.clone(),
+            pool: self.pool.clone(),
+            version: self.version,
             taken,
         }
     }

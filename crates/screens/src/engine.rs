@@ -9,17 +9,20 @@
 //! 4. If the screen's last capture is younger than the minimum interval given by the caller,
 //!    that capture is the answer: N viewers never cost the source more than one capture per
 //!    interval (an interval of zero captures for every request, still one at a time).
-//! 5. Otherwise, if a capture is in flight, the request waits for it (single flight); else it
+//! 5. If the source keeps its picture current by itself and its version is still the last
+//!    capture's ([`FrameSource::current_version`]), the last capture is the answer, taken anew
+//!    ([`Served::Unchanged`]): the pixels are neither copied nor hashed again.
+//! 6. Otherwise, if a capture is in flight, the request waits for it (single flight); else it
 //!    starts one in a task of its own, so a client that goes away cannot cancel a capture others
 //!    wait for, and a waiter that is cancelled leaves nothing behind.
-//! 6. A new capture starts by letting go of the last one (a guest's screen can be large; only
+//! 7. A new capture starts by letting go of the last one (a guest's screen can be large; only
 //!    its hash, `changed_at` and renderings are kept). The capture task hashes the pixels (on
 //!    the blocking pool). Pixels equal to the previous capture's keep its renderings and
 //!    `changed_at` ([`Capture`]), and the screen's change signal ([`Screens::changes`]) moves
 //!    only when the hash does.
-//! 7. The task always frees the screen's in-flight slot, even when the source panics (a drop
+//! 8. The task always frees the screen's in-flight slot, even when the source panics (a drop
 //!    guard publishes [`ScreensError::CapturePanicked`]): the next request captures afresh.
-//! 8. Every outcome is counted per instance ([`ScreenMetrics`]); an instance's state and
+//! 9. Every outcome is counted per instance ([`ScreenMetrics`]); an instance's state and
 //!    counters go with [`Screens::forget`], and by themselves once its source is dropped (swept
 //!    when metrics are rendered and when a new screen is made).
 
@@ -156,6 +159,22 @@ impl Screens {
                 return Ok(Answer {
                     capture: last.clone(),
                     served: Served::Cached,
+                    metrics,
+                });
+            }
+            let unchanged = slot
+                .last
+                .as_ref()
+                .filter(|last| {
+                    last.version.is_some() && last.version == source.current_version(screen)
+                })
+                .map(|last| Arc::new(last.revalidated(Instant::now())));
+            if let Some(capture) = unchanged {
+                slot.last = Some(capture.clone());
+                metrics.count(Served::Unchanged);
+                return Ok(Answer {
+                    capture,
+                    served: Served::Unchanged,
                     metrics,
                 });
             }
@@ -360,8 +379,7 @@ async fn run_capture(
                         .metrics
                         .observe_capture(taken.elapsed(), timed.origin);
                     Ok(Arc::new(Capture::new(
-                        timed.frame,
-                        hash,
+                        (timed.frame, hash, timed.version),
                         timed.captured_at,
                         taken,
                         previous,

@@ -68,6 +68,7 @@ impl FrameSource for Painted {
             frame: Frame::new(2, 1, vec![grey; 6]).unwrap(),
             captured_at: SystemTime::UNIX_EPOCH,
             origin: FrameOrigin::Mirror,
+            version: None,
         })
     }
 

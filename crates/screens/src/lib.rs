@@ -40,7 +40,7 @@ pub use follow::Follower;
 pub use metrics::{ScreenMetrics, Served, StreamGuard};
 pub use render::RenderLimits;
 pub use source::{
-    ChangeFeed, DisplayDevice, Displays, FrameOrigin, FrameSource, ScreenId, SourceError,
-    TimedFrame,
+    ChangeFeed, DisplayDevice, Displays, FrameOrigin, FrameSource, FrameVersion, ScreenId,
+    SourceError, TimedFrame,
 };
 pub use variant::{DEFAULT_JPEG_QUALITY, ImageFormat, MAX_SIDE, Variant};

@@ -2,7 +2,8 @@
 //!
 //! Counters: captures taken (and, by where the source got the frame, `frames` with a `source`
 //! label: `screendump` or `mirror`), requests served from a recent capture, requests that joined a
-//! capture in flight, `304 Not Modified` answers, failed captures, and live streams open; a
+//! capture in flight, requests served from the last capture because the source's mirror showed
+//! no change since, `304 Not Modified` answers, failed captures, and live streams open; a
 //! histogram of capture latency (the source's capture and the pixel hash; encodings are made
 //! later, lazily, and are not part of it). All are lock-free atomics, so counting
 //! costs nothing on the request path.
@@ -23,6 +24,9 @@ pub enum Served {
     Cached,
     /// By a capture another request had started.
     Coalesced,
+    /// By the last capture, which the source vouched is still its picture (a mirror that saw
+    /// no change).
+    Unchanged,
 }
 
 /// Every [`FrameOrigin`], in the order of [`ScreenMetrics::origins`].
@@ -41,6 +45,7 @@ pub struct ScreenMetrics {
     origins: [AtomicU64; ORIGINS.len()],
     cached: AtomicU64,
     coalesced: AtomicU64,
+    unchanged: AtomicU64,
     not_modified: AtomicU64,
     errors: AtomicU64,
     streams: AtomicI64,
@@ -60,6 +65,9 @@ impl ScreenMetrics {
             }
             Served::Coalesced => {
                 self.coalesced.fetch_add(1, Ordering::Relaxed);
+            }
+            Served::Unchanged => {
+                self.unchanged.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -129,7 +137,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// ending with `# EOF`.
 pub fn render(instances: &[(String, String, Arc<ScreenMetrics>)]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Counter); 5] = [
+    let counters: [(&str, &str, Counter); 6] = [
         ("captures", "Screen captures taken from QEMU.", |m| {
             m.captures.load(Ordering::Relaxed)
         }),
@@ -142,6 +150,11 @@ pub fn render(instances: &[(String, String, Arc<ScreenMetrics>)]) -> String {
             "coalesced",
             "Screenshot requests that joined a capture in flight.",
             |m| m.coalesced.load(Ordering::Relaxed),
+        ),
+        (
+            "unchanged",
+            "Screenshot requests served from the last capture, which the screen's mirror showed unchanged.",
+            |m| m.unchanged.load(Ordering::Relaxed),
         ),
         (
             "not_modified",

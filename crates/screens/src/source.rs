@@ -11,6 +11,10 @@
 //!    changed, and an interest the follower holds, so the source keeps pushing while anyone
 //!    follows. Sources without one are polled ([`crate::Follower`]).
 //! 5. Each frame says where it came from ([`FrameOrigin`]), for the metrics.
+//! 6. A source that keeps its picture current by itself versions it ([`FrameVersion`], on each
+//!    frame and from [`FrameSource::current_version`]): while the version stays the same the
+//!    engine keeps answering with the capture it has, without copying or hashing the pixels
+//!    again, so a still mirrored screen costs nothing however often it is asked for.
 
 use std::any::Any;
 use std::time::SystemTime;
@@ -87,6 +91,21 @@ pub struct TimedFrame {
     pub captured_at: SystemTime,
     /// How the source got them.
     pub origin: FrameOrigin,
+    /// The version of the source's picture these pixels are, if it keeps one
+    /// ([`FrameSource::current_version`]); `None` for a frame taken for this request alone.
+    pub version: Option<FrameVersion>,
+}
+
+/// A version of a picture a source keeps current by itself (a VNC mirror's copy of a screen):
+/// two frames of the same screen with the same version have the same pixels. A source never
+/// gives one version to two different pictures, across sessions too (`session` tells them
+/// apart, `generation` counts changes within one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameVersion {
+    /// Which of the source's sessions kept the picture, unique within the process.
+    pub session: u64,
+    /// How many times the picture changed within the session.
+    pub generation: u64,
 }
 
 /// How a source got a frame: counted per instance in the metrics
@@ -151,6 +170,14 @@ pub trait FrameSource: Send + Sync {
     /// under any engine lock; it must not block (a source may start connecting in a task of its
     /// own and move the signal once it is current).
     fn change_feed(&self, _screen: &ScreenId) -> Option<ChangeFeed> {
+        None
+    }
+
+    /// The version of the picture [`Self::frame`] would give for `screen` now, if the source
+    /// keeps one current by itself (`None`, the default, otherwise and while it has none). The
+    /// engine asks it under a screen's lock before each capture: it must be quick and must not
+    /// block. Asking is demand, as a frame is (a mirror asked for its version stays connected).
+    fn current_version(&self, _screen: &ScreenId) -> Option<FrameVersion> {
         None
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use vgashot_framebuffer::Frame;
 
 use crate::{
-    DisplayDevice, Displays, FrameOrigin, FrameSource, ImageFormat, InstanceKey, RenderLimits,
-    ScreenId, Screens, ScreensError, Served, SourceError, TimedFrame, Variant,
+    DisplayDevice, Displays, FrameOrigin, FrameSource, FrameVersion, ImageFormat, InstanceKey,
+    RenderLimits, ScreenId, Screens, ScreensError, Served, SourceError, TimedFrame, Variant,
 };
 
 /// What the scripted source does at one capture.
@@ -32,6 +32,8 @@ struct Scripted {
     steps: std::sync::Mutex<VecDeque<Step>>,
     calls: AtomicUsize,
     running: AtomicBool,
+    /// The version of its picture, as a mirroring source keeps one; `None` for a polled source.
+    version: std::sync::Mutex<Option<FrameVersion>>,
 }
 
 impl Scripted {
@@ -40,11 +42,19 @@ impl Scripted {
             steps: std::sync::Mutex::new(steps.into_iter().collect()),
             calls: AtomicUsize::new(0),
             running: AtomicBool::new(true),
+            version: std::sync::Mutex::new(None),
         })
     }
 
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    fn set_version(&self, generation: Option<u64>) {
+        *self.version.lock().unwrap() = generation.map(|generation| FrameVersion {
+            session: 7,
+            generation,
+        });
     }
 }
 
@@ -68,6 +78,7 @@ impl FrameSource for Scripted {
             frame: Frame::new(4, 2, vec![grey; 24]).unwrap(),
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(call as u64),
             origin: FrameOrigin::Screendump,
+            version: *self.version.lock().unwrap(),
         })
     }
 
@@ -82,6 +93,10 @@ impl FrameSource for Scripted {
 
     fn running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
+    }
+
+    fn current_version(&self, _screen: &ScreenId) -> Option<FrameVersion> {
+        *self.version.lock().unwrap()
     }
 }
 
@@ -152,6 +167,48 @@ async fn a_capture_serves_every_request_of_its_interval() {
     assert_eq!(scripted.calls(), 3);
     assert_eq!(counter(&screens, "captures", "v1"), Some(3));
     assert_eq!(counter(&screens, "cache_hits", "v1"), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_that_has_not_moved_is_served_without_a_capture() {
+    let screens = Screens::new(RenderLimits::default());
+    let frames = [1, 2, 3, 4].map(Step::Frame);
+    let scripted = Scripted::new(frames);
+    scripted.set_version(Some(1));
+    let source = as_source(&scripted);
+    let (instance, screen) = (key("v1"), primary());
+    let capture = || screens.capture(&instance, &source, &screen, INTERVAL);
+
+    let first = capture().await.unwrap();
+    assert_eq!(first.served, Served::Captured);
+    let png = first.capture.render(&Variant::plain()).await.unwrap();
+    for _ in 0..3 {
+        tokio::time::advance(INTERVAL).await;
+        let again = capture().await.unwrap();
+        assert_eq!(again.served, Served::Unchanged);
+        assert_eq!(again.capture.hash(), first.capture.hash());
+        assert!(Arc::ptr_eq(again.capture.frame(), first.capture.frame()));
+        assert_eq!(again.capture.render(&Variant::plain()).await.unwrap(), png);
+        // Taken anew: within the interval it is the cached answer.
+        assert_eq!(capture().await.unwrap().served, Served::Cached);
+    }
+    assert_eq!(scripted.calls(), 1);
+    assert_eq!(screens.encodings(), 1);
+    assert_eq!(counter(&screens, "unchanged", "v1"), Some(3));
+
+    // The picture moved: a capture.
+    scripted.set_version(Some(2));
+    tokio::time::advance(INTERVAL).await;
+    let moved = capture().await.unwrap();
+    assert_eq!(moved.served, Served::Captured);
+    assert_ne!(moved.capture.hash(), first.capture.hash());
+    // The source no longer keeps a picture (a session that ended): captures again.
+    scripted.set_version(None);
+    tokio::time::advance(INTERVAL).await;
+    assert_eq!(capture().await.unwrap().served, Served::Captured);
+    tokio::time::advance(INTERVAL).await;
+    assert_eq!(capture().await.unwrap().served, Served::Captured);
+    assert_eq!(scripted.calls(), 4);
 }
 
 #[tokio::test(start_paused = true)]

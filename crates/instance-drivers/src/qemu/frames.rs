@@ -12,7 +12,8 @@
 //! 4. The primary screen is served from the VNC mirror ([`crate::qemu::mirror`]) while it has
 //!    a picture, and followers of it get the mirror's change feed; other heads, and the primary
 //!    screen before the mirror's first full update or after its session failed, take a
-//!    screendump. Each frame says which ([`FrameOrigin`]).
+//!    screendump. Each frame says which ([`FrameOrigin`]); a mirrored one carries the mirror's
+//!    version, which [`FrameSource::current_version`] gives without copying the picture.
 //! 5. The driver's errors become [`SourceError`]s: not running and a missing head keep their
 //!    meaning; anything else is [`SourceError::Failed`] with the [`DriverError`] inside, which
 //!    the REST layer can downcast for its status.
@@ -22,8 +23,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use vgashot_qmp::Qmp;
 use vgashot_screens::{
-    ChangeFeed, DisplayDevice, Displays, FrameOrigin, FrameSource, ScreenId, SourceError,
-    TimedFrame,
+    ChangeFeed, DisplayDevice, Displays, FrameOrigin, FrameSource, FrameVersion, ScreenId,
+    SourceError, TimedFrame,
 };
 
 use crate::error::DriverError;
@@ -38,12 +39,13 @@ impl FrameSource for QemuInstance {
     async fn frame(&self, screen: &ScreenId) -> Result<TimedFrame, SourceError> {
         let qmp = self.running_qmp().ok_or(SourceError::NotRunning)?;
         if is_primary(screen) {
-            if let Some(frame) = self.mirror.picture(|| self.mirror_spec(&qmp)) {
+            if let Some((frame, version)) = self.mirror.picture(|| self.mirror_spec(&qmp)) {
                 return Ok(TimedFrame {
                     frame,
                     // The mirror is current: QEMU would have sent what changed.
                     captured_at: SystemTime::now(),
                     origin: FrameOrigin::Mirror,
+                    version: Some(version),
                 });
             }
         }
@@ -74,6 +76,13 @@ impl FrameSource for QemuInstance {
         }
         let qmp = self.running_qmp()?;
         self.mirror.feed(|| self.mirror_spec(&qmp))
+    }
+
+    fn current_version(&self, screen: &ScreenId) -> Option<FrameVersion> {
+        if !is_primary(screen) || !self.running() {
+            return None;
+        }
+        self.mirror.version()
     }
 }
 
@@ -121,6 +130,7 @@ impl QemuInstance {
             frame,
             captured_at,
             origin: FrameOrigin::Screendump,
+            version: None,
         })
     }
 }

@@ -20,7 +20,9 @@
 //!    its timer down at every tick that finds no request waiting, measured here as half the
 //!    updates of a screen changing 18 times a second lost when we asked 33 ms apart).
 //! 4. A screenshot of the primary screen is copied from the picture while the session has one
-//!    ([`FrameOrigin::Mirror`]). Before the first full update has arrived (about 30 ms after a
+//!    ([`FrameOrigin::Mirror`]), with its version (the session and its generation number); the
+//!    screens engine asks for the version first ([`Mirror::version`]) and copies nothing while
+//!    it has not moved, so a still screen asked for every second costs a lock and a compare. Before the first full update has arrived (about 30 ms after a
 //!    connection on this machine), a request does not wait for it: it takes a screendump, as
 //!    every other head does (the VNC session shows only the primary console), so the first
 //!    request after a quiet period costs what it did before the mirror.
@@ -46,7 +48,7 @@ use tokio::time::Instant;
 use vgashot_framebuffer::Frame;
 use vgashot_qmp::Qmp;
 use vgashot_rfb::{Event, Limits, RfbError, Session};
-use vgashot_screens::ChangeFeed;
+use vgashot_screens::{ChangeFeed, FrameVersion};
 
 /// How long a session outlives the last demand for it: 15 s. The page asks for a thumbnail
 /// every second while it is visible, so a tab hidden for a moment or a card scrolled away and
@@ -83,6 +85,8 @@ pub enum MirrorError {
 
 /// Names for the descriptors we pass, unique in this process.
 static NEXT_FD_NAME: AtomicU64 = AtomicU64::new(0);
+/// Numbers for sessions, unique in this process: a picture's [`FrameVersion`] names its session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
 
 /// The mirror of one VM's primary screen: at most one session at a time.
 #[derive(Debug, Default)]
@@ -100,8 +104,11 @@ struct State {
 /// What a session shares with the screenshots and followers it serves.
 #[derive(Debug)]
 struct Live {
-    /// The screen, once a full update has arrived; `None` while a new size awaits its content.
-    picture: Mutex<Option<Arc<Frame>>>,
+    /// Which session this is, for the versions of its pictures.
+    session: u64,
+    /// The screen and its generation, once a full update has arrived; `None` while a new size
+    /// awaits its content.
+    picture: Mutex<Option<(Arc<Frame>, u64)>>,
     /// The generation number: moves when the picture does. Followers' feeds close when the
     /// session ends and this goes.
     changes: watch::Sender<u64>,
@@ -123,10 +130,17 @@ impl Live {
     }
 
     fn publish(&self, picture: Option<Frame>) {
-        let changed = picture.is_some();
-        *lock(&self.picture) = picture.map(Arc::new);
-        if changed {
+        let mut slot = lock(&self.picture);
+        *slot = picture.map(|frame| {
             self.changes.send_modify(|generation| *generation += 1);
+            (Arc::new(frame), *self.changes.borrow())
+        });
+    }
+
+    fn version(&self, generation: u64) -> FrameVersion {
+        FrameVersion {
+            session: self.session,
+            generation,
         }
     }
 }
@@ -159,13 +173,28 @@ impl Drop for Mirror {
 }
 
 impl Mirror {
-    /// The mirrored picture, if a session has one; either way a session is wanted from now on
-    /// (step 4): one is started if none runs (and none failed lately).
-    pub(crate) fn picture(&self, spec: impl FnOnce() -> Option<SessionSpec>) -> Option<Frame> {
+    /// The mirrored picture and its version, if a session has one; either way a session is
+    /// wanted from now on (step 4): one is started if none runs (and none failed lately).
+    pub(crate) fn picture(
+        &self,
+        spec: impl FnOnce() -> Option<SessionSpec>,
+    ) -> Option<(Frame, FrameVersion)> {
         let live = self.live(spec)?;
         *lock(&live.last_demand) = Instant::now();
-        let picture = lock(&live.picture).clone()?;
-        Some(Frame::clone(&picture))
+        let (picture, generation) = lock(&live.picture).clone()?;
+        Some((Frame::clone(&picture), live.version(generation)))
+    }
+
+    /// The version of the running session's picture, if it has one, without copying it; a
+    /// demand as [`Self::picture`] is, but it starts no session (step 4).
+    pub(crate) fn version(&self) -> Option<FrameVersion> {
+        let live = lock(&self.state).live.clone()?;
+        if live.qmp.lost().is_some() {
+            return None;
+        }
+        *lock(&live.last_demand) = Instant::now();
+        let generation = lock(&live.picture).as_ref()?.1;
+        Some(live.version(generation))
     }
 
     /// A change feed of the primary screen for a follower, starting a session if needed.
@@ -197,6 +226,7 @@ impl Mirror {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let spec = spec()?;
         let live = Arc::new(Live {
+            session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             picture: Mutex::new(None),
             changes: watch::Sender::new(0),
             interest: Arc::new(()),
