@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Daemon, decode_png, wait_for_picture};
+use vgashot_client::HistoryFilter;
 use vgashot_fixtures::Fixture;
+use vgashot_incus_wire::Screenshot;
 
 /// `vgashot ARGS` run in `cwd`, for the daemon of `daemon` (`VGASHOT_DIR`), with the client's
 /// configuration in `conf`, and none of the variables that describe an image-capable terminal.
@@ -313,6 +315,65 @@ async fn tls_server(daemon: &Daemon) -> (String, String, String) {
             .unwrap()
             .to_owned(),
     )
+}
+
+#[tokio::test]
+async fn history_lists_what_the_api_lists() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let config = json!({"console.history.interval": "200ms"});
+    daemon
+        .create_vm("v1", Some(Fixture::Counter), config, true)
+        .await;
+    let client = daemon.client();
+    let everything = HistoryFilter::default();
+    let started = Instant::now();
+    let recorded = loop {
+        let shots = client.screenshots("v1", None, &everything).await.unwrap();
+        if shots.len() >= 3 {
+            break shots;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{shots:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Up to the third screenshot: a range that stays the same while the VM goes on recording.
+    let until = recorded[2].taken_at.clone();
+    let filter = HistoryFilter {
+        until: Some(until.clone()),
+        ..HistoryFilter::default()
+    };
+    let listed = client.screenshots("v1", None, &filter).await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let conf = cwd.path().join("conf");
+    let history = |format: &str| {
+        let args = ["history", "v1", "--until", &until, "--format", format];
+        succeeds(&run(&daemon, cwd.path(), &conf, &args))
+    };
+
+    let as_json: Vec<Screenshot> = serde_json::from_str(&history("json")).unwrap();
+    assert_eq!(as_json, listed);
+    let csv = history("csv");
+    let rows: Vec<_> = csv.lines().collect();
+    assert_eq!(rows.len(), listed.len(), "{csv}");
+    for (row, shot) in rows.iter().zip(&listed) {
+        let size = format!("{}x{}", shot.width, shot.height);
+        let start = format!("{},{},{},{size},", shot.id, shot.taken_at, shot.reason);
+        assert!(row.starts_with(&start), "{row} for {shot:?}");
+    }
+    let table = history("table");
+    assert!(table.contains("| ID "), "{table}");
+    assert!(table.contains("TAKEN AT"), "{table}");
+    for shot in &listed {
+        assert!(table.contains(&shot.taken_at), "{table}");
+    }
+    let unknown = fails(&run(
+        &daemon,
+        cwd.path(),
+        &conf,
+        &["history", "v1", "--reason", "whim"],
+    ));
+    assert!(unknown.contains("reason"), "{unknown}");
 }
 
 #[tokio::test]

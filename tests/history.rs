@@ -6,25 +6,29 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Daemon, decode_png, json};
+use vgashot_client::HistoryFilter;
 use vgashot_fixtures::Fixture;
+use vgashot_incus_wire::Screenshot;
 
 /// The screenshots of `name` (recursion 1).
-async fn screenshots(daemon: &Daemon, name: &str) -> Vec<Value> {
-    let reply = daemon
-        .request(
-            "GET",
-            &format!("/1.0/instances/{name}/screenshots?recursion=1"),
-            None,
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{:?}", json(&reply));
-    json(&reply)["metadata"].as_array().unwrap().clone()
+async fn screenshots(daemon: &Daemon, name: &str) -> Vec<Screenshot> {
+    daemon
+        .client()
+        .screenshots(name, None, &HistoryFilter::default())
+        .await
+        .unwrap()
+}
+
+/// The screenshot in an answer's metadata.
+fn screenshot(reply: &vgashot_client::Reply) -> Screenshot {
+    assert_eq!(reply.status, 200, "{:?}", json(reply));
+    serde_json::from_value(json(reply)["metadata"].clone()).unwrap()
 }
 
 /// Polls (bounded) until `name` has at least `count` screenshots; returns them.
-async fn wait_for_screenshots(daemon: &Daemon, name: &str, count: usize) -> Vec<Value> {
+async fn wait_for_screenshots(daemon: &Daemon, name: &str, count: usize) -> Vec<Screenshot> {
     let started = Instant::now();
     loop {
         let shots = screenshots(daemon, name).await;
@@ -60,35 +64,29 @@ async fn a_vms_screens_are_recorded_served_and_kept_after_it_stops() {
     counting_vm(&daemon, "v1", "200ms").await;
     let shots = wait_for_screenshots(&daemon, "v1", 3).await;
     for pair in shots.windows(2) {
-        assert_eq!(pair[0]["reason"], "change");
+        assert_eq!(pair[0].reason, "change");
         assert_ne!(
-            pair[0]["etag"], pair[1]["etag"],
+            pair[0].etag, pair[1].etag,
             "an unchanged screen was recorded"
         );
     }
     let first = &shots[0];
-    let id = first["id"].as_i64().unwrap();
+    let id = first.id;
     let image_url = format!("/1.0/instances/v1/screenshots/{id}/image");
 
     // The image, as the live console serves one: same ETag for the same pixels, 304, thumbnails.
     let image = daemon.request("GET", &image_url, None).await;
     assert_eq!(image.status, 200);
     assert_eq!(image.headers["content-type"], "image/png");
-    assert_eq!(image.headers["etag"], first["etag"].as_str().unwrap());
+    assert_eq!(image.headers["etag"], first.etag.as_str());
     let (width, height, _) = decode_png(&image.body);
-    assert_eq!(
-        (u64::from(width), u64::from(height)),
-        (
-            first["width"].as_u64().unwrap(),
-            first["height"].as_u64().unwrap()
-        )
-    );
+    assert_eq!((width, height), (first.width, first.height));
     let client = daemon.client();
     let cached = client
         .request_with(
             "GET",
             &image_url,
-            &[(http::header::IF_NONE_MATCH, first["etag"].as_str().unwrap())],
+            &[(http::header::IF_NONE_MATCH, first.etag.as_str())],
             None,
         )
         .await
@@ -102,11 +100,9 @@ async fn a_vms_screens_are_recorded_served_and_kept_after_it_stops() {
 
     // What the screen showed at the first screenshot's time.
     let at = |time: &str| format!("/1.0/instances/v1/console?type=vga&at={time}");
-    let then = daemon
-        .request("GET", &at(first["taken_at"].as_str().unwrap()), None)
-        .await;
+    let then = daemon.request("GET", &at(&first.taken_at), None).await;
     assert_eq!(then.status, 200);
-    assert_eq!(then.headers["etag"], first["etag"].as_str().unwrap());
+    assert_eq!(then.headers["etag"], first.etag.as_str());
     assert_eq!(
         then.headers["content-location"],
         format!("/1.0/instances/v1/screenshots/{id}").as_str()
@@ -127,18 +123,34 @@ async fn a_vms_screens_are_recorded_served_and_kept_after_it_stops() {
             Some(json!({"pinned": true, "note": "as seen"})),
         )
         .await;
-    assert_eq!(manual.status, 200, "{:?}", json(&manual));
-    let manual = json(&manual)["metadata"].clone();
+    let manual = screenshot(&manual);
     assert_eq!(
-        (&manual["reason"], &manual["pinned"], &manual["note"]),
-        (&json!("manual"), &json!(true), &json!("as seen"))
+        (manual.reason.as_str(), manual.pinned, manual.note.as_str()),
+        ("manual", true, "as seen")
     );
-    let manual_url = format!("/1.0/instances/v1/screenshots/{}", manual["id"]);
+    let manual_url = format!("/1.0/instances/v1/screenshots/{}", manual.id);
     let patched = daemon
         .request("PATCH", &manual_url, Some(json!({"note": "evidence"})))
         .await;
-    assert_eq!(json(&patched)["metadata"]["note"], "evidence");
-    assert_eq!(json(&patched)["metadata"]["pinned"], true);
+    let patched = screenshot(&patched);
+    assert_eq!((patched.note.as_str(), patched.pinned), ("evidence", true));
+    let manual_only = daemon
+        .client()
+        .screenshots(
+            "v1",
+            None,
+            &HistoryFilter {
+                reason: Some("manual".into()),
+                ..HistoryFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(manual_only, [patched]);
+    let urls_only = daemon
+        .request("GET", "/1.0/instances/v1/screenshots?reason=manual", None)
+        .await;
+    assert_eq!(json(&urls_only)["metadata"], json!([manual_url]));
     let manual_only = daemon
         .request("GET", "/1.0/instances/v1/screenshots?reason=manual", None)
         .await;
@@ -226,20 +238,18 @@ async fn a_killed_daemon_leaves_every_committed_screenshot() {
     let store = vgashot_history::History::open(&path, limits).unwrap();
     let identity = store.identities().unwrap().pop().unwrap();
     for shot in &committed {
-        let (kept, image) = store
-            .image(&identity, shot["id"].as_i64().unwrap())
-            .unwrap();
-        assert_eq!(format!("\"{}\"", kept.hash), shot["etag"].as_str().unwrap());
+        let (kept, image) = store.image(&identity, shot.id).unwrap();
+        assert_eq!(format!("\"{}\"", kept.hash), shot.etag);
         vgashot_history::History::decode(&image).unwrap();
     }
     drop(store);
     // Started again, the daemon serves them too.
     daemon.spawn().await;
     for shot in &committed {
-        let url = format!("/1.0/instances/v1/screenshots/{}/image", shot["id"]);
+        let url = format!("/1.0/instances/v1/screenshots/{}/image", shot.id);
         let image = daemon.request("GET", &url, None).await;
         assert_eq!(image.status, 200, "{url}");
-        assert_eq!(image.headers["etag"], shot["etag"].as_str().unwrap());
+        assert_eq!(image.headers["etag"], shot.etag.as_str());
     }
     daemon
         .operation(

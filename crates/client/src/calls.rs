@@ -9,27 +9,28 @@
 //! 3. Paths are built by [`instance_path`], which percent-encodes the name, and `project` is a
 //!    query parameter when given.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vgashot_incus_wire::{
-    Instance, InstanceFull, InstanceState, InstanceStatePut, InstancesPost, Server,
+    Instance, InstanceFull, InstanceState, InstanceStatePut, InstancesPost, Screenshot, Server,
 };
 
 use crate::{Client, ClientError};
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters; every other byte is
+/// percent-encoded.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `/1.0/instances/NAME` with the name percent-encoded (every byte outside RFC 3986's
 /// unreserved set), followed by `suffix` and the query `pairs`.
 pub fn instance_path(name: &str, suffix: &str, pairs: &[(&str, String)]) -> String {
-    use std::fmt::Write as _;
-    let mut path = String::from("/1.0/instances/");
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            path.push(char::from(byte));
-        } else {
-            let _ = write!(path, "%{byte:02X}");
-        }
-    }
+    let mut path = format!("/1.0/instances/{}", utf8_percent_encode(name, PATH_SEGMENT));
     path.push_str(suffix);
     if !pairs.is_empty() {
         path.push('?');
@@ -155,6 +156,43 @@ impl Client {
     }
 }
 
+/// Which screenshots of a history to list (`GET /1.0/instances/NAME/screenshots`); each filter
+/// is passed as it is, and the server refuses one it cannot read.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// Taken at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Taken at or before this time (RFC 3339).
+    pub until: Option<String>,
+    /// Recorded for this reason (`change`, `stop`, `shutdown`, `panic`, `crash`, `manual`).
+    pub reason: Option<String>,
+}
+
+impl Client {
+    /// `GET /1.0/instances/NAME/screenshots?recursion=1`: the screen history of `name`, oldest
+    /// first, as `filter` narrows it.
+    pub async fn screenshots(
+        &self,
+        name: &str,
+        project: Option<&str>,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<Screenshot>, ClientError> {
+        let mut pairs = project_pair(project);
+        pairs.push(("recursion", "1".to_owned()));
+        for (key, value) in [
+            ("since", &filter.since),
+            ("until", &filter.until),
+            ("reason", &filter.reason),
+        ] {
+            if let Some(value) = value {
+                pairs.push((key, value.clone()));
+            }
+        }
+        let path = instance_path(name, "/screenshots", &pairs);
+        self.call_typed("GET", &path, None::<&Value>).await
+    }
+}
+
 /// `pairs` as a query string.
 fn query(pairs: &[(&str, String)]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
@@ -178,6 +216,10 @@ mod tests {
         assert_eq!(
             instance_path("v", "", &[("project", "a&b".into())]),
             "/1.0/instances/v?project=a%26b"
+        );
+        assert_eq!(
+            instance_path("é-._~!", "", &[]),
+            "/1.0/instances/%C3%A9-._~%21"
         );
     }
 }

@@ -17,7 +17,7 @@
 
 mod calls;
 
-pub use calls::instance_path;
+pub use calls::{HistoryFilter, instance_path};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -5,11 +5,12 @@
 use std::path::Path;
 
 use clap::Args;
-use serde_json::Value;
+use vgashot_client::HistoryFilter;
+use vgashot_incus_wire::Screenshot;
 
 use super::connection::{self, ConnectionArgs};
 use super::list::{OutputFormat, bordered, csv_lines};
-use super::{CliError, instance_path, picture};
+use super::{CliError, picture};
 
 /// `vgashot history ...`.
 #[derive(Debug, Args)]
@@ -37,28 +38,14 @@ pub struct HistoryArgs {
 
 /// Lists the history.
 pub async fn run(dir: &Path, args: HistoryArgs) -> Result<(), CliError> {
-    let mut query = vec![("recursion", "1".to_owned())];
-    if args.project != "default" {
-        query.push(("project", args.project.clone()));
-    }
-    for (key, value) in [
-        ("since", &args.since),
-        ("until", &args.until),
-        ("reason", &args.reason),
-    ] {
-        if let Some(value) = value {
-            query.push((key, value.clone()));
-        }
-    }
+    let filter = HistoryFilter {
+        since: args.since,
+        until: args.until,
+        reason: args.reason,
+    };
+    let project = (args.project != "default").then_some(args.project.as_str());
     let client = connection::connect(dir, &args.connection).await?;
-    let shots = client
-        .call(
-            "GET",
-            &instance_path(&args.name, "/screenshots", &query),
-            None,
-        )
-        .await?;
-    let shots = shots.as_array().map(Vec::as_slice).unwrap_or_default();
+    let shots = client.screenshots(&args.name, project, &filter).await?;
     let body: Vec<Vec<String>> = shots.iter().map(cells).collect();
     let output = match args.format {
         OutputFormat::Table => bordered(
@@ -68,27 +55,24 @@ pub async fn run(dir: &Path, args: HistoryArgs) -> Result<(), CliError> {
             &body,
         ),
         OutputFormat::Csv => csv_lines(&body),
-        OutputFormat::Json => format!("{}\n", Value::Array(shots.to_vec())),
+        OutputFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string(&shots).map_err(vgashot_client::ClientError::Json)?
+        ),
     };
     print!("{output}");
     Ok(())
 }
 
 /// One screenshot's columns.
-fn cells(shot: &Value) -> Vec<String> {
-    let text = |key: &str| shot[key].as_str().unwrap_or_default().to_owned();
-    let number = |key: &str| shot[key].as_u64().unwrap_or_default();
+fn cells(shot: &Screenshot) -> Vec<String> {
     vec![
-        shot["id"].to_string(),
-        text("taken_at"),
-        text("reason"),
-        format!("{}x{}", number("width"), number("height")),
-        picture::byte_size(usize::try_from(number("stored_bytes")).unwrap_or(usize::MAX)),
-        if shot["pinned"] == Value::Bool(true) {
-            "yes".to_owned()
-        } else {
-            String::new()
-        },
-        text("note"),
+        shot.id.to_string(),
+        shot.taken_at.clone(),
+        shot.reason.clone(),
+        format!("{}x{}", shot.width, shot.height),
+        picture::byte_size(usize::try_from(shot.stored_bytes).unwrap_or(usize::MAX)),
+        if shot.pinned { "yes" } else { "" }.to_owned(),
+        shot.note.clone(),
     ]
 }
