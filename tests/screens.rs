@@ -484,6 +484,18 @@ async fn shared_answers(daemon: &Daemon, name: &str) -> u64 {
     total
 }
 
+/// Frames of `name` captured from `source` (`screendump` or `mirror`), from the metrics.
+async fn frames(daemon: &Daemon, name: &str, source: &str) -> u64 {
+    let prefix = format!(
+        "vgashot_screenshot_frames_total{{project=\"default\",name=\"{name}\",source=\"{source}\"}} "
+    );
+    metric_lines(daemon, name)
+        .await
+        .iter()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix}"))
+}
+
 /// Waits (bounded) until `name` has a screen to capture (its firmware set a video mode).
 async fn wait_for_a_screen(daemon: &Daemon, name: &str) {
     let path = format!("/1.0/instances/{name}/console?type=vga");
@@ -628,4 +640,75 @@ fn jpeg_parts(received: &[u8]) -> Vec<Vec<u8>> {
         rest = &body[length..];
     }
     parts
+}
+
+/// QEMU without its VNC server (`-vnc none` dropped from its command line, as a QEMU started by
+/// an older daemon runs): the mirror's session fails, and every screenshot and stream falls back
+/// to screendumps by itself, as the metrics show.
+#[tokio::test]
+async fn without_a_vnc_server_screens_fall_back_to_screendump() {
+    let Ok(qemu) = vgashot_qemu_process::find_qemu() else {
+        support::skip_unless_required("VGASHOT_REQUIRE_QEMU", "QEMU");
+        return;
+    };
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("qemu-without-vnc");
+    let script = format!(
+        "#!/bin/sh\n# QEMU as vgashot runs it, minus its VNC server.\nskip=\nfor arg do\n  shift\n  if [ -n \"$skip\" ]; then skip=; continue; fi\n  if [ \"$arg\" = -vnc ]; then skip=1; continue; fi\n  set -- \"$@\" \"$arg\"\ndone\nexec {} \"$@\"\n",
+        qemu.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    for path in [bin.path(), &wrapper] {
+        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(path, executable).unwrap();
+    }
+    let Some(daemon) = Daemon::start_with_env(&[("VGASHOT_QEMU", wrapper.to_str().unwrap())]).await
+    else {
+        return;
+    };
+    let config =
+        json!({"console.screenshot.min_interval": "0", "console.history.enabled": "false"});
+    daemon
+        .create_vm("v1", Some(Fixture::Counter), config, true)
+        .await;
+    wait_for_a_screen(&daemon, "v1").await;
+    // A stream of the changing counter is polled instead of pushed: it still gets its changes.
+    let stream = tokio::net::UnixStream::connect(daemon.socket())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=160 HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    let started = Instant::now();
+    while jpeg_parts(&received).len() < 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the stream stalled"
+        );
+        let read = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk))
+            .await
+            .expect("a frame within 30 s")
+            .unwrap();
+        assert!(read > 0, "the stream ended");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    let parts = jpeg_parts(&received);
+    assert!(
+        parts.windows(2).any(|pair| pair[0] != pair[1]),
+        "the stream sent no change"
+    );
+    let shot = daemon
+        .request("GET", "/1.0/instances/v1/console?type=vga", None)
+        .await;
+    assert_eq!(shot.status, 200);
+    assert!(frames(&daemon, "v1", "screendump").await >= 6);
+    assert_eq!(
+        frames(&daemon, "v1", "mirror").await,
+        0,
+        "a mirror without a VNC server"
+    );
 }

@@ -3,7 +3,9 @@
 //!
 //! How a screen is mirrored:
 //! 1. QEMU runs with `-vnc none` (a VNC server listening nowhere). On demand (a screenshot of
-//!    the primary screen, or a follower of it), [`Mirror`] makes a `socketpair`, passes one end
+//!    the primary screen, or a follower of it), [`Mirror`] checks that QEMU has a VNC server
+//!    (`query-vnc-servers`: QEMU's `add_client` accepts a socket it cannot serve without a
+//!    word, and keeps it), makes a `socketpair`, passes one end
 //!    to QEMU (`getfd`) and makes it a client of the VNC server (`add_client`, `skipauth`: the
 //!    socket is ours, nobody else can reach it). Our RFB client (`vgashot-rfb`) talks on the
 //!    other end, bounded by the driver's `max_screen_pixels`.
@@ -72,9 +74,13 @@ pub enum MirrorError {
     /// The socket pair could not be made.
     #[error("cannot make a socket pair for the VNC session")]
     Socket(#[source] std::io::Error),
-    /// QEMU refused our end of the socket or the VNC client (no VNC server: `-vnc` missing).
+    /// QEMU refused our end of the socket or the VNC client, or could not list its VNC servers.
     #[error("QEMU refused the VNC session")]
     Qmp(#[source] vgashot_qmp::Error),
+    /// QEMU runs without a VNC server (`-vnc` missing, as an older daemon started it), which
+    /// `add_client` would not say: it would keep our socket unused.
+    #[error("QEMU has no VNC server")]
+    NoVncServer,
     /// QEMU did not finish the handshake in time.
     #[error("QEMU's VNC server did not answer within {0:?}")]
     Handshake(Duration),
@@ -330,6 +336,14 @@ async fn connect(
     spec: &SessionSpec,
 ) -> Result<Session<tokio::net::unix::OwnedReadHalf, tokio::net::unix::OwnedWriteHalf>, MirrorError>
 {
+    let servers = spec
+        .qmp
+        .execute("query-vnc-servers", None)
+        .await
+        .map_err(MirrorError::Qmp)?;
+    if servers.as_array().is_none_or(Vec::is_empty) {
+        return Err(MirrorError::NoVncServer);
+    }
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(MirrorError::Socket)?;
     let name = format!(
         "vgashot-vnc-{}",
