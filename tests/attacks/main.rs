@@ -13,4 +13,5 @@ mod connections_wire;
 mod console;
 mod lifecycle;
 mod screen_events;
+mod screen_wait;
 mod ui_proxy;

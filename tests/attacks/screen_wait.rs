@@ -1,0 +1,160 @@
+//! Requests that wait for a screen change (`wait=30s` with `If-None-Match`) on still screens,
+//! more than the daemon keeps: 64 per instance, 256 in all. The one past each bound is a `503`
+//! envelope that names it, at once; the waiters already in are answered `304` when their time
+//! ends, after which their slots are free again; a bystander keeps getting screenshots.
+
+use std::time::{Duration, Instant};
+
+use http::header::IF_NONE_MATCH;
+use serde_json::json;
+use tokio::task::JoinSet;
+use vgashot_fixtures::Fixture;
+
+use crate::support::bystander::{self, Bystander};
+use crate::support::{Daemon, json, wait_for_picture};
+
+/// The daemon's bounds (`crates/rest/src/screens/wait.rs`).
+const PER_INSTANCE: usize = 64;
+const IN_ALL: usize = 256;
+/// How long the waiters wait: the longest `wait` allowed.
+const WAIT: &str = "30s";
+
+/// `GET …/console?type=vga&wait=WAIT` of `name`, naming `etag`: its status and error text.
+async fn wait_for_change(daemon: &Daemon, name: &str, wait: &str, etag: &str) -> (u16, String) {
+    let path = format!("/1.0/instances/{name}/console?type=vga&wait={wait}");
+    let reply = daemon
+        .client()
+        .request_with("GET", &path, &[(IF_NONE_MATCH, etag)], None)
+        .await
+        .unwrap();
+    let error = match reply.status {
+        503 => json(&reply)["error"].as_str().unwrap().to_owned(),
+        _ => String::new(),
+    };
+    (reply.status, error)
+}
+
+/// Asks with a short wait until the answer is a refusal (every slot it competes for is held by
+/// the long waiters, which retry while one of these short probes holds a slot); returns it.
+async fn refusal(daemon: &Daemon, name: &str, etag: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let (status, error) = wait_for_change(daemon, name, "1s", etag).await;
+        match status {
+            503 => return error,
+            304 => assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the waiters never filled their slots"
+            ),
+            other => panic!("{other} for a waiter of {name}"),
+        }
+    }
+}
+
+/// Starts [`PER_INSTANCE`] waiters of the instance `(name, etag)`, each asking until it gets
+/// in, then answering how long it waited for its `304`.
+fn fill(
+    waiters: &mut JoinSet<Duration>,
+    daemon: &std::sync::Arc<Daemon>,
+    (name, etag): (&String, &String),
+) {
+    for _ in 0..PER_INSTANCE {
+        let (daemon, name, etag) = (daemon.clone(), name.clone(), etag.clone());
+        waiters.spawn(async move {
+            let started = Instant::now();
+            loop {
+                let asked = Instant::now();
+                match wait_for_change(&daemon, &name, WAIT, &etag).await {
+                    // Refused while a probe held a slot: ask again.
+                    (503, _) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    (304, _) => return asked.elapsed(),
+                    other => panic!("{other:?} for a waiter of {name}"),
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "a waiter of {name} never got in"
+                );
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn waiters_past_their_bounds_are_refused_at_once() {
+    let Some(daemon) = Daemon::start().await else {
+        return;
+    };
+    let daemon = std::sync::Arc::new(daemon);
+    // Four still screens take every slot; a fifth meets the bound in all. Each boots a picture
+    // of its own size (a disk image is opened by one VM only).
+    let names: Vec<String> = (0..=IN_ALL / PER_INSTANCE)
+        .map(|index| format!("still{index}"))
+        .collect();
+    let mut etags = Vec::new();
+    for (index, name) in (0u32..).zip(&names) {
+        let fixture = Fixture::bars(320 + 8 * index, 200);
+        daemon.create_vm(name, Some(fixture), json!({}), true).await;
+        wait_for_picture(&daemon, name, fixture).await;
+        let reply = daemon
+            .request(
+                "GET",
+                &format!("/1.0/instances/{name}/console?type=vga"),
+                None,
+            )
+            .await;
+        etags.push(reply.headers["etag"].to_str().unwrap().to_owned());
+    }
+    let bystander = Bystander::on_a_new_vm(&daemon).await;
+
+    // The first instance's slots, then everyone else's: the bound in all is checked first, so
+    // the instance's own bound shows while the others are still free.
+    let mut waiters = JoinSet::new();
+    let instances: Vec<_> = names
+        .iter()
+        .zip(&etags)
+        .take(IN_ALL / PER_INSTANCE)
+        .collect();
+    fill(&mut waiters, &daemon, instances[0]);
+    let per_instance = refusal(&daemon, &names[0], &etags[0]).await;
+    assert_eq!(
+        per_instance,
+        "Too many requests waiting for a screen change of this instance (at most 64); try again later"
+    );
+    for instance in &instances[1..] {
+        fill(&mut waiters, &daemon, *instance);
+    }
+    let last = IN_ALL / PER_INSTANCE;
+    let in_all = refusal(&daemon, &names[last], &etags[last]).await;
+    assert_eq!(
+        in_all,
+        "Too many requests waiting for a screen change (at most 256); try again later"
+    );
+    // A refusal is at once, not after a wait.
+    let asked = Instant::now();
+    let (status, _) = wait_for_change(&daemon, &names[0], WAIT, &etags[0]).await;
+    assert_eq!(status, 503);
+    assert!(asked.elapsed() < bystander::BOUND, "{:?}", asked.elapsed());
+    // Screenshots without `wait` take no slot.
+    let shot = daemon
+        .request(
+            "GET",
+            &format!("/1.0/instances/{}/console?type=vga", names[0]),
+            None,
+        )
+        .await;
+    assert_eq!(shot.status, 200);
+    bystander.finish(bystander::BOUND).await;
+
+    // Every waiter is answered when its time ends: a 304, about 30 s after it got in.
+    let waited = waiters.join_all().await;
+    assert_eq!(waited.len(), IN_ALL);
+    for took in waited {
+        assert!(
+            (Duration::from_secs(29)..Duration::from_secs(45)).contains(&took),
+            "a waiter was answered after {took:?}"
+        );
+    }
+    // Their slots are free again.
+    let (status, _) = wait_for_change(&daemon, &names[0], "500ms", &etags[0]).await;
+    assert_eq!(status, 304);
+}
