@@ -205,14 +205,11 @@ impl Daemon {
     pub async fn operation(&self, method: &str, path: &str, body: Option<Value>) -> Operation {
         let reply = self.request(method, path, body).await;
         assert_eq!(reply.status, 202, "{method} {path}: {:?}", json(&reply));
-        let url = json(&reply)["operation"].as_str().unwrap().to_owned();
-        let done = self
-            .request("GET", &format!("{url}/wait?timeout=60"), None)
-            .await;
-        let done = json(&done);
-        assert_eq!(done["type"], "sync", "{method} {path} failed: {done}");
-        serde_json::from_value(done["metadata"].clone())
-            .unwrap_or_else(|error| panic!("{method} {path}: not an operation ({error}): {done}"))
+        let url = reply.header(http::header::LOCATION).unwrap();
+        self.client()
+            .call_typed("GET", &format!("{url}/wait?timeout=60"), None::<&()>)
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
     }
 
     /// The state of the instance `name` of the default project.

@@ -23,13 +23,14 @@
 //!    instance is stopped by force and deleted through the API, the daemon gets SIGTERM, and
 //!    any QEMU left under the directory is killed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
+use vgashot_incus_wire::InstanceStatePut;
 
 use crate::swagger::{ensure_package, venv_bin};
 use crate::{Result, workspace_root};
@@ -171,29 +172,26 @@ impl Daemon {
         // An operation still running (a start) could launch a QEMU after the listing below.
         let started = Instant::now();
         while started.elapsed() < OPERATIONS_BOUND {
-            let operations = client
-                .call("GET", "/1.0/operations", None)
+            // `GET /1.0/operations`: the operations' URLs by their state.
+            let operations: BTreeMap<String, Vec<String>> = client
+                .call_typed("GET", "/1.0/operations", None::<&()>)
                 .await
                 .unwrap_or_default();
-            if operations.get("running").is_none() {
+            if !operations.contains_key("running") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let instances = client
-            .call("GET", "/1.0/instances", None)
-            .await
-            .unwrap_or_default();
-        let stop = json!({"action": "stop", "force": true});
-        for url in instances.as_array().into_iter().flatten() {
-            let Some(url) = url.as_str() else { continue };
+        let instances = client.instances(None).await.unwrap_or_default();
+        for instance in instances {
             // A stopped instance answers 400 to the stop, which is fine here.
             let _ = client
-                .call("PUT", &format!("{url}/state"), Some(&stop))
+                .change_state(&instance.name, &InstanceStatePut::forced_stop(), None)
                 .await;
-            if let Err(error) = client.call("DELETE", url, None).await {
+            if let Err(error) = client.delete_instance(&instance.name, None).await {
                 eprintln!(
-                    "xtask: cannot delete {url}: {}",
+                    "xtask: cannot delete {}: {}",
+                    instance.name,
                     vgashot_rest::describe(&error)
                 );
             }

@@ -24,15 +24,16 @@
 //! (`tests/ui/demo-pictures.mjs`, with `playwright-core` from `tests/ui/node_modules`) and saves
 //! it as `docs/ui.png`, and the Linux guest's screen becomes `docs/demo-screenshot.png`.
 
+use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use vgashot_client::Client;
 use vgashot_fixtures::Fixture;
+use vgashot_incus_wire::{InstanceStatePut, InstancesPost};
 use vgashot_linux_guest::{BootOptions, Console, LinuxGuest, READY_LINE};
 use vgashot_rest::describe;
 
@@ -145,30 +146,35 @@ async fn demo(
     for name in [BARS, LINUX] {
         remove_vm(client, name).await;
     }
-    let bars = json!({
-        "name": BARS,
-        "type": "virtual-machine",
-        "source": {"type": "none"},
-        "config": {"limits.memory": "64MiB"},
-        "devices": {"root": {"type": "disk", "path": "/", "source": disk}},
-        "start": true,
-    });
+    let memory = |amount: &str| BTreeMap::from([("limits.memory".to_owned(), amount.to_owned())]);
+    let root = BTreeMap::from([(
+        "root".to_owned(),
+        BTreeMap::from([
+            ("type".to_owned(), "disk".to_owned()),
+            ("path".to_owned(), "/".to_owned()),
+            ("source".to_owned(), disk.display().to_string()),
+        ]),
+    )]);
+    let bars = InstancesPost::virtual_machine(BARS, memory("64MiB"), root, true);
     let options = BootOptions::default();
-    let linux = json!({
-        "name": LINUX,
-        "type": "virtual-machine",
-        "source": {"type": "none"},
-        "config": {
-            "limits.memory": LINUX_MEMORY,
-            "vgashot.boot.kernel": guest.kernel(Console::Framebuffer),
-            "vgashot.boot.initrd": guest.initrd(),
-            "vgashot.boot.cmdline": guest.cmdline(&options),
-        },
-        "devices": {},
-        "start": true,
-    });
-    for body in [&bars, &linux] {
-        call(client, "POST", "/1.0/instances", Some(body)).await?;
+    let mut config = memory(LINUX_MEMORY);
+    config.extend([
+        (
+            "vgashot.boot.kernel".to_owned(),
+            guest.kernel(Console::Framebuffer).display().to_string(),
+        ),
+        (
+            "vgashot.boot.initrd".to_owned(),
+            guest.initrd().display().to_string(),
+        ),
+        ("vgashot.boot.cmdline".to_owned(), guest.cmdline(&options)),
+    ]);
+    let linux = InstancesPost::virtual_machine(LINUX, config, BTreeMap::new(), true);
+    for request in [&bars, &linux] {
+        client
+            .create_instance(request, None)
+            .await
+            .map_err(|error| format!("create {}: {}", request.name, describe(&error)))?;
     }
     let bars_png = output.join("bars.png");
     let expected = FIXTURE.expected_rgb().expect("a static fixture");
@@ -344,20 +350,11 @@ fn decoded_rgb(png_bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Stops `name` (forced) and deletes it, waiting for both; a VM that is not there is fine.
 async fn remove_vm(client: &Client, name: &str) {
-    let stop = json!({"action": "stop", "force": true});
-    let path = format!("/1.0/instances/{name}");
     // An already stopped or missing VM answers 400 or 404, which is fine here.
-    let _ = call(client, "PUT", &format!("{path}/state"), Some(&stop)).await;
-    let _ = call(client, "DELETE", &path, None).await;
-}
-
-/// Sends a request (waiting for the operation it starts, if any), failing with its error.
-async fn call(client: &Client, method: &str, path: &str, body: Option<&Value>) -> Result {
-    client
-        .call(method, path, body)
-        .await
-        .map(drop)
-        .map_err(|error| format!("{method} {path}: {}", describe(&error)))
+    let _ = client
+        .change_state(name, &InstanceStatePut::forced_stop(), None)
+        .await;
+    let _ = client.delete_instance(name, None).await;
 }
 
 /// Stops the daemon with SIGTERM (it lets go of VMs and removes its socket) and reaps it.

@@ -16,6 +16,7 @@
 //!    pinned certificate's key.
 
 mod calls;
+mod envelope;
 
 pub use calls::{HistoryFilter, instance_path};
 
@@ -151,9 +152,9 @@ impl Reply {
     /// the body is no envelope. Meant for replies that are not 2xx, of endpoints whose success
     /// is not an envelope (screenshots).
     pub fn error(&self) -> ClientError {
-        match self.json() {
-            Ok(envelope) if envelope["error"].is_string() => api_error(&envelope, self.status),
-            _ => ClientError::Api {
+        match envelope::error_of(self) {
+            Some(error) => error,
+            None => ClientError::Api {
                 status: self.status,
                 message: http::StatusCode::from_u16(self.status)
                     .ok()
@@ -598,47 +599,6 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<Reply, ClientError> {
         self.request_with(method, path, &[], body).await
-    }
-
-    /// Sends a request that answers `metadata` in a sync envelope (or starts an operation, which
-    /// is then waited for); an error envelope becomes [`ClientError::Api`].
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
-        let reply = self.request(method, path, body).await?;
-        let envelope = reply.json()?;
-        match envelope["type"].as_str() {
-            Some("sync") => Ok(envelope["metadata"].clone()),
-            Some("async") => {
-                let operation = envelope["operation"].as_str().unwrap_or_default();
-                let waited = self
-                    .request("GET", &format!("{operation}/wait?timeout=-1"), None)
-                    .await?
-                    .json()?;
-                match waited["type"].as_str() {
-                    Some("sync") => Ok(waited["metadata"].clone()),
-                    _ => Err(api_error(&waited, reply.status)),
-                }
-            }
-            _ => Err(api_error(&envelope, reply.status)),
-        }
-    }
-}
-
-fn api_error(envelope: &Value, status: u16) -> ClientError {
-    ClientError::Api {
-        status: envelope["error_code"]
-            .as_u64()
-            .and_then(|code| u16::try_from(code).ok())
-            .filter(|&code| code != 0)
-            .unwrap_or(status),
-        message: envelope["error"]
-            .as_str()
-            .unwrap_or("the daemon sent no error message")
-            .to_owned(),
     }
 }
 

@@ -78,6 +78,28 @@ pub struct InstancesPost {
 }
 
 impl InstancesPost {
+    /// A virtual machine named `name` with `config` and `devices`, from no image (the only
+    /// source this server has), started at once if `start`.
+    pub fn virtual_machine(
+        name: &str,
+        config: BTreeMap<String, String>,
+        devices: BTreeMap<String, BTreeMap<String, String>>,
+        start: bool,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: "virtual-machine".to_owned(),
+            source: InstanceSource {
+                kind: "none".to_owned(),
+                ..InstanceSource::default()
+            },
+            config,
+            devices,
+            start,
+            ..Self::default()
+        }
+    }
+
     /// The writable part of the request, as the `InstancePut` Go embeds in it.
     pub fn instance_put(&self) -> InstancePut {
         InstancePut {
@@ -230,4 +252,16 @@ pub struct InstanceStatePut {
     #[serde(default, deserialize_with = "null_as_default")]
     #[schema(nullable)]
     pub stateful: bool,
+}
+
+impl InstanceStatePut {
+    /// A stop at once, without a clean shutdown (`incus stop --force`).
+    pub fn forced_stop() -> Self {
+        Self {
+            action: "stop".to_owned(),
+            timeout: -1,
+            force: true,
+            stateful: false,
+        }
+    }
 }
