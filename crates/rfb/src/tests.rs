@@ -210,6 +210,45 @@ async fn a_rectangle_outside_the_screen_ends_the_session_before_its_pixels_are_r
 }
 
 #[tokio::test]
+async fn a_resize_in_the_middle_of_an_update_draws_what_follows_on_the_new_screen() {
+    // Red on the 4x2 screen, then a 2x2 screen, then green on its top row; then a rectangle of
+    // the old size, now outside.
+    let mut script = greeting(4, 2);
+    script.extend(update(3));
+    script.extend(rect(0, 0, 4, 2, 0));
+    script.extend(raw(8, [255, 0, 0]));
+    script.extend(rect(0, 0, 2, 2, -223));
+    script.extend(rect(0, 0, 2, 1, 0));
+    script.extend(raw(2, [0, 255, 0]));
+    script.extend(update(1));
+    script.extend(rect(2, 0, 2, 1, 0));
+    let (mut session, _peer) = open(peer(script, 5, false)).await;
+    session.request_update(false).await.unwrap();
+    assert_eq!(
+        session.next_event().await.unwrap(),
+        Event::Updated {
+            rects: 2,
+            resized: true
+        }
+    );
+    let screen = session.screen();
+    assert_eq!((screen.width(), screen.height()), (2, 2));
+    assert_eq!(
+        screen.rgb(),
+        [[0, 255, 0], [0, 255, 0], [0; 3], [0; 3]].concat()
+    );
+    session.request_update(true).await.unwrap();
+    assert!(matches!(
+        session.next_event().await,
+        Err(RfbError::OutsideScreen {
+            x: 2,
+            screen_width: 2,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
 async fn a_huge_desktop_size_is_refused_before_it_is_allocated() {
     let mut then = update(1);
     then.extend(rect(0, 0, u16::MAX, u16::MAX, -223));

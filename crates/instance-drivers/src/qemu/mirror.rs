@@ -12,8 +12,10 @@
 //! 2. The session asks for the whole screen once, then for incremental updates: QEMU answers
 //!    only when pixels changed, so on a still screen nothing moves. Each answer is applied to
 //!    our copy; resolution changes (DesktopSize) are followed, the copy being withheld until
-//!    the new screen's content arrives. The picture and a generation number (the change signal
-//!    of [`ChangeFeed`]) move only when an update carried pixels.
+//!    the whole new screen has been asked for and has arrived ([`Completeness`]: one full
+//!    update more per resize, which happens at mode switches only). The picture and a
+//!    generation number (the change signal of [`ChangeFeed`]) move only when an update carried
+//!    pixels.
 //! 3. Paced: after an answer, the next request waits until the instance's
 //!    `console.screenshot.min_interval` has passed since the last one, so a guest repainting
 //!    constantly costs QEMU and us one update per interval. An interval of at most
@@ -295,6 +297,7 @@ async fn run(spec: &SessionSpec, live: &Live) -> Result<(), MirrorError> {
     session.request_update(false).await?;
     let period = spec.period.max(MIN_PERIOD);
     let mut last_request = Instant::now();
+    let mut completeness = Completeness::default();
     loop {
         let event = {
             let next = session.next_event();
@@ -314,20 +317,72 @@ async fn run(spec: &SessionSpec, live: &Live) -> Result<(), MirrorError> {
             return Ok(());
         };
         if let Event::Updated { rects, resized } = event? {
-            if rects > 0 {
-                live.publish(frame_of(session.screen()));
-            } else if resized {
-                // The new size's content answers the waiting request; nothing stale meanwhile.
-                live.publish(None);
+            match completeness.after_update(rects, resized) {
+                Publish::Picture => live.publish(frame_of(session.screen())),
+                Publish::Withhold => live.publish(None),
+                Publish::Nothing => {}
             }
         }
         if !session.pending() {
             if period > MIN_PERIOD {
                 tokio::time::sleep_until(last_request + period).await;
             }
-            session.request_update(true).await?;
+            session
+                .request_update(completeness.next_request_is_incremental())
+                .await?;
             last_request = Instant::now();
         }
+    }
+}
+
+/// What an update means for the published picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// The session's screen is the picture now.
+    Picture,
+    /// The screen changed size: no picture until the new one is whole.
+    Withhold,
+    /// Nothing to publish.
+    Nothing,
+}
+
+/// Whether the session's screen is whole (step 2): after a resize its content is only what
+/// updates drew since, so the picture is withheld until the answer to a request for the whole
+/// screen has arrived. Requests are answered in order and one at a time (the next is sent only
+/// once the last is answered), so the first update with pixels after that request answers it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Completeness {
+    /// The screen is whole.
+    #[default]
+    Whole,
+    /// It changed size; the whole screen is still to be asked for.
+    Resized,
+    /// The whole screen is asked for.
+    Asked,
+}
+
+impl Completeness {
+    fn after_update(&mut self, rects: u16, resized: bool) -> Publish {
+        if resized {
+            *self = Self::Resized;
+            return Publish::Withhold;
+        }
+        match (*self, rects) {
+            (_, 0) | (Self::Resized, _) => Publish::Nothing,
+            (Self::Whole | Self::Asked, _) => {
+                *self = Self::Whole;
+                Publish::Picture
+            }
+        }
+    }
+
+    /// Whether the next request may be incremental: not when the whole screen is to be asked.
+    fn next_request_is_incremental(&mut self) -> bool {
+        if *self == Self::Resized {
+            *self = Self::Asked;
+            return false;
+        }
+        true
     }
 }
 
@@ -383,4 +438,34 @@ fn frame_of(screen: &vgashot_rfb::Screen) -> Option<Frame> {
         screen.rgb().to_vec(),
     )
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resized_screen_is_withheld_until_the_whole_of_it_was_asked_for_and_came() {
+        let mut completeness = Completeness::default();
+        assert_eq!(completeness.after_update(3, false), Publish::Picture);
+        assert!(completeness.next_request_is_incremental());
+        assert_eq!(completeness.after_update(0, false), Publish::Nothing);
+        // A resize in the middle of an update: what came after it is not the whole screen, nor
+        // is the answer to the incremental request that was waiting.
+        assert_eq!(completeness.after_update(2, true), Publish::Withhold);
+        assert_eq!(completeness.after_update(1, false), Publish::Nothing);
+        assert!(
+            !completeness.next_request_is_incremental(),
+            "the whole screen"
+        );
+        assert_eq!(completeness.after_update(0, false), Publish::Nothing);
+        assert_eq!(completeness.after_update(4, false), Publish::Picture);
+        assert!(completeness.next_request_is_incremental());
+        // A resize while the whole screen is asked for asks again.
+        assert_eq!(completeness.after_update(0, true), Publish::Withhold);
+        assert!(!completeness.next_request_is_incremental());
+        assert_eq!(completeness.after_update(0, true), Publish::Withhold);
+        assert!(!completeness.next_request_is_incremental());
+        assert_eq!(completeness.after_update(1, false), Publish::Picture);
+    }
 }
