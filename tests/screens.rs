@@ -433,14 +433,7 @@ async fn a_slow_stream_reader_misses_frames_instead_of_queueing_them() {
     // a frame per change QEMU reports (5-18 a second on a loaded machine), so STALLED frames
     // come well within the daemon's 30 s bound on a write that makes no progress.
     const STALLED: u64 = 60;
-    let stream = tokio::net::UnixStream::connect(daemon.socket())
-        .await
-        .unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    writer
-        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=30&quality=100 HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (mut reader, _writer) = open_stream(&daemon, "fps=30&quality=100").await;
     let stalled_from = captures().await;
     wait_for_count(captures, stalled_from + STALLED).await;
     // Now read everything while 30 more frames are made. What arrives is what the sockets'
@@ -482,6 +475,26 @@ async fn shared_answers(daemon: &Daemon, name: &str) -> u64 {
         total += metric(daemon, &format!("vgashot_screenshot_{family}_total"), name).await;
     }
     total
+}
+
+/// Opens v1's MJPEG stream (`stream=mjpeg&QUERY`) on a raw connection, for reading it as it
+/// comes; the request's half is kept open with the returned writer.
+async fn open_stream(
+    daemon: &Daemon,
+    query: &str,
+) -> (
+    tokio::net::unix::OwnedReadHalf,
+    tokio::net::unix::OwnedWriteHalf,
+) {
+    let stream = tokio::net::UnixStream::connect(daemon.socket())
+        .await
+        .unwrap();
+    let (reader, mut writer) = stream.into_split();
+    let request = format!(
+        "GET /1.0/instances/v1/console?type=vga&stream=mjpeg&{query} HTTP/1.0\r\nHost: x\r\n\r\n"
+    );
+    writer.write_all(request.as_bytes()).await.unwrap();
+    (reader, writer)
 }
 
 /// Frames of `name` captured from `source` (`screendump` or `mirror`), from the metrics.
@@ -541,14 +554,7 @@ async fn a_still_screen_is_streamed_once_and_repeated_once() {
     wait_for_picture(&daemon, "v1", fixture).await;
     let captures = || metric(&daemon, "vgashot_screenshot_captures_total", "v1");
 
-    let stream = tokio::net::UnixStream::connect(daemon.socket())
-        .await
-        .unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    writer
-        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=320 HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (mut reader, _writer) = open_stream(&daemon, "fps=10&width=320").await;
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let reading = tokio::spawn({
         let received = received.clone();
@@ -673,14 +679,7 @@ async fn without_a_vnc_server_screens_fall_back_to_screendump() {
         .await;
     wait_for_a_screen(&daemon, "v1").await;
     // A stream of the changing counter is polled instead of pushed: it still gets its changes.
-    let stream = tokio::net::UnixStream::connect(daemon.socket())
-        .await
-        .unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    writer
-        .write_all(b"GET /1.0/instances/v1/console?type=vga&stream=mjpeg&fps=10&width=160 HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (mut reader, _writer) = open_stream(&daemon, "fps=10&width=160").await;
     let mut received = Vec::new();
     let mut chunk = vec![0; 64 * 1024];
     let started = Instant::now();

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use vgashot_fixtures::Fixture;
 
 use crate::support::bystander::{self, Bystander};
-use crate::support::{Daemon, json, wait_for_picture};
+use crate::support::{Daemon, json, screenshot, wait_for_picture};
 
 /// The daemon's bounds (`crates/rest/src/screens/wait.rs`).
 const PER_INSTANCE: usize = 64;
@@ -106,13 +106,7 @@ async fn waiters_past_their_bounds_are_refused_at_once() {
         let fixture = Fixture::bars(320 + 8 * index, 200);
         daemon.create_vm(name, Some(fixture), json!({}), true).await;
         wait_for_picture(&daemon, name, fixture).await;
-        let reply = daemon
-            .request(
-                "GET",
-                &format!("/1.0/instances/{name}/console?type=vga"),
-                None,
-            )
-            .await;
+        let reply = screenshot(&daemon, name).await;
         etags.push(reply.headers["etag"].to_str().unwrap().to_owned());
     }
     let bystander = Bystander::on_a_new_vm(&daemon).await;
@@ -147,13 +141,7 @@ async fn waiters_past_their_bounds_are_refused_at_once() {
     assert_eq!(status, 503);
     assert!(asked.elapsed() < bystander::BOUND, "{:?}", asked.elapsed());
     // Screenshots without `wait` take no slot.
-    let shot = daemon
-        .request(
-            "GET",
-            &format!("/1.0/instances/{}/console?type=vga", names[0]),
-            None,
-        )
-        .await;
+    let shot = screenshot(&daemon, &names[0]).await;
     assert_eq!(shot.status, 200);
     bystander.finish(bystander::BOUND).await;
 

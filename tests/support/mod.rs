@@ -290,18 +290,18 @@ pub async fn metric(daemon: &Daemon, family: &str, name: &str) -> u64 {
         .unwrap()
 }
 
+/// `GET /1.0/instances/NAME/console?type=vga`: the screenshot of `name` as it is.
+pub async fn screenshot(daemon: &Daemon, name: &str) -> Reply {
+    let path = format!("/1.0/instances/{name}/console?type=vga");
+    daemon.request("GET", &path, None).await
+}
+
 /// Polls `GET .../console?type=vga` until the screen shows `fixture`'s whole picture.
 pub async fn wait_for_picture(daemon: &Daemon, name: &str, fixture: vgashot_fixtures::Fixture) {
     let expected = fixture.expected_rgb().unwrap();
     let started = Instant::now();
     loop {
-        let reply = daemon
-            .request(
-                "GET",
-                &format!("/1.0/instances/{name}/console?type=vga"),
-                None,
-            )
-            .await;
+        let reply = screenshot(daemon, name).await;
         assert_eq!(reply.status, 200, "{:?}", reply.body);
         let (_, _, rgb) = decode_png(&reply.body);
         if rgb == expected {
