@@ -109,10 +109,10 @@ fn below(max_bytes: u64) -> u64 {
     max_bytes - max_bytes / 10
 }
 
-/// The bytes of every stored frame.
+/// The bytes of every stored frame (a row per instance: see the schema's `usage`).
 pub(crate) fn total_bytes(connection: &Connection) -> Result<u64> {
     let total: i64 =
-        connection.query_row("SELECT COALESCE(SUM(bytes), 0) FROM frames", [], |row| {
+        connection.query_row("SELECT COALESCE(SUM(bytes), 0) FROM usage", [], |row| {
             row.get(0)
         })?;
     Ok(u64::try_from(total).unwrap_or_default())
@@ -121,7 +121,7 @@ pub(crate) fn total_bytes(connection: &Connection) -> Result<u64> {
 /// The bytes of the instance's stored frames.
 fn instance_bytes(connection: &Connection, instance: i64) -> Result<u64> {
     let bytes: i64 = connection.query_row(
-        "SELECT COALESCE(SUM(bytes), 0) FROM frames WHERE instance = ?1",
+        "SELECT COALESCE(SUM(bytes), 0) FROM usage WHERE instance = ?1",
         params![instance],
         |row| row.get(0),
     )?;

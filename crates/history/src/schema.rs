@@ -8,8 +8,13 @@
 //!    instance, keyed by their hash, stored compressed once), `shots` (a row per screenshot:
 //!    when, why, pinned, note, and which frame). Shot ids are `AUTOINCREMENT`, so an id once
 //!    given out (a URL) never names another screenshot.
-//! 4. The schema's version is `user_version`; a file of a later version is refused rather than
-//!    misread.
+//! 4. `usage` keeps the bytes of each instance's frames, kept current by triggers on `frames`
+//!    (an insert adds, a delete, a cascaded one included, takes away), so the retention's bounds
+//!    are checked at every write without reading the frames: a sum over the frames reads every
+//!    page of their images, which measured 78 ms a write with 20,000 frames.
+//! 5. The schema's version is `user_version`; a file of a later version is refused rather than
+//!    misread. A file of version 1 (no `usage`) gets it, summed from its frames once, in the
+//!    same transaction that sets the version.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +24,7 @@ use rusqlite::Connection;
 use crate::error::HistoryError;
 
 /// The schema this version writes.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 /// How long a statement waits for another connection's lock (only tests open a second one).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +57,23 @@ CREATE TABLE IF NOT EXISTS shots (
 );
 CREATE INDEX IF NOT EXISTS shots_by_time ON shots (instance, taken_at);
 CREATE INDEX IF NOT EXISTS shots_by_frame ON shots (frame);
+CREATE TABLE IF NOT EXISTS usage (
+    instance INTEGER PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+    bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS usage_of_a_new_frame AFTER INSERT ON frames BEGIN
+    INSERT INTO usage (instance, bytes) VALUES (NEW.instance, NEW.bytes)
+        ON CONFLICT (instance) DO UPDATE SET bytes = bytes + NEW.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS usage_of_a_deleted_frame AFTER DELETE ON frames BEGIN
+    UPDATE usage SET bytes = bytes - OLD.bytes WHERE instance = OLD.instance;
+END;
+";
+
+/// What makes a file of an earlier version this one's (step 5): the usage summed once.
+const MIGRATION: &str = "
+DELETE FROM usage;
+INSERT INTO usage (instance, bytes) SELECT instance, SUM(bytes) FROM frames GROUP BY instance;
 ";
 
 /// Opens (or makes) the database at `path`, in WAL mode, with the schema.
@@ -80,9 +102,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection, HistoryError> {
             value: version.to_string(),
         });
     }
-    connection.execute_batch(SCHEMA).map_err(failed)?;
-    connection
-        .pragma_update(None, "user_version", VERSION)
-        .map_err(failed)?;
+    if version < VERSION {
+        let upgrade =
+            format!("BEGIN; {SCHEMA} {MIGRATION} PRAGMA user_version = {VERSION}; COMMIT;");
+        connection.execute_batch(&upgrade).map_err(failed)?;
+    }
     Ok(connection)
 }

@@ -206,6 +206,62 @@ fn the_daemon_cap_spares_pinned_rows() {
     assert_eq!(ids(&history, &v2), [newer]);
 }
 
+/// The bytes of every frame, summed from the frames themselves.
+fn summed_from_frames(history: &History) -> u64 {
+    let sum: i64 = history
+        .connection()
+        .query_row("SELECT COALESCE(SUM(bytes), 0) FROM frames", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    u64::try_from(sum).unwrap()
+}
+
+#[test]
+fn the_usage_follows_every_write_and_a_version_1_file_gets_it() {
+    let (dir, history) = open(LIMITS);
+    let (v1, v2) = (vm("v1"), vm("v2"));
+    for seed in 0..6 {
+        record(&history, &v1, seed, u64::from(seed));
+        record(&history, &v2, seed + 100, u64::from(seed));
+    }
+    record(&history, &v1, 0, 10); // a known frame: a row, no bytes
+    let doomed = ids(&history, &v2)[0];
+    history.delete(&v2.identity, doomed).unwrap();
+    history
+        .trim(
+            &v1.identity,
+            Retention {
+                max_age: Some(Duration::from_secs(3)),
+                max_bytes: None,
+            },
+            at(10),
+        )
+        .unwrap();
+    assert_eq!(history.total_bytes().unwrap(), summed_from_frames(&history));
+    history.forget_instance(&v2.identity).unwrap();
+    let total = history.total_bytes().unwrap();
+    assert_eq!(total, summed_from_frames(&history));
+    assert!(total > 0);
+
+    // The same store as version 1 wrote it: no usage at all.
+    history
+        .connection()
+        .execute_batch(
+            "DROP TRIGGER usage_of_a_new_frame; DROP TRIGGER usage_of_a_deleted_frame;
+             DROP TABLE usage; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    drop(history);
+    let reopened = History::open(&dir.path().join("history.sqlite"), LIMITS).unwrap();
+    assert_eq!(reopened.total_bytes().unwrap(), total);
+    record(&reopened, &v1, 50, 20);
+    assert_eq!(
+        reopened.total_bytes().unwrap(),
+        summed_from_frames(&reopened)
+    );
+}
+
 #[test]
 fn an_instance_takes_its_history_with_it() {
     let (_dir, history) = open(LIMITS);
