@@ -17,6 +17,7 @@
 
 mod baseline;
 mod confinement;
+mod daemon;
 mod driver_latency;
 mod frame_latency;
 mod qmp_latency;
