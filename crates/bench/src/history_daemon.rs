@@ -140,13 +140,7 @@ async fn idle_cost(daemon: &Daemon) -> Result<Section> {
             windows.recorded += screenshots(&socket, STILL).await? - recorded;
         }
     }
-    call(
-        &socket,
-        "PUT",
-        &format!("/1.0/instances/{STILL}/state"),
-        Some(&serde_json::json!({"action": "stop", "force": true})),
-    )
-    .await?;
+    force_stop(&socket, STILL).await?;
 
     let mut section = Section::custom(
         "Screen history: an idle VM",
@@ -239,13 +233,7 @@ async fn bytes_per_hour(daemon: &Daemon) -> Result<Section> {
         let elapsed = started.elapsed();
         let grown = store_bytes(&store)?.saturating_sub(bytes_before);
         let rows = screenshots(&socket, vm).await? - rows_before;
-        call(
-            &socket,
-            "PUT",
-            &format!("/1.0/instances/{vm}/state"),
-            Some(&serde_json::json!({"action": "stop", "force": true})),
-        )
-        .await?;
+        force_stop(&socket, vm).await?;
         let per_hour = |bytes: u64| bytes as f64 / elapsed.as_secs_f64() * 3600.0 / 1e6;
         section.push_cells(vec![
             screen.to_owned(),
@@ -273,6 +261,19 @@ struct BytesScreen<'a> {
     image: Option<&'a Path>,
     /// Its screen's size once the guest has set its mode.
     size: (u32, u32),
+}
+
+/// Stops the VM at once (its last screen is pinned into the history, after the window).
+async fn force_stop(socket: &Path, vm: &str) -> Result {
+    let body = serde_json::json!({"action": "stop", "force": true});
+    call(
+        socket,
+        "PUT",
+        &format!("/1.0/instances/{vm}/state"),
+        Some(&body),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The number of screenshots in the VM's history (`GET .../screenshots`, recursion 0).

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use vgashot_fixtures::{Fixture, MODE13_SCREENDUMP_SIZE, counter_rgb};
-use vgashot_framebuffer::Frame;
+use vgashot_framebuffer::{Frame, PixelHash};
 use vgashot_history::{History, InstanceRef, Limits, NewShot, Reason, Retention};
 use vgashot_instance_drivers::{Driver as _, Instance, QemuInstance, ScreenshotOptions};
 
@@ -201,24 +201,27 @@ fn record(
     history: &History,
     instance: &InstanceRef,
     frame: &Frame,
-    hash: vgashot_framebuffer::PixelHash,
+    hash: PixelHash,
     taken_at: SystemTime,
 ) -> Result<i64> {
-    let id = history.record(
-        instance,
-        NewShot {
-            frame,
-            hash,
-            taken_at,
-            reason: Reason::Change,
-            pinned: false,
-            note: "",
-        },
-    )?;
+    let id = history.record(instance, change(frame, hash, taken_at))?;
     history.trim(&instance.identity, RETENTION, taken_at)?;
     Ok(id)
 }
 
+/// A screenshot as the recorder records a change.
+fn change(frame: &Frame, hash: PixelHash, taken_at: SystemTime) -> NewShot<'_> {
+    NewShot {
+        frame,
+        hash,
+        taken_at,
+        reason: Reason::Change,
+        pinned: false,
+        note: "",
+    }
+}
+
+/// A made-up instance of the store (the daemon uses its project and creation time).
 fn instance(name: &str) -> InstanceRef {
     InstanceRef {
         project: "default".into(),
@@ -292,7 +295,7 @@ fn fill(
     instance: &InstanceRef,
     span: Duration,
     end: SystemTime,
-    frames: &[(Frame, vgashot_framebuffer::PixelHash)],
+    frames: &[(Frame, PixelHash)],
 ) -> Result {
     let rows = span.as_secs() / ROW_EVERY.as_secs();
     for row in 0..rows {
@@ -301,17 +304,7 @@ fn fill(
         }
         let (frame, hash) = &frames[row as usize % frames.len()];
         let taken_at = end - span + ROW_EVERY * u32::try_from(row)?;
-        history.record(
-            instance,
-            NewShot {
-                frame,
-                hash: *hash,
-                taken_at,
-                reason: Reason::Change,
-                pinned: false,
-                note: "",
-            },
-        )?;
+        history.record(instance, change(frame, *hash, taken_at))?;
     }
     Ok(())
 }
