@@ -14,11 +14,17 @@
 //!    seccomp) against QEMU unconfined.
 //! 6. [`viewers`]: the release daemon under 1 to 500 concurrent clients of one screen, shared
 //!    captures against a capture per request, and what each costs QEMU (the guest) in CPU time.
+//! 7. [`history_store`] and [`history_daemon`]: the screen history's recording cost per frame
+//!    against a plain screenshot, `at=` in a week against an hour, an idle VM with the history enabled
+//!    against disabled, and bytes per hour against keeping every PNG; `-- history` runs them alone.
 
 mod baseline;
 mod confinement;
+mod daemon;
 mod driver_latency;
 mod frame_latency;
+mod history_daemon;
+mod history_store;
 mod qmp_latency;
 mod report;
 mod stats;
@@ -29,7 +35,7 @@ use std::time::Instant;
 
 use vgashot_qemu_process::Accel;
 
-use crate::report::Report;
+use crate::report::{Report, Section};
 use crate::stats::Samples;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -48,11 +54,23 @@ fn main() -> Result {
 }
 
 async fn run() -> Result {
-    if std::env::args().nth(1).as_deref() == Some("frames") {
-        // One section alone, printed; BENCHMARKS.md is only written by a whole run.
-        let (qemu_version, section) = frame_latency::measure().await?;
+    // One section alone, printed; BENCHMARKS.md is only written by a whole run.
+    let alone = match std::env::args().nth(1).as_deref() {
+        Some("frames") => {
+            let (qemu_version, section) = frame_latency::measure().await?;
+            Some((qemu_version, vec![section]))
+        }
+        Some("history") => {
+            let (qemu_version, sections) = history().await?;
+            Some((qemu_version, sections))
+        }
+        _ => None,
+    };
+    if let Some((qemu_version, sections)) = alone {
         let mut report = Report::new(qemu_version, Accel::detect());
-        report.push(section);
+        for section in sections {
+            report.push(section);
+        }
         print!("{}", report.markdown());
         return Ok(());
     }
@@ -67,6 +85,9 @@ async fn run() -> Result {
     let (viewers, guest_impact) = viewers::measure().await?;
     report.push(viewers);
     report.push(guest_impact);
+    for section in history().await?.1 {
+        report.push(section);
+    }
 
     let markdown = report.markdown();
     print!("{markdown}");
@@ -74,6 +95,14 @@ async fn run() -> Result {
     std::fs::write(&target, markdown)?;
     eprintln!("wrote {}", target.display());
     Ok(())
+}
+
+/// The screen history's sections, and the version of the QEMU they ran.
+async fn history() -> Result<(String, Vec<Section>)> {
+    let (qemu_version, recording) = history_store::measure_recording().await?;
+    let lookup = history_store::measure_lookup().await?;
+    let (idle, bytes) = history_daemon::measure().await?;
+    Ok((qemu_version, vec![recording, lookup, idle, bytes]))
 }
 
 /// Runs `capture` and, past the warm-up rounds, records how long it took.
