@@ -33,9 +33,11 @@
 //! 5. The session lives while a follower holds its interest ([`ChangeFeed::interest`]) or a
 //!    screenshot asked for it within [`LINGER`]; then it is let go, and an unviewed VM holds no
 //!    session and no picture.
-//! 6. A session that fails (QEMU without a VNC server, a peer breaking a bound, QEMU gone) ends;
-//!    its feeds close, so followers poll; screenshots take screendumps; a new session is tried
-//!    no sooner than [`RETRY_AFTER_FAILURE`]. Every failure is logged with its cause.
+//! 6. A session that fails (QEMU without a VNC server, a peer breaking a bound) ends; its
+//!    picture goes at once, its feeds close, so followers poll; screenshots take screendumps; a
+//!    new session is tried no sooner than [`RETRY_AFTER_FAILURE`]. Every failure is logged with
+//!    its cause. A session that ends because its QEMU is going (QMP closes within
+//!    [`QEMU_GOING`]) is no failure: nothing is logged, and a restarted VM mirrors at once.
 //! 7. QEMU's VNC server looks for changes on a refresh timer that slows to 3 s on a screen that
 //!    stays still (`VNC_REFRESH_INTERVAL_MAX`) and speeds up to 30 ms while it changes: the
 //!    first change after a long still period reaches the mirror within 3 s, later ones within
@@ -67,6 +69,9 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 pub const MIN_PERIOD: Duration = Duration::from_millis(33);
 /// How long QEMU has to finish the handshake, and the rest of a message once begun: 5 s.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after a session ended QEMU may take to show it is going (its QMP connection
+/// closing) for the end to count as the VM's, not as the session's failure.
+const QEMU_GOING: Duration = Duration::from_secs(1);
 /// How often an idle session checks whether it is still wanted.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -247,30 +252,39 @@ impl Mirror {
         let session = live.clone();
         runtime.spawn(async move {
             let outcome = run(&spec, &session).await;
-            // A session of a QEMU that went ends with it; that is no failure.
-            let failed = match &outcome {
-                Err(error) if spec.qmp.lost().is_none() => {
-                    tracing::warn!(
-                        error = %ErrorChain(error),
-                        "the VNC mirror failed; screenshots use screendump"
-                    );
-                    true
-                }
-                _ => false,
-            };
+            // The picture goes with the session at once: a screenshot meanwhile takes a
+            // screendump, not the last picture of a session that ended; after a failure, no
+            // new session is tried for a while.
+            let ended = Instant::now();
             if let Some(shared) = shared.upgrade() {
                 let mut state = lock(&shared);
-                if state
+                let ours = state
                     .live
                     .as_ref()
-                    .is_some_and(|live| Arc::ptr_eq(live, &session))
-                {
+                    .is_some_and(|live| Arc::ptr_eq(live, &session));
+                if ours {
                     state.live = None;
-                    if failed {
-                        state.failed_at = Some(Instant::now());
+                    if outcome.is_err() {
+                        state.failed_at = Some(ended);
                     }
                 }
             }
+            let Err(error) = outcome else { return };
+            // A session of a QEMU that is going ends with it, often a moment before QMP says
+            // so: that is the VM's end, not a failure, and a restarted VM mirrors at once.
+            if tokio::time::timeout(QEMU_GOING, spec.qmp.closed())
+                .await
+                .is_ok()
+            {
+                if let Some(shared) = shared.upgrade() {
+                    lock(&shared).failed_at.take_if(|failed| *failed == ended);
+                }
+                return;
+            }
+            tracing::warn!(
+                error = %ErrorChain(&error),
+                "the VNC mirror failed; screenshots use screendump"
+            );
         });
         Some(live)
     }
