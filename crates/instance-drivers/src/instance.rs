@@ -152,26 +152,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn transitions(&self) -> broadcast::Receiver<Transition>;
 }
 
-/// The conversion behind [`Instance::frame_source`], for every sized frame source: a trait of
-/// its own so that no driver writes it (an `Arc<dyn Instance>` cannot be cast to an
-/// `Arc<dyn FrameSource>` without trait upcasting, which Rust 1.85 lacks).
-pub trait AsFrameSource {
-    /// The same object, as the screens engine's frame source.
-    fn frame_source(self: Arc<Self>) -> Arc<dyn FrameSource>;
-}
-
-impl<T: FrameSource + 'static> AsFrameSource for T {
-    fn frame_source(self: Arc<Self>) -> Arc<dyn FrameSource> {
-        self
-    }
-}
-
 /// An instance: a virtual machine run by a driver, and the source of its screens' frames.
 ///
 /// Capabilities a driver does not have answer [`DriverError::Unsupported`] through the default
 /// methods, so a caller can always ask and get a typed answer.
 #[async_trait]
-pub trait Instance: FrameSource + AsFrameSource + Send + Sync {
+pub trait Instance: FrameSource + Send + Sync {
     /// The instance's name.
     fn name(&self) -> &str;
 

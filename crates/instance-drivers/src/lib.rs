@@ -31,8 +31,8 @@ mod transition;
 pub use definition::{InstanceDefinition, InstanceType};
 pub use error::{DriverError, Result};
 pub use instance::{
-    AsFrameSource, Driver, Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage,
-    Screenshot, ScreenshotOptions,
+    Driver, Instance, InstanceState, InstanceStatus, PngEncoder, ResourceUsage, Screenshot,
+    ScreenshotOptions,
 };
 pub use lock::DirectoryLock;
 /// The instances' own display device and the most heads one may have: the screens a request

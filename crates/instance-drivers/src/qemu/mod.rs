@@ -420,7 +420,7 @@ impl QemuDriver {
             .collect()
     }
 
-    /// Every instance's starts and ends from now on, as they happen (see [`crate::transition`]
+    /// Every instance's starts and ends from now on, as they happen (see [`Transition`]
     /// for what each carries and how far a subscriber may fall behind).
     pub fn transitions(&self) -> broadcast::Receiver<Transition> {
         self.shared.transitions.subscribe()

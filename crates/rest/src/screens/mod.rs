@@ -26,7 +26,7 @@ pub mod wake;
 use std::sync::Arc;
 
 use vgashot_instance_drivers::Instance;
-use vgashot_screens::{Answer, InstanceKey, RenderLimits, ScreenId};
+use vgashot_screens::{Answer, FrameSource, InstanceKey, RenderLimits, ScreenId};
 
 use crate::error::ApiError;
 
@@ -66,7 +66,7 @@ impl Screens {
         screen: &ScreenId,
     ) -> Result<Answer, ApiError> {
         let min_interval = vm.screenshot_min_interval()?;
-        let source = vm.clone().frame_source();
+        let source: Arc<dyn FrameSource> = vm.clone();
         Ok(self
             .engine
             .capture(&instance_key(vm), &source, screen, min_interval)

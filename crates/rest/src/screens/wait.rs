@@ -21,7 +21,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde::{Deserialize, Deserializer};
 use vgashot_instance_drivers::Instance;
-use vgashot_screens::{Answer, Follower, ScreenId, Variant};
+use vgashot_screens::{Answer, Follower, FrameSource, ScreenId, Variant};
 
 use super::Screens;
 use crate::api::console::if_none_match;
@@ -77,7 +77,7 @@ impl Screens {
         at_most_every: Duration,
     ) -> Result<Follower<'_>, ApiError> {
         let min_interval = vm.screenshot_min_interval()?;
-        let source = vm.clone().frame_source();
+        let source: Arc<dyn FrameSource> = vm.clone();
         Ok(self.engine.follow(
             &super::instance_key(vm),
             &source,
