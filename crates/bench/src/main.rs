@@ -14,13 +14,23 @@
 //!    seccomp) against QEMU unconfined.
 //! 6. [`viewers`]: the release daemon under 1 to 500 concurrent clients of one screen, shared
 //!    captures against a capture per request, and what each costs QEMU (the guest) in CPU time.
+//! 7. The VNC mirror of a screen against the screendump path, in the same daemon and run
+//!    ([`mirror_sections`]; `-- mirror` runs them alone): [`dashboard`] (many still screens
+//!    polled as the web page does, and the daemon's memory per mirrored screen), [`changes`]
+//!    (a changing screen streamed: frames, their cost, change-to-viewer latency) and
+//!    [`single_shot`] (one screenshot against QEMU's PNG). [`daemon`] is what they and
+//!    [`viewers`] share to drive the release daemon.
 
 mod baseline;
+mod changes;
 mod confinement;
+mod daemon;
+mod dashboard;
 mod driver_latency;
 mod frame_latency;
 mod qmp_latency;
 mod report;
+mod single_shot;
 mod stats;
 mod viewers;
 
@@ -56,6 +66,10 @@ async fn run() -> Result {
         print!("{}", report.markdown());
         return Ok(());
     }
+    if std::env::args().nth(1).as_deref() == Some("mirror") {
+        print!("{}", mirror_sections(None).await?.markdown());
+        return Ok(());
+    }
     let (qemu_version, qmp_section) = qmp_latency::measure().await?;
     let mut report = Report::new(qemu_version, Accel::detect());
     report.push(qmp_section);
@@ -67,6 +81,7 @@ async fn run() -> Result {
     let (viewers, guest_impact) = viewers::measure().await?;
     report.push(viewers);
     report.push(guest_impact);
+    let report = mirror_sections(Some(report)).await?;
 
     let markdown = report.markdown();
     print!("{markdown}");
@@ -74,6 +89,22 @@ async fn run() -> Result {
     std::fs::write(&target, markdown)?;
     eprintln!("wrote {}", target.display());
     Ok(())
+}
+
+/// The mirror's sections, added to `report` (or to a new one); the figures so far are printed
+/// after each part, for a run interrupted in the next.
+async fn mirror_sections(report: Option<Report>) -> Result<Report> {
+    let (qemu_version, single) = single_shot::measure().await?;
+    let mut report = report.unwrap_or_else(|| Report::new(qemu_version, Accel::detect()));
+    report.push(single);
+    let (dashboard, memory) = dashboard::measure().await?;
+    report.push(dashboard);
+    report.push(memory);
+    eprintln!("bench: measured so far:\n{}", report.markdown());
+    let (streaming, latency) = changes::measure().await?;
+    report.push(streaming);
+    report.push(latency);
+    Ok(report)
 }
 
 /// Runs `capture` and, past the warm-up rounds, records how long it took.
