@@ -8,7 +8,8 @@
 //!    greeting on the serial console, which asks for no screen.
 //! 2. Memory, unviewed: the daemon's VmRSS with every VM running and no screen ever asked for
 //!    (the baseline of the memory table).
-//! 3. Idle: the CPU time (utime + stime in `/proc`) of the daemon and every QEMU over
+//! 3. Idle: once the guests have drawn their pictures (the processes' CPU quiet for two
+//!    seconds), the CPU time (utime + stime in `/proc`) of the daemon and every QEMU over
 //!    [`WINDOW`], nobody asking for anything.
 //! 4. Memory, mirrored: the primary screens of the first 8 VMs, then of all 16, are asked for
 //!    (a plain PNG every 300 ms, past the 250 ms minimum interval) until each has been served
@@ -16,7 +17,8 @@
 //! 5. The dashboard: for N of [`LEVELS`], N pollers, one per VM, each on its own keep-alive
 //!    connection, ask once a second (phases spread over the second) for the 320 px JPEG
 //!    thumbnail with `If-None-Match` of the last `ETag`, as the web page does, for [`WINDOW`];
-//!    each poller makes one request before the window to hold an `ETag`. Two paths: the
+//!    each poller makes one request before the window to hold an `ETag` (on the mirror, once
+//!    its screen was served from a running session: the steady state). Two paths: the
 //!    mirrored primary screen (`?type=vga&format=jpeg&width=320`), and the same screen asked
 //!    as `&device=video0&head=0`, which the mirror does not serve: a `screendump` per
 //!    capture, today's engine, the baseline. Windows in the order screendump 8, mirror 8,
@@ -33,7 +35,7 @@ use vgashot_fixtures::Fixture;
 
 use crate::Result;
 use crate::daemon::{
-    Connection, Daemon, PNG_MAGIC, create_vm, metric, png_size, rss_kib, total_cpu_time,
+    Connection, Daemon, PNG_MAGIC, cpu_time, create_vm, metric, png_size, rss_kib, total_cpu_time,
     wait_for_greeting,
 };
 use crate::report::Section;
@@ -50,6 +52,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long the daemon keeps a mirror session after its last request (its `LINGER`, 15 s),
 /// plus its idle check (1 s) and a margin.
 const LINGER: Duration = Duration::from_secs(18);
+/// CPU per second of the daemon and all QEMUs together below which the VMs count as done
+/// booting: 3 ticks, where a QEMU drawing its picture takes hundreds.
+const QUIET: Duration = Duration::from_millis(30);
 /// The still picture.
 const PICTURE: Fixture = Fixture::bars(1024, 768);
 /// What the web page asks for a card.
@@ -81,6 +86,8 @@ struct Window {
     vms: usize,
     elapsed: Duration,
     cpu: Duration,
+    /// The daemon's share of `cpu`.
+    daemon_cpu: Duration,
     requests: u64,
     not_modified: u64,
     errors: u64,
@@ -106,6 +113,7 @@ pub async fn measure() -> Result<(Section, Section)> {
 
     eprintln!("bench: dashboard: memory unviewed, idle");
     let unviewed = rss_kib(daemon_pid).ok_or("no VmRSS of the daemon")?;
+    wait_until_quiet(&processes).await?;
     let idle_before = idle(&processes).await?;
 
     eprintln!("bench: dashboard: memory mirrored");
@@ -131,10 +139,13 @@ pub async fn measure() -> Result<(Section, Section)> {
     eprintln!("bench: dashboard: waiting for the mirrors to be let go, then idle");
     tokio::time::sleep(LINGER).await;
     let idle_after = idle(&processes).await?;
-    let floor = (idle_before + idle_after) / 2.0;
+    let floor = Idle {
+        total: (idle_before.total + idle_after.total) / 2.0,
+        daemon: (idle_before.daemon + idle_after.daemon) / 2.0,
+    };
 
     Ok((
-        dashboard_section(&windows, idle_before, idle_after, floor),
+        dashboard_section(&windows, idle_before.total, idle_after.total, floor),
         memory_section(unviewed, &mirrored),
     ))
 }
@@ -146,12 +157,41 @@ fn path_name(path: ScreenPath) -> &'static str {
     }
 }
 
-/// CPU seconds per second of `processes` together over [`WINDOW`] with nobody asking.
-async fn idle(processes: &[i32]) -> Result<f64> {
-    let (started, before) = (Instant::now(), total_cpu_time(processes)?);
+/// CPU seconds per second with nobody asking: of the daemon and QEMUs, and of the daemon.
+#[derive(Clone, Copy)]
+struct Idle {
+    total: f64,
+    daemon: f64,
+}
+
+/// The idle floor of `processes` (the daemon first) over [`WINDOW`].
+async fn idle(processes: &[i32]) -> Result<Idle> {
+    let started = Instant::now();
+    let (total, daemon) = (total_cpu_time(processes)?, cpu_time(processes[0])?);
     tokio::time::sleep(WINDOW).await;
-    let cpu = total_cpu_time(processes)? - before;
-    Ok(cpu.as_secs_f64() / started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Idle {
+        total: (total_cpu_time(processes)? - total).as_secs_f64() / seconds,
+        daemon: (cpu_time(processes[0])? - daemon).as_secs_f64() / seconds,
+    })
+}
+
+/// Waits until the guests have drawn their pictures: a fixture draws 1024x768 through the
+/// banked VGA window, each write a trip into QEMU, seconds of CPU for 16 VMs after their
+/// greetings. Quiet is two seconds in a row below [`QUIET`] for all `processes` together.
+async fn wait_until_quiet(processes: &[i32]) -> Result {
+    let started = Instant::now();
+    let mut quiet_seconds = 0;
+    while quiet_seconds < 2 {
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err("the VMs never went quiet after they booted".into());
+        }
+        let before = total_cpu_time(processes)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = total_cpu_time(processes)? - before;
+        quiet_seconds = if busy < QUIET { quiet_seconds + 1 } else { 0 };
+    }
+    Ok(())
 }
 
 /// Asks for `name`'s primary screen until one answer came from its mirror (step 4).
@@ -196,9 +236,14 @@ async fn poll_window(
     names: &[String],
     path: ScreenPath,
 ) -> Result<Window> {
-    // One request each before the window: every poller holds an ETag, as a page that polls.
+    // Before the window, every poller holds an ETag, as a page that has been polling; on the
+    // mirror, once its screen was served from a running session (its start, a full update
+    // and the screendump that answers meanwhile, are not a still screen's steady cost).
     let mut pollers = Vec::new();
     for name in names {
+        if path == ScreenPath::Mirror {
+            mirror_screen(socket, name).await?;
+        }
         let url = format!(
             "/1.0/instances/{name}/console?type=vga{THUMBNAIL}{}",
             path.query()
@@ -211,7 +256,7 @@ async fn poll_window(
         pollers.push((connection, url, reply.etag));
     }
     let captures_before = metric(socket, "vgashot_screenshot_captures_total", &[]).await?;
-    let cpu_before = total_cpu_time(processes)?;
+    let (cpu_before, daemon_before) = (total_cpu_time(processes)?, cpu_time(processes[0])?);
     let started = tokio::time::Instant::now();
     let deadline = started + WINDOW;
     let mut tasks = tokio::task::JoinSet::new();
@@ -223,6 +268,7 @@ async fn poll_window(
     let tallies = tasks.join_all().await;
     let elapsed = started.elapsed();
     let cpu = total_cpu_time(processes)? - cpu_before;
+    let daemon_cpu = cpu_time(processes[0])? - daemon_before;
     let captures =
         metric(socket, "vgashot_screenshot_captures_total", &[]).await? - captures_before;
     let mut window = Window {
@@ -230,6 +276,7 @@ async fn poll_window(
         vms: names.len(),
         elapsed,
         cpu,
+        daemon_cpu,
         requests: 0,
         not_modified: 0,
         errors: 0,
@@ -271,7 +318,7 @@ async fn poller(
 }
 
 /// The dashboard table (step 7).
-fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: f64) -> Section {
+fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: Idle) -> Section {
     let intro = format!(
         "The web page's load: the release daemon with {VMS} VMs, each showing a still 1024x768 \
          picture (`Fixture::bars(1024, 768)`, history recorder off), N of them polled by one \
@@ -280,10 +327,13 @@ fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: f64) ->
          a 304; default `console.screenshot.min_interval` (250 ms). CPU is utime + stime from \
          `/proc` of the daemon and all {VMS} QEMUs over a {}-s window; above idle subtracts the \
          floor with nobody polling (the mean of {before:.4} s/s before and {after:.4} s/s \
-         after, once every mirror session had been let go), and is divided by N. Paths: the \
+         after, once every mirror session had been let go), and is divided by N; of which \
+         the daemon: its own share (the rest is the QEMUs'). Paths: the \
          mirrored primary screen, against the same screen asked as `&device=video0&head=0`, \
          which the mirror does not serve (a `screendump` per capture: today's engine, the \
-         baseline). Windows in the order screendump 8, mirror 8, mirror 16, screendump 16. \
+         baseline). Before a window each poller holds an `ETag`, and on the mirror its session \
+         runs already (the steady state of an open page: a session's start, one full update \
+         and one screendump, is not in the window). Windows in the order screendump 8, mirror 8, mirror 16, screendump 16. \
          Captures: the delta of `vgashot_screenshot_captures_total` over all VMs (the mirror \
          serves a still screen as unchanged, without a capture). The CPU tick is 10 ms per \
          process, so a figure within about 0.1 ms/s of zero, either sign, is noise. Goal: the \
@@ -301,6 +351,7 @@ fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: f64) ->
             "captures",
             "CPU s/s",
             "above idle ms per VM per s",
+            "of which the daemon",
             "ratio",
         ],
     );
@@ -310,13 +361,21 @@ fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: f64) ->
         "0".to_owned(),
         "—".to_owned(),
         "0".to_owned(),
-        format!("{floor:.4}"),
+        format!("{:.4}", floor.total),
+        "—".to_owned(),
         "—".to_owned(),
         "—".to_owned(),
     ]);
     let per_vm = |window: &Window| {
-        let rate = window.cpu.as_secs_f64() / window.elapsed.as_secs_f64();
-        (rate, (rate - floor) / window.vms as f64 * 1e3)
+        let seconds = window.elapsed.as_secs_f64();
+        let rate = window.cpu.as_secs_f64() / seconds;
+        let daemon = window.daemon_cpu.as_secs_f64() / seconds;
+        let vms = window.vms as f64;
+        (
+            rate,
+            (rate - floor.total) / vms * 1e3,
+            (daemon - floor.daemon) / vms * 1e3,
+        )
     };
     for vms in LEVELS {
         let find = |path| windows.iter().find(|w| w.path == path && w.vms == vms);
@@ -326,7 +385,7 @@ fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: f64) ->
         };
         let baseline = per_vm(dump).1;
         for window in [dump, mirror] {
-            let (rate, above) = per_vm(window);
+            let (rate, above, daemon) = per_vm(window);
             let name = match window.errors {
                 0 => path_name(window.path).to_owned(),
                 errors => format!("{} ({errors} failed)", path_name(window.path)),
@@ -342,6 +401,7 @@ fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: f64) ->
                 window.captures.to_string(),
                 format!("{rate:.4}"),
                 format!("{above:.3}"),
+                format!("{daemon:.3}"),
                 match window.path {
                     ScreenPath::Screendump => "—".to_owned(),
                     ScreenPath::Mirror => format!("{:.3}", above / baseline),
