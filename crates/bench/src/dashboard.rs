@@ -18,7 +18,8 @@
 //!    connection, ask once a second (phases spread over the second) for the 320 px JPEG
 //!    thumbnail with `If-None-Match` of the last `ETag`, as the web page does, for [`WINDOW`];
 //!    each poller makes one request before the window to hold an `ETag` (on the mirror, once
-//!    its screen was served from a running session: the steady state). Two paths: the
+//!    its screen was served from a running session and then once as unchanged: the steady
+//!    state). Two paths: the
 //!    mirrored primary screen (`?type=vga&format=jpeg&width=320`), and the same screen asked
 //!    as `&device=video0&head=0`, which the mirror does not serve: a `screendump` per
 //!    capture, today's engine, the baseline. Windows in the order screendump 8, mirror 8,
@@ -194,6 +195,27 @@ async fn wait_until_quiet(processes: &[i32]) -> Result {
     Ok(())
 }
 
+/// Asks for `url` of `name` every 300 ms until one answer is served as unchanged: a new
+/// session's first updates (QEMU sends the screen again at its first refresh) are over.
+async fn settle(socket: &Path, name: &str, url: &str) -> Result {
+    let label = format!("name=\"{name}\"");
+    let labels = [label.as_str()];
+    let unchanged = || metric(socket, "vgashot_screenshot_unchanged_total", &labels);
+    let started = Instant::now();
+    let mut connection = Connection::open(socket).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = unchanged().await?;
+        connection.get_if_none_match(url, None).await?;
+        if unchanged().await? > before {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!("{name}'s mirror never settled").into());
+        }
+    }
+}
+
 /// Asks for `name`'s primary screen until one answer came from its mirror (step 4).
 async fn mirror_screen(socket: &Path, name: &str) -> Result {
     let path = format!("/1.0/instances/{name}/console?type=vga");
@@ -241,13 +263,14 @@ async fn poll_window(
     // and the screendump that answers meanwhile, are not a still screen's steady cost).
     let mut pollers = Vec::new();
     for name in names {
-        if path == ScreenPath::Mirror {
-            mirror_screen(socket, name).await?;
-        }
         let url = format!(
             "/1.0/instances/{name}/console?type=vga{THUMBNAIL}{}",
             path.query()
         );
+        if path == ScreenPath::Mirror {
+            mirror_screen(socket, name).await?;
+            settle(socket, name, &url).await?;
+        }
         let mut connection = Connection::open(socket).await?;
         let reply = connection.get_if_none_match(&url, None).await?;
         if reply.status != 200 {
@@ -332,8 +355,8 @@ fn dashboard_section(windows: &[Window], before: f64, after: f64, floor: Idle) -
          mirrored primary screen, against the same screen asked as `&device=video0&head=0`, \
          which the mirror does not serve (a `screendump` per capture: today's engine, the \
          baseline). Before a window each poller holds an `ETag`, and on the mirror its session \
-         runs already (the steady state of an open page: a session's start, one full update \
-         and one screendump, is not in the window). Windows in the order screendump 8, mirror 8, mirror 16, screendump 16. \
+         runs already and has served the screen as unchanged (the steady state of an open page: \
+         a session's start, its first full updates and one screendump, is not in the window). Windows in the order screendump 8, mirror 8, mirror 16, screendump 16. \
          Captures: the delta of `vgashot_screenshot_captures_total` over all VMs (the mirror \
          serves a still screen as unchanged, without a capture). The CPU tick is 10 ms per \
          process, so a figure within about 0.1 ms/s of zero, either sign, is noise. Goal: the \
