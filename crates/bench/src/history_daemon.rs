@@ -29,8 +29,8 @@ use vgashot_instance_drivers::qemu::MIRROR_LINGER;
 
 use crate::Result;
 use crate::daemon::{
-    Connection, Daemon, PNG_MAGIC, call, cpu_time, create_vm, find_qemu_pid, release_binary,
-    set_config, wait_for_size,
+    Connection, Daemon, PNG_MAGIC, call, cpu_time, create_vm, find_qemu_pid, set_config,
+    wait_for_size,
 };
 use crate::report::Section;
 
@@ -83,8 +83,7 @@ const BYTES_INTRO: &str = "How fast the store grows with the default settings (a
 
 /// Measures both sections: the idle cost and the bytes per hour.
 pub async fn measure() -> Result<(Section, Section)> {
-    let mut daemon = Daemon::spawn(&release_binary()?)?;
-    daemon.wait_until_serving().await?;
+    let daemon = Daemon::start().await?;
     let idle = idle_cost(&daemon).await?;
     let bytes = bytes_per_hour(&daemon).await?;
     Ok((idle, bytes))
@@ -111,8 +110,7 @@ impl Windows {
 
 async fn idle_cost(daemon: &Daemon) -> Result<Section> {
     let socket = daemon.socket();
-    let image = STILL_FIXTURE.write_image(daemon.images.path())?;
-    create_vm(&socket, STILL, &[], Some(&image)).await?;
+    create_vm(daemon, STILL, Some(STILL_FIXTURE), &[]).await?;
     wait_for_size(&socket, STILL, STILL_FIXTURE.expected_size()).await?;
     let run = daemon.dir.path().join("run");
     let qemu = find_qemu_pid(&run).ok_or("the VM wrote no pid file")?;
@@ -200,30 +198,29 @@ async fn bytes_per_hour(daemon: &Daemon) -> Result<Section> {
             "ratio",
         ],
     );
-    let counter = Fixture::Counter.write_image(daemon.images.path())?;
     let screens = [
         BytesScreen {
             title: "SeaBIOS text console 720x400",
             vm: "text",
-            image: None,
+            fixture: None,
             size: (720, 400),
         },
         BytesScreen {
             title: "counter 640x400, 18 changes a second",
             vm: "counter",
-            image: Some(&counter),
+            fixture: Some(Fixture::Counter),
             size: Fixture::Counter.expected_size(),
         },
     ];
     for BytesScreen {
         title: screen,
         vm,
-        image,
+        fixture,
         size,
     } in screens
     {
         eprintln!("bench: history: bytes per hour of {vm}");
-        create_vm(&socket, vm, &[], image).await?;
+        create_vm(daemon, vm, fixture, &[]).await?;
         wait_for_size(&socket, vm, size).await?;
         wait_for_first_screenshot(&socket, vm).await?;
         wait_until_settled(&socket, vm).await?;
@@ -252,13 +249,13 @@ async fn bytes_per_hour(daemon: &Daemon) -> Result<Section> {
 }
 
 /// A screen whose history's growth is measured.
-struct BytesScreen<'a> {
+struct BytesScreen {
     /// Its row's name.
     title: &'static str,
     /// The VM's name.
     vm: &'static str,
     /// What it boots (`None`: nothing, SeaBIOS's text console).
-    image: Option<&'a Path>,
+    fixture: Option<Fixture>,
     /// Its screen's size once the guest has set its mode.
     size: (u32, u32),
 }

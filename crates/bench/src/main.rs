@@ -14,19 +14,28 @@
 //!    seccomp) against QEMU unconfined.
 //! 6. [`viewers`]: the release daemon under 1 to 500 concurrent clients of one screen, shared
 //!    captures against a capture per request, and what each costs QEMU (the guest) in CPU time.
-//! 7. [`history_store`] and [`history_daemon`]: the screen history's recording cost per frame
+//! 7. The VNC mirror of a screen against the screendump path, in the same daemon and run
+//!    ([`mirror_sections`]; `-- mirror` runs them alone): [`dashboard`] (many still screens
+//!    polled as the web page does, and the daemon's memory per mirrored screen), [`changes`]
+//!    (a changing screen streamed: frames, their cost, change-to-viewer latency) and
+//!    [`single_shot`] (one screenshot against QEMU's PNG). [`daemon`] is what they and
+//!    [`viewers`] share to drive the release daemon.
+//! 8. [`history_store`] and [`history_daemon`]: the screen history's recording cost per frame
 //!    against a plain screenshot, `at=` in a week against an hour, an idle VM with the history enabled
 //!    against disabled, and bytes per hour against keeping every PNG; `-- history` runs them alone.
 
 mod baseline;
+mod changes;
 mod confinement;
 mod daemon;
+mod dashboard;
 mod driver_latency;
 mod frame_latency;
 mod history_daemon;
 mod history_store;
 mod qmp_latency;
 mod report;
+mod single_shot;
 mod stats;
 mod viewers;
 
@@ -64,6 +73,10 @@ async fn run() -> Result {
             let (qemu_version, sections) = history().await?;
             Some((qemu_version, sections))
         }
+        Some("mirror") => {
+            print!("{}", mirror_sections(None).await?.markdown());
+            return Ok(());
+        }
         _ => None,
     };
     if let Some((qemu_version, sections)) = alone {
@@ -85,6 +98,12 @@ async fn run() -> Result {
     let (viewers, guest_impact) = viewers::measure().await?;
     report.push(viewers);
     report.push(guest_impact);
+    let mut report = mirror_sections(Some(report)).await?;
+    eprintln!(
+        "bench: measured so far:
+{}",
+        report.markdown()
+    );
     for section in history().await?.1 {
         report.push(section);
     }
@@ -103,6 +122,22 @@ async fn history() -> Result<(String, Vec<Section>)> {
     let lookup = history_store::measure_lookup().await?;
     let (idle, bytes) = history_daemon::measure().await?;
     Ok((qemu_version, vec![recording, lookup, idle, bytes]))
+}
+
+/// The mirror's sections, added to `report` (or to a new one); the figures so far are printed
+/// after each part, for a run interrupted in the next.
+async fn mirror_sections(report: Option<Report>) -> Result<Report> {
+    let (qemu_version, single) = single_shot::measure().await?;
+    let mut report = report.unwrap_or_else(|| Report::new(qemu_version, Accel::detect()));
+    report.push(single);
+    let (dashboard, memory) = dashboard::measure().await?;
+    report.push(dashboard);
+    report.push(memory);
+    eprintln!("bench: measured so far:\n{}", report.markdown());
+    let (streaming, latency) = changes::measure().await?;
+    report.push(streaming);
+    report.push(latency);
+    Ok(report)
 }
 
 /// Runs `capture` and, past the warm-up rounds, records how long it took.

@@ -17,7 +17,7 @@
 //!    with SIGTERM (the VM keeps running), this process re-attaches to the same VM with the qemu
 //!    driver, and the same numbers of clients each loop on `console_screenshot`, which always
 //!    takes a capture of its own. See [`INTRO`] for why that is the honest choice.
-//! 5. Whatever happens, [`Daemon`]'s `Drop` (in [`crate::daemon`]) kills the daemon and every QEMU whose pid file lies
+//! 5. Whatever happens, [`Daemon`]'s `Drop` kills the daemon and every QEMU whose pid file lies
 //!    under its directory.
 
 use std::path::{Path, PathBuf};
@@ -33,8 +33,8 @@ use vgashot_instance_drivers::{
 
 use crate::Result;
 use crate::daemon::{
-    Connection, Daemon, PNG_MAGIC, cpu_time, create_vm, find_qemu_pid, release_binary, set_config,
-    wait_for_size,
+    Connection, Daemon, PNG_MAGIC, cpu_time, create_vm, find_qemu_pid, metric, png_size, rss_kib,
+    set_config,
 };
 use crate::report::Section;
 use crate::stats::Samples;
@@ -88,12 +88,10 @@ const GUEST_INTRO: &str = "What viewers cost the guest: QEMU's own CPU time (uti
 
 /// Measures both sections: the many-viewers table and the guest impact.
 pub async fn measure() -> Result<(Section, Section)> {
-    let mut daemon = Daemon::spawn(&release_binary()?)?;
+    let mut daemon = Daemon::start().await?;
     let socket = daemon.socket();
-    daemon.wait_until_serving().await?;
-    let image = Fixture::Counter.write_image(daemon.images.path())?;
-    create_vm(&socket, VM, &[], Some(&image)).await?;
-    wait_for_size(&socket, VM, Fixture::Counter.expected_size()).await?;
+    create_vm(&daemon, VM, Some(Fixture::Counter), &[]).await?;
+    wait_for_counter(&socket).await?;
     let qemu = find_qemu_pid(&daemon.dir.path().join("run")).ok_or("the VM wrote no pid file")?;
     let target = Target::Daemon {
         socket: socket.clone(),
@@ -111,7 +109,7 @@ pub async fn measure() -> Result<(Section, Section)> {
         eprintln!("bench: viewers: min_interval default, {clients} clients");
         shared.push(run_level(&target, clients, qemu).await?);
     }
-    set_config(&socket, VM, "console.screenshot.min_interval", "0").await?;
+    set_min_interval(&socket, "0").await?;
     let mut on_demand = Vec::new();
     for clients in LEVELS {
         eprintln!("bench: viewers: min_interval 0, {clients} clients");
@@ -440,30 +438,29 @@ async fn peak_rss(pid: u32, sampling: Arc<AtomicBool>) -> u64 {
     peak.max(rss_kib(pid).unwrap_or(0))
 }
 
-/// Process `pid`'s resident memory, in KiB (`VmRSS` of `/proc/PID/status`).
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+/// Polls the screenshot until it has the counter's size (QEMU shows a placeholder before).
+async fn wait_for_counter(socket: &Path) -> Result {
+    let started = Instant::now();
+    loop {
+        let mut connection = Connection::open(socket).await?;
+        let reply = connection.exchange("GET", SCREENSHOT, None).await?;
+        if reply.status == 200 && png_size(&reply.body) == Some(Fixture::Counter.expected_size()) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err("the counter never appeared on the VM's screen".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets the VM's `console.screenshot.min_interval`, keeping the rest of its configuration.
+async fn set_min_interval(socket: &Path, value: &str) -> Result {
+    set_config(socket, VM, "console.screenshot.min_interval", value).await
 }
 
 /// `vgashot_screenshot_captures_total` of the VM, from `GET /1.0/metrics`.
 async fn captures(socket: &Path) -> Result<u64> {
-    let reply = Connection::open(socket)
-        .await?
-        .exchange("GET", "/1.0/metrics", None)
-        .await?;
-    let text = String::from_utf8(reply.body)?;
-    let prefix = format!("vgashot_screenshot_captures_total{{project=\"default\",name=\"{VM}\"}} ");
-    let value = text
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .ok_or_else(|| format!("no {prefix}in the metrics"))?;
-    Ok(value.trim().parse()?)
+    let name = format!("name=\"{VM}\"");
+    metric(socket, "vgashot_screenshot_captures_total", &[&name]).await
 }
