@@ -371,7 +371,7 @@ fn final_screens_are_pinned_and_a_crash_pins_the_last_recorded() {
         Err(HistoryError::NothingRecorded)
     ));
     let panicked = TimedFrame {
-        frame: frame(7),
+        frame: std::sync::Arc::new(frame(7)),
         captured_at: at(5),
         origin: FrameOrigin::Screendump,
         version: None,

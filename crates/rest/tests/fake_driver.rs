@@ -91,7 +91,7 @@ impl FrameSource for FakeInstance {
                 .ok_or_else(|| SourceError::Failed("nothing scripted".into()))?,
         };
         Ok(TimedFrame {
-            frame,
+            frame: Arc::new(frame),
             captured_at: SystemTime::now(),
             origin: FrameOrigin::Screendump,
             version: None,

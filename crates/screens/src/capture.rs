@@ -44,7 +44,7 @@ impl Capture {
     /// renderings and `changed_at` are kept: nothing is encoded again for pixels that did not
     /// change.
     pub(crate) fn new(
-        (frame, hash, version): (Frame, PixelHash, Option<FrameVersion>),
+        (frame, hash, version): (Arc<Frame>, PixelHash, Option<FrameVersion>),
         captured_at: SystemTime,
         taken: Instant,
         previous: Option<Previous>,
@@ -55,7 +55,7 @@ impl Capture {
             None => (captured_at, Arc::default()),
         };
         Self {
-            frame: Arc::new(frame),
+            frame,
             hash,
             captured_at,
             changed_at,

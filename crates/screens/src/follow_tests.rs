@@ -65,7 +65,7 @@ impl FrameSource for Painted {
         self.captures.fetch_add(1, Ordering::SeqCst);
         let grey = self.grey.load(Ordering::SeqCst);
         Ok(TimedFrame {
-            frame: Frame::new(2, 1, vec![grey; 6]).unwrap(),
+            frame: Arc::new(Frame::new(2, 1, vec![grey; 6]).unwrap()),
             captured_at: SystemTime::UNIX_EPOCH,
             origin: FrameOrigin::Mirror,
             version: None,

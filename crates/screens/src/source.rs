@@ -17,6 +17,7 @@
 //!    again, so a still mirrored screen costs nothing however often it is asked for.
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -85,8 +86,9 @@ impl Displays {
 /// A frame and when it was taken.
 #[derive(Debug, Clone)]
 pub struct TimedFrame {
-    /// The pixels.
-    pub frame: Frame,
+    /// The pixels, shared with the source when it keeps them (a mirror's picture is not
+    /// copied for a capture).
+    pub frame: Arc<Frame>,
     /// When the source took them (`Date`-like wall time, for `Last-Modified`).
     pub captured_at: SystemTime,
     /// How the source got them.

@@ -75,7 +75,7 @@ impl FrameSource for Scripted {
             }
         };
         Ok(TimedFrame {
-            frame: Frame::new(4, 2, vec![grey; 24]).unwrap(),
+            frame: Arc::new(Frame::new(4, 2, vec![grey; 24]).unwrap()),
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(call as u64),
             origin: FrameOrigin::Screendump,
             version: *self.version.lock().unwrap(),

@@ -18,6 +18,7 @@
 //!    meaning; anything else is [`SourceError::Failed`] with the [`DriverError`] inside, which
 //!    the REST layer can downcast for its status.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -127,7 +128,7 @@ impl QemuInstance {
             .await
             .map_err(source_error)?;
         Ok(TimedFrame {
-            frame,
+            frame: Arc::new(frame),
             captured_at,
             origin: FrameOrigin::Screendump,
             version: None,

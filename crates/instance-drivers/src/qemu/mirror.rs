@@ -186,16 +186,17 @@ impl Drop for Mirror {
 }
 
 impl Mirror {
-    /// The mirrored picture and its version, if a session has one; either way a session is
-    /// wanted from now on (step 4): one is started if none runs (and none failed lately).
+    /// The mirrored picture (shared, not copied) and its version, if a session has one; either
+    /// way a session is wanted from now on (step 4): one is started if none runs (and none
+    /// failed lately).
     pub(crate) fn picture(
         &self,
         spec: impl FnOnce() -> Option<SessionSpec>,
-    ) -> Option<(Frame, FrameVersion)> {
+    ) -> Option<(Arc<Frame>, FrameVersion)> {
         let live = self.live(spec)?;
         *lock(&live.last_demand) = Instant::now();
         let (picture, generation) = lock(&live.picture).clone()?;
-        Some((Frame::clone(&picture), live.version(generation)))
+        Some((picture, live.version(generation)))
     }
 
     /// The version of the running session's picture, if it has one, without copying it; a
