@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vgashot_client::Client;
+use vgashot_client::{Client, ClientError};
 use vgashot_fixtures::Fixture;
 use vgashot_incus_wire::InstanceStatePut;
 
@@ -188,12 +188,14 @@ impl Daemon {
             let _ = client
                 .change_state(&instance.name, &InstanceStatePut::forced_stop(), None)
                 .await;
-            if let Err(error) = client.delete_instance(&instance.name, None).await {
-                eprintln!(
+            // An ephemeral instance is gone once stopped: a 404 is fine here.
+            match client.delete_instance(&instance.name, None).await {
+                Ok(()) | Err(ClientError::Api { status: 404, .. }) => {}
+                Err(error) => eprintln!(
                     "xtask: cannot delete {}: {}",
                     instance.name,
                     vgashot_rest::describe(&error)
-                );
+                ),
             }
         }
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
