@@ -129,6 +129,9 @@ struct Live {
     interest: Arc<()>,
     /// When a screenshot last asked for the picture.
     last_demand: Mutex<Instant>,
+    /// The instance's minimum interval now (step 3): a change of its configuration paces the
+    /// running session from its next request on.
+    period: Mutex<Duration>,
     /// The QEMU it mirrors: a session of a QEMU that has gone is not reused.
     qmp: Qmp,
     /// Set when the mirror goes (its instance was dropped): nobody will ask again.
@@ -165,7 +168,8 @@ pub(crate) struct SessionSpec {
     pub qmp: Qmp,
     /// The driver's `max_screen_pixels`.
     pub max_pixels: u64,
-    /// The instance's minimum interval (raised to [`MIN_PERIOD`]).
+    /// The instance's minimum interval when the session starts (raised to [`MIN_PERIOD`]);
+    /// [`Mirror::set_period`] changes it.
     pub period: Duration,
 }
 
@@ -211,6 +215,13 @@ impl Mirror {
         Some(live.version(generation))
     }
 
+    /// Paces the running session, if any, by the instance's new minimum interval.
+    pub(crate) fn set_period(&self, period: Duration) {
+        if let Some(live) = &lock(&self.state).live {
+            *lock(&live.period) = period;
+        }
+    }
+
     /// A change feed of the primary screen for a follower, starting a session if needed.
     pub(crate) fn feed(&self, spec: impl FnOnce() -> Option<SessionSpec>) -> Option<ChangeFeed> {
         let live = self.live(spec)?;
@@ -245,6 +256,7 @@ impl Mirror {
             changes: watch::Sender::new(0),
             interest: Arc::new(()),
             last_demand: Mutex::new(Instant::now()),
+            period: Mutex::new(spec.period),
             qmp: spec.qmp.clone(),
             abandoned: AtomicBool::new(false),
         });
@@ -310,7 +322,6 @@ impl std::fmt::Display for ErrorChain<'_> {
 async fn run(spec: &SessionSpec, live: &Live) -> Result<(), MirrorError> {
     let mut session = connect(spec).await?;
     session.request_update(false).await?;
-    let period = spec.period.max(MIN_PERIOD);
     let mut last_request = Instant::now();
     let mut completeness = Completeness::default();
     loop {
@@ -339,6 +350,7 @@ async fn run(spec: &SessionSpec, live: &Live) -> Result<(), MirrorError> {
             }
         }
         if !session.pending() {
+            let period = lock(&live.period).max(MIN_PERIOD);
             if period > MIN_PERIOD {
                 tokio::time::sleep_until(last_request + period).await;
             }

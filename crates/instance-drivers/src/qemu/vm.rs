@@ -42,7 +42,7 @@ use crate::error::{DriverError, Result};
 use crate::instance::{
     Instance, InstanceState, InstanceStatus, ResourceUsage, Screenshot, ScreenshotOptions,
 };
-use crate::qemu::cmdline::carry_formats;
+use crate::qemu::cmdline::{carry_formats, screenshot_min_interval};
 use crate::qemu::console::{ConsoleLog, RING_BYTES};
 use crate::qemu::ending::{Ending, FinalFrame, keep_final_frame};
 use crate::qemu::serial::SerialConsole;
@@ -556,6 +556,9 @@ impl Instance for QemuInstance {
             .store
             .update(&updated)
             .map_err(DriverError::Store)?;
+        if let Ok(period) = screenshot_min_interval(&updated) {
+            self.mirror.set_period(period);
+        }
         *self.definition.write_unpoisoned() = updated;
         Ok(())
     }
