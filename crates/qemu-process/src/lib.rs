@@ -359,7 +359,7 @@ impl Launch {
         self.runtime_dir.join(PID_FILE)
     }
 
-    /// Starts QEMU as our child and waits until its QMP socket exists.
+    /// Starts QEMU as our child and waits until it listens on its QMP socket.
     pub async fn spawn(mut self) -> Result<QemuProcess, LaunchError> {
         let child = self
             .prepare(&[])
@@ -565,6 +565,10 @@ impl QemuProcess {
         self.child.try_wait().map_err(LaunchError::Wait)
     }
 
+    /// Waits until QEMU listens on its QMP socket. The file exists from QEMU's `bind`, a moment
+    /// before its `listen`, when a connection is still refused: so the socket is listening once
+    /// a connection is accepted. That probe is QMP's first client, which leaves at once; QEMU
+    /// then takes the next.
     async fn wait_for_socket(&mut self, bound: Duration) -> Result<(), LaunchError> {
         let started = Instant::now();
         loop {
@@ -574,7 +578,10 @@ impl QemuProcess {
                     log: self.log_tail(),
                 });
             }
-            if self.qmp_socket.exists() {
+            if tokio::net::UnixStream::connect(&self.qmp_socket)
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             if started.elapsed() > bound {
